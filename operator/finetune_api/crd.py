@@ -1,0 +1,242 @@
+"""Generate the FineTuneJob CustomResourceDefinition from the pydantic models.
+
+The OpenAPI schema is derived from ``FineTuneJobSpec`` / ``FineTuneJobStatus`` (types, enums,
+ranges, defaults, descriptions); the cross-field and immutability rules are CEL
+``x-kubernetes-validations`` declared here, mirroring the pydantic validators.
+
+    python -m finetune_api.crd            # print the CRD YAML
+    python -m finetune_api.crd --write    # rewrite crds/ and the Helm chart's crds/
+"""
+
+import argparse
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import API_VERSION, CATEGORIES, GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION
+from .resource import FineTuneJobSpec, FineTuneJobStatus
+
+CRD_FILENAME = f"{GROUP}_{PLURAL}.yaml"
+
+# Everything in spec but these is immutable once the FineTuneJob exists.
+MUTABLE_SPEC_FIELDS = {"suspend", "ttlSecondsAfterFinished"}
+
+SPEC_RULES: list[dict[str, str]] = [
+    {
+        "rule": "self.method != 'dpo' || self.dataset.format in ['auto', 'preference']",
+        "message": "method dpo needs a preference dataset (prompt/chosen/rejected): set dataset.format to preference or auto, or use method sft",
+        "fieldPath": ".dataset.format",
+        "reason": "FieldValueInvalid",
+    },
+    {
+        "rule": "self.method != 'classification' || self.dataset.format in ['auto', 'classification']",
+        "message": "method classification needs text/label data: set dataset.format to classification or auto",
+        "fieldPath": ".dataset.format",
+        "reason": "FieldValueInvalid",
+    },
+    {
+        "rule": "self.method != 'sft' || !(self.dataset.format in ['preference', 'classification'])",
+        "message": "method sft cannot train on preference or classification data: use method dpo or classification",
+        "fieldPath": ".dataset.format",
+        "reason": "FieldValueInvalid",
+    },
+    {
+        "rule": "!has(self.dataset.labels) || self.method == 'classification'",
+        "message": "dataset.labels is only used by method classification",
+        "fieldPath": ".dataset.labels",
+        "reason": "FieldValueForbidden",
+    },
+    {
+        "rule": "!has(self.resources.gpuProduct) || self.resources.gpus >= 1",
+        "message": "resources.gpuProduct needs resources.gpus >= 1",
+        "fieldPath": ".resources.gpuProduct",
+        "reason": "FieldValueInvalid",
+    },
+]
+
+PEFT_RULES = [
+    {
+        "rule": "!has(self.quantization) || self.type == 'qlora'",
+        "message": "peft.quantization (4-bit settings) is only valid with peft.type qlora",
+        "fieldPath": ".quantization",
+        "reason": "FieldValueForbidden",
+    },
+]
+
+TRAINING_RULES = [
+    {
+        "rule": "!(has(self.epochs) && has(self.maxSteps))",
+        "message": "set exactly one of training.epochs and training.maxSteps (with neither, 3 epochs are run)",
+        "reason": "FieldValueInvalid",
+    },
+]
+
+
+def immutability_rule(field: str) -> dict[str, str]:
+    """A transition rule that refuses adding, removing or changing ``spec.<field>``."""
+    return {
+        "rule": f"has(self.{field}) == has(oldSelf.{field}) && (!has(self.{field}) || self.{field} == oldSelf.{field})",
+        "message": f"spec.{field} is immutable once the FineTuneJob is created; create a new FineTuneJob instead",
+        "fieldPath": f".{field}",
+        "reason": "FieldValueForbidden",
+    }
+
+
+def _structural(node: Any, defs: dict[str, Any]) -> Any:
+    """Turn pydantic's JSON Schema into a Kubernetes structural schema."""
+    if isinstance(node, list):
+        return [_structural(item, defs) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = dict(node)
+    if "$ref" in node:
+        target = copy.deepcopy(defs[node.pop("$ref").split("/")[-1]])
+        target.update(node)  # field-level description/default win over the type's
+        node = target
+    any_of = node.pop("anyOf", None)
+    if any_of is not None:
+        branches = [b for b in any_of if b != {"type": "null"}]
+        if len(branches) != 1:
+            raise ValueError(f"unsupported union in schema: {any_of}")
+        merged = dict(branches[0])
+        merged.update(node)
+        node = merged
+        if node.get("default", 0) is None:
+            del node["default"]
+        return _structural(node, defs)
+    node.pop("title", None)
+    if node.get("additionalProperties") is False:
+        del node["additionalProperties"]
+    if "const" in node:
+        node["enum"] = [node.pop("const")]
+    for bound, key in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        if isinstance(node.get(bound), (int, float)) and not isinstance(node.get(bound), bool):
+            node[key] = node.pop(bound)
+            node[bound] = True
+    if node.get("type") == "object" and "properties" not in node and node.get("additionalProperties") in (True, None):
+        node.pop("additionalProperties", None)
+        node["x-kubernetes-preserve-unknown-fields"] = True
+    if node.get("type") == "object" and isinstance(node.get("default"), dict) and "properties" in node:
+        node["default"] = {}  # let the server cascade the nested defaults
+    if node.get("default") in ({}, []) and "properties" not in node:
+        del node["default"]  # empty collections: absent means empty
+    out = {}
+    for key, value in node.items():
+        if key == "properties":
+            out[key] = {name: _structural(prop, defs) for name, prop in value.items()}
+        elif key in ("items", "additionalProperties"):
+            out[key] = _structural(value, defs)
+        else:
+            out[key] = value
+    return out
+
+
+def _schema_of(model: type) -> dict[str, Any]:
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    defs = raw.pop("$defs", {})
+    return _structural(raw, defs)
+
+
+def spec_schema() -> dict[str, Any]:
+    schema = _schema_of(FineTuneJobSpec)
+    props = schema["properties"]
+    props["peft"]["x-kubernetes-validations"] = PEFT_RULES
+    props["training"]["x-kubernetes-validations"] = TRAINING_RULES
+    immutable = sorted(set(props) - MUTABLE_SPEC_FIELDS)
+    schema["x-kubernetes-validations"] = SPEC_RULES + [immutability_rule(f) for f in immutable]
+    return schema
+
+
+def status_schema() -> dict[str, Any]:
+    schema = _schema_of(FineTuneJobStatus)
+    conditions = schema["properties"]["conditions"]
+    conditions["x-kubernetes-list-type"] = "map"
+    conditions["x-kubernetes-list-map-keys"] = ["type"]
+    return schema
+
+
+PRINTER_COLUMNS = [
+    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+    {"name": "Model", "type": "string", "jsonPath": ".spec.model.source"},
+    {"name": "Method", "type": "string", "jsonPath": ".spec.method"},
+    {"name": "Progress", "type": "string", "jsonPath": ".status.progress.percent", "description": "Percent of training steps done"},
+    {"name": "Loss", "type": "number", "jsonPath": ".status.progress.loss"},
+    {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1},
+    {"name": "Job", "type": "string", "jsonPath": ".status.jobName", "priority": 1},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+
+def build_crd() -> dict[str, Any]:
+    """The FineTuneJob CRD as a dict."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{PLURAL}.{GROUP}", "labels": {"app.kubernetes.io/part-of": "finetune-operator"}},
+        "spec": {
+            "group": GROUP,
+            "names": {
+                "kind": KIND,
+                "listKind": f"{KIND}List",
+                "plural": PLURAL,
+                "singular": SINGULAR,
+                "shortNames": SHORT_NAMES,
+                "categories": CATEGORIES,
+            },
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": PRINTER_COLUMNS,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": f"{KIND} ({API_VERSION}) fine-tunes a base model with LoRA/QLoRA as a batch Job and reports the outcome in its status.",
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": spec_schema(),
+                                "status": status_schema(),
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def render_crd() -> str:
+    header = "# Generated by `python -m finetune_api.crd --write` from operator/finetune_api. Do not edit.\n"
+    return header + yaml.safe_dump(build_crd(), sort_keys=False, width=120)
+
+
+def crd_paths(repo_root: Path) -> list[Path]:
+    """The two copies of the CRD: the top-level crds/ and the Helm chart's crds/."""
+    return [repo_root / "crds" / CRD_FILENAME, repo_root / "charts" / "finetune-operator" / "crds" / CRD_FILENAME]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--write", action="store_true", help="write crds/ and the chart's crds/")
+    parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[2], help="repository root")
+    args = parser.parse_args()
+    text = render_crd()
+    if not args.write:
+        print(text, end="")
+        return
+    for path in crd_paths(args.root):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
