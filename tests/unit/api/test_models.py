@@ -1,0 +1,95 @@
+"""The shared API models: seed-chapter defaults, cross-field rules, wire format."""
+
+import json
+
+import pytest
+from pydantic import ValidationError
+
+from finetune_api.protocol import TERMINATION_MESSAGE_LIMIT, TrainerSummary
+from finetune_api.resource import FineTuneJobSpec
+from finetune_api.training import Method, PeftType, TrainerConfig
+
+MINIMAL = {
+    "model": {"source": "builtin:smollm2-135m-instruct"},
+    "dataset": {"source": "pvc://datasets/train.jsonl"},
+    "output": {"pvc": "artifacts"},
+}
+
+
+def spec(**overrides) -> FineTuneJobSpec:
+    return FineTuneJobSpec.model_validate({**MINIMAL, **overrides})
+
+
+def test_defaults_follow_the_seed_chapters():
+    s = spec()
+    assert s.method is Method.SFT
+    assert (s.peft.type, s.peft.r, s.peft.alpha, s.peft.dropout) == (PeftType.LORA, 16, 32, 0.1)
+    assert s.peft.target_modules == ["q_proj", "k_proj", "v_proj", "o_proj"]
+    t = s.training
+    assert (t.learning_rate, t.lr_scheduler, t.warmup_ratio) == (2e-4, "cosine", 0.03)
+    assert (t.batch_size, t.gradient_accumulation_steps, t.effective_epochs) == (4, 4, 3.0)
+    assert (t.optimizer, t.max_grad_norm, t.gradient_checkpointing) == ("paged_adamw_8bit", 0.3, True)
+    assert s.backoff_limit == 0
+    assert s.dataset.min_records == 10
+
+
+def test_qlora_gets_4bit_nf4_double_quant_by_default():
+    q = spec(peft={"type": "qlora"}).peft.quantization
+    assert (q.bits, q.quant_type, q.double_quant, q.compute_dtype) == (4, "nf4", True, "auto")
+
+
+def test_quantization_with_plain_lora_is_refused():
+    with pytest.raises(ValidationError, match="only valid with peft.type: qlora"):
+        spec(peft={"type": "lora", "quantization": {}})
+
+
+def test_epochs_and_max_steps_are_exclusive():
+    with pytest.raises(ValidationError, match="at most one of training.epochs and training.maxSteps"):
+        spec(training={"epochs": 2, "maxSteps": 10})
+    assert spec(training={"maxSteps": 10}).training.max_steps == 10
+
+
+@pytest.mark.parametrize(
+    "method, fmt, fragment",
+    [("dpo", "chat", "use method sft"), ("classification", "alpaca", "text/label"), ("sft", "preference", "use method dpo")],
+)
+def test_method_and_dataset_format_must_fit(method, fmt, fragment):
+    with pytest.raises(ValidationError, match=fragment):
+        spec(method=method, dataset={"source": "/data/x.jsonl", "format": fmt})
+
+
+def test_unknown_fields_are_refused_with_their_name():
+    with pytest.raises(ValidationError) as err:
+        spec(training={"learningRat": 0.1})
+    assert "learningRat" in str(err.value)
+
+
+def test_sources_must_use_a_known_scheme():
+    with pytest.raises(ValidationError, match="model.source"):
+        spec(model={"source": "s3://bucket/model"})
+
+
+def test_wire_format_is_camel_case_and_round_trips():
+    s = spec(training={"maxSteps": 5, "learningRate": 1e-4})
+    wire = s.to_wire()
+    assert wire["training"]["maxSteps"] == 5 and "max_steps" not in wire["training"]
+    assert FineTuneJobSpec.model_validate(wire) == s
+
+
+def test_trainer_config_reads_what_the_operator_writes():
+    cfg = TrainerConfig.model_validate(
+        {
+            "model": {"source": "/mnt/pvc/models/llama"},
+            "dataset": {"source": "/mnt/pvc/data/train.jsonl"},
+            "output": {"dir": "/mnt/pvc/out/ns/job"},
+        }
+    )
+    assert cfg.reporting.termination_message_path == "/dev/termination-log"
+    assert TrainerConfig.model_validate_json(json.dumps(cfg.to_wire())) == cfg
+
+
+def test_termination_message_fits_the_kubelet_limit():
+    summary = TrainerSummary(outcome="failed", reason="InvalidData", message="x" * 2048, metrics={f"m{i}": i for i in range(120)})
+    text = summary.to_termination_message()
+    assert len(text.encode()) <= TERMINATION_MESSAGE_LIMIT
+    assert json.loads(text)["reason"] == "InvalidData"
