@@ -1,0 +1,92 @@
+"""finetune-devcluster up|down|env|build: the local cluster by hand."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import time
+from pathlib import Path
+
+from . import binaries
+from .cluster import DevCluster
+
+DEFAULT_WORKDIR = Path("/tmp/finetune-devcluster")
+
+
+def _env_lines(workdir: Path) -> str:
+    return f"export KUBECONFIG={workdir / 'admin.kubeconfig'}\nexport PATH={binaries.bin_dir()}:$PATH"
+
+
+def up(workdir: Path, with_local_runner: bool, fake_gpus: int) -> None:
+    """Run the cluster in the foreground until SIGINT/SIGTERM."""
+    pidfile = workdir / "devcluster.pid"
+    workdir.mkdir(parents=True, exist_ok=True)
+    if pidfile.exists() and Path(f"/proc/{pidfile.read_text().strip()}").exists():
+        raise SystemExit(f"a devcluster already runs from {workdir} (pid {pidfile.read_text().strip()})")
+    stop = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    dev = DevCluster(workdir)
+    t0 = time.monotonic()
+    dev.start()
+    try:
+        if with_local_runner:
+            dev.start_local_runner(fake_gpus=fake_gpus)
+        pidfile.write_text(str(os.getpid()))
+        print(f"devcluster ready in {time.monotonic() - t0:.1f}s at {dev.server}; logs in {workdir / 'logs'}")
+        print(_env_lines(workdir), flush=True)
+        while not stop:
+            for proc in dev.control_plane.procs + [p for p in (dev.kwok, dev.local_runner) if p]:
+                proc.check_alive()
+            time.sleep(1)
+    finally:
+        print("stopping devcluster", flush=True)
+        dev.stop()
+        pidfile.unlink(missing_ok=True)
+
+
+def down(workdir: Path, timeout: float = 60.0) -> None:
+    """SIGTERM the `up` process of workdir and wait for it to exit."""
+    pidfile = workdir / "devcluster.pid"
+    if not pidfile.exists():
+        raise SystemExit(f"no devcluster running from {workdir}")
+    pid = int(pidfile.read_text())
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pidfile.unlink(missing_ok=True)
+        return
+    deadline = time.monotonic() + timeout
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="finetune-devcluster", description=__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p_up = sub.add_parser("up", help="start the cluster in the foreground (Ctrl-C stops it)")
+    p_up.add_argument("--with-local-runner", action="store_true", help="add the node that runs pods locally")
+    p_up.add_argument("--fake-gpus", type=int, default=1, help="nvidia.com/gpu advertised by the local runner")
+    for p in (p_up, sub.add_parser("down", help="stop a cluster started by `up`"),
+              sub.add_parser("env", help="print shell exports for kubectl/helm")):
+        p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    sub.add_parser("build", help="build the pinned binaries (hack/build-k8s-binaries.sh)")
+    args = parser.parse_args(argv)
+    if args.cmd == "up":
+        up(args.workdir.resolve(), args.with_local_runner, args.fake_gpus)
+    elif args.cmd == "down":
+        down(args.workdir.resolve())
+    elif args.cmd == "env":
+        print(_env_lines(args.workdir.resolve()))
+    else:
+        binaries.build()
+
+
+if __name__ == "__main__":
+    main()

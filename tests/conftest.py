@@ -1,0 +1,1 @@
+pytest_plugins = ["finetune_devcluster.pytest_plugin"]
