@@ -423,11 +423,15 @@ def exec_in_namespace(spec_path: str) -> None:
     """Inside `unshare --mount`: bind-mount the volumes, chdir, exec the command (same pid)."""
     spec = json.loads(Path(spec_path).read_text())
     libc = ctypes.CDLL(None, use_errno=True)
-    for src, dst, read_only in spec["mounts"]:  # the agent made the mount points
+    # Hold every source open first: a mount (say an emptyDir on /tmp) may hide a later source's path.
+    sources = [os.open(src, os.O_PATH) for src, _, _ in spec["mounts"]]
+    for fd, (src, dst, read_only) in zip(sources, spec["mounts"], strict=True):  # the agent made the mount points
         flags = [MS_BIND | MS_REC] + ([MS_REMOUNT | MS_BIND | MS_RDONLY] if read_only else [])
         for i, flag in enumerate(flags):
-            if libc.mount(src.encode() if i == 0 else None, dst.encode(), None, flag, None) != 0:
+            if libc.mount(f"/proc/self/fd/{fd}".encode() if i == 0 else None, dst.encode(), None, flag, None) != 0:
                 raise OSError(ctypes.get_errno(), f"mount {src} on {dst}: {os.strerror(ctypes.get_errno())}")
+    for fd in sources:
+        os.close(fd)
     os.makedirs(spec["cwd"], exist_ok=True)
     os.chdir(spec["cwd"])
     os.execvpe(spec["argv"][0], spec["argv"], spec["env"])
