@@ -10,10 +10,12 @@ ranges, defaults, descriptions); the cross-field and immutability rules are CEL
 
 import argparse
 import copy
+import typing
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
 from . import API_VERSION, CATEGORIES, GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION
 from .resource import FineTuneJobSpec, FineTuneJobStatus
@@ -62,6 +64,15 @@ PEFT_RULES = [
         "message": "peft.quantization (4-bit settings) is only valid with peft.type qlora",
         "fieldPath": ".quantization",
         "reason": "FieldValueForbidden",
+    },
+]
+
+OUTPUT_RULES = [
+    {
+        "rule": "!has(self.path) || !self.path.matches('(^|/)[.][.]?(/|$)')",
+        "message": "output.path must not contain '.' or '..' segments",
+        "fieldPath": ".path",
+        "reason": "FieldValueInvalid",
     },
 ]
 
@@ -133,10 +144,42 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
     return out
 
 
-def _schema_of(model: type) -> dict[str, Any]:
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model in ``X`` or ``X | None``, if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return None
+
+
+def _factory_defaults(model: type[BaseModel], schema: dict[str, Any]) -> None:
+    """pydantic leaves ``default_factory`` defaults out of the JSON Schema. A nested object built
+    by a factory (``peft: PeftSpec = Field(default_factory=PeftSpec)``) gets ``default: {}`` so
+    the API server creates it and cascades its members' defaults (and CEL rules can use it)."""
+    props = schema.get("properties") or {}
+    for name, field in model.model_fields.items():
+        prop = props.get(field.alias or name)
+        if prop is None:
+            continue
+        nested = _nested_model(field.annotation)
+        if field.default_factory is not None and nested is not None and "properties" in prop:
+            prop["default"] = {}
+        elif field.default_factory is not None and "default" not in prop:
+            value = field.default_factory()  # type: ignore[call-arg]
+            if value and isinstance(value, (list, dict)):
+                prop["default"] = copy.deepcopy(value)  # e.g. peft.targetModules
+        if nested is not None:
+            _factory_defaults(nested, prop)
+
+
+def _schema_of(model: type[BaseModel]) -> dict[str, Any]:
     raw = model.model_json_schema(by_alias=True, mode="validation")
     defs = raw.pop("$defs", {})
-    return _structural(raw, defs)
+    schema = _structural(raw, defs)
+    _factory_defaults(model, schema)
+    return schema
 
 
 def spec_schema() -> dict[str, Any]:
@@ -144,6 +187,7 @@ def spec_schema() -> dict[str, Any]:
     props = schema["properties"]
     props["peft"]["x-kubernetes-validations"] = PEFT_RULES
     props["training"]["x-kubernetes-validations"] = TRAINING_RULES
+    props["output"]["x-kubernetes-validations"] = OUTPUT_RULES
     immutable = sorted(set(props) - MUTABLE_SPEC_FIELDS)
     schema["x-kubernetes-validations"] = SPEC_RULES + [immutability_rule(f) for f in immutable]
     return schema

@@ -72,6 +72,11 @@ class ModelSpec(ApiModel):
     """Secret holding a Hub access token, exposed to the trainer as `HF_TOKEN`."""
     trust_remote_code: bool = False
     """Allow model repositories to run their own Python code. Leave off unless you trust the source."""
+    adapter: Source | None = None
+    """Start from an existing LoRA adapter of this base model instead of a fresh one, e.g. the SFT adapter
+    another FineTuneJob wrote: `pvc://<claim>/<path>` (its directory, with adapter_config.json) or an absolute
+    path. Its LoRA settings (rank, alpha, target modules) are kept and `peft` r/alpha/targetModules are ignored.
+    With `method: dpo` the reference model is this adapter as loaded (a frozen copy), not the bare base model."""
 
 
 class DatasetSpec(ApiModel):
