@@ -230,7 +230,7 @@ def _env(container) -> dict[str, str]:
 
 def test_deployment_configures_the_operator(default_objects):
     """The rendered args and env, fed to the operator's own parser, give the intended config."""
-    config = pytest.importorskip("finetune_operator.config")
+    from finetune_operator import config
     _, container = _container(default_objects)
     env = _env(container)
     assert container["args"] == ["--all-namespaces"]
@@ -270,7 +270,7 @@ def _operator_config(config, container, pod_env):
 
 
 def test_namespaced_watch_gets_a_role_per_namespace_and_namespace_flags():
-    config = pytest.importorskip("finetune_operator.config")
+    from finetune_operator import config
     objects = render({"watch": {"namespaces": ["team-a", "team-b"]}})
     for ns in ("team-a", "team-b"):
         assert one(objects, "Role", "ft-finetune-operator", ns)["rules"] == other_rules()

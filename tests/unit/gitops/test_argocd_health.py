@@ -11,11 +11,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+import lupa  # a Lua runtime from PyPI (dev dependency): runs the health check as Argo CD would
 import pytest
 
 from finetune_api.resource import FineTuneJobStatus
-
-lupa = pytest.importorskip("lupa", reason="lupa (a Lua runtime from PyPI) is a dev dependency")
 
 ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "docs" / "argocd" / "health.lua"
@@ -125,7 +124,7 @@ COMPUTED = {
 
 @pytest.mark.parametrize("name", list(COMPUTED))
 def test_health_of_statuses_the_operator_computes(name):
-    status_mod = pytest.importorskip("finetune_operator.status")
+    from finetune_operator import status as status_mod
     job, pod, spec_patch, expected = COMPUTED[name]
     obj = ftj(None)
     obj["spec"].update(spec_patch)
@@ -142,7 +141,7 @@ def test_health_of_statuses_the_operator_computes(name):
 
 def test_gitops_doc_embeds_the_script_in_argocd_cm():
     """docs/gitops.md shows argocd-cm with the script under the FineTuneJob key, unchanged."""
-    yaml = pytest.importorskip("yaml")
+    import yaml
     doc = GITOPS_DOC.read_text()
     blocks = re.findall(r"```yaml\n(.*?)```", doc, flags=re.S)
     cms = [yaml.safe_load(b) for b in blocks if "resource.customizations.health.finetune.dev_FineTuneJob" in b]
