@@ -1,0 +1,485 @@
+"""Pure builders: a FineTuneJob (dict as stored) -> the objects that run it.
+
+No I/O and no kopf here: every function takes plain dicts / pydantic models and returns plain
+dicts, so the unit tests cover exactly what is sent to the API server.
+
+Children of a FineTuneJob ``<name>`` (all named deterministically, <= 63 characters, labelled
+``finetune.dev/finetunejob=<name>`` and owned by the FineTuneJob):
+
+* ConfigMap ``<name>-config`` with ``config.json`` (the ``TrainerConfig``),
+* ServiceAccount / Role / RoleBinding ``<name>-trainer`` letting the trainer ``patch``
+  only ``finetunejobs/status`` of its own FineTuneJob (``resourceNames: [<name>]``),
+* Job ``<name>-trainer`` running ``finetune-train --config /etc/finetune/config.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+from typing import Any
+
+import pydantic
+
+from finetune_api import API_VERSION, GROUP, KIND, PLURAL
+from finetune_api.resource import FineTuneJobSpec
+from finetune_api.training import (
+    DatasetSpec,
+    EvaluationSpec,
+    ModelSpec,
+    OutputSpec,
+    ReportingSpec,
+    TrainerConfig,
+)
+
+from .config import OperatorConfig
+
+# --- names and labels -------------------------------------------------------------------------
+
+LABEL_JOB = f"{GROUP}/finetunejob"
+ANNOTATION_JOB = f"{GROUP}/finetunejob"  # the full (untruncated) FineTuneJob name
+LABEL_COMPONENT = "app.kubernetes.io/component"
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+MANAGED_BY = "finetune-operator"
+CONTAINER_NAME = "trainer"
+CONFIG_DIR = "/etc/finetune"
+CONFIG_FILE = "config.json"
+CONFIG_PATH = f"{CONFIG_DIR}/{CONFIG_FILE}"
+TRAINER_COMMAND = ["finetune-train", "--config", CONFIG_PATH]
+PVC_MOUNT_ROOT = "/mnt/pvc"
+TMP_DIR = "/tmp"
+TERMINATION_MESSAGE_PATH = "/dev/termination-log"
+RUN_AS_USER = 1000
+MAX_NAME = 63
+
+
+def _hash(text: str, n: int = 8) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:n]
+
+
+def _truncate(name: str, limit: int) -> str:
+    """``name`` if it fits in ``limit``, else a prefix plus a hash of the whole name (deterministic)."""
+    if len(name) <= limit:
+        return name
+    digest = _hash(name)
+    prefix = name[: limit - len(digest) - 1].rstrip("-.")
+    return f"{prefix}-{digest}"
+
+
+def child_name(name: str, suffix: str) -> str:
+    """``<name>-<suffix>``, shortened with a hash to at most 63 characters (a valid DNS label for
+    names without dots; Job names must fit in the pods' ``job-name`` label)."""
+    full = f"{name}-{suffix}"
+    if len(full) <= MAX_NAME:
+        return full
+    return f"{_truncate(name, MAX_NAME - len(suffix) - 1)}-{suffix}"
+
+
+def label_value(name: str) -> str:
+    """A FineTuneJob name as a label value (names may be 253 characters, label values 63)."""
+    return _truncate(name, MAX_NAME)
+
+
+def job_name(name: str) -> str:
+    return child_name(name, "trainer")
+
+
+def config_map_name(name: str) -> str:
+    return child_name(name, "config")
+
+
+def service_account_name(name: str) -> str:
+    return child_name(name, "trainer")
+
+
+def cleanup_job_name(name: str) -> str:
+    return child_name(name, "cleanup")
+
+
+def selector_labels(name: str) -> dict[str, str]:
+    """The labels the operator selects its children by."""
+    return {LABEL_JOB: label_value(name)}
+
+
+def standard_labels(name: str, component: str = "trainer") -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "finetunejob",
+        "app.kubernetes.io/instance": label_value(name),
+        LABEL_COMPONENT: component,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        "app.kubernetes.io/part-of": "finetune-operator",
+        **selector_labels(name),
+    }
+
+
+def owner_reference(ftj: dict[str, Any]) -> dict[str, Any]:
+    """A controller owner reference to the FineTuneJob (what ``kopf.adopt`` adds), so the garbage
+    collector deletes the children with it."""
+    meta = ftj["metadata"]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _metadata(ftj: dict[str, Any], name: str, component: str = "trainer") -> dict[str, Any]:
+    meta = ftj["metadata"]
+    return {
+        "name": name,
+        "namespace": meta["namespace"],
+        "labels": standard_labels(meta["name"], component),
+        "annotations": {ANNOTATION_JOB: meta["name"]},
+        "ownerReferences": [owner_reference(ftj)],
+    }
+
+
+# --- sources and volumes ----------------------------------------------------------------------
+
+
+def parse_pvc_source(source: str) -> tuple[str, str] | None:
+    """``pvc://claim/some/path`` -> ``("claim", "some/path")``; None for other schemes."""
+    if not source.startswith("pvc://"):
+        return None
+    rest = source[len("pvc://"):]
+    claim, _, path = rest.partition("/")
+    return claim, posixpath.normpath(path).lstrip("/") if path.strip("/") else ""
+
+
+def pvc_mount_path(claim: str) -> str:
+    return f"{PVC_MOUNT_ROOT}/{claim}"
+
+
+def resolve_source(source: str | None) -> str | None:
+    """The path the trainer sees for a source: pvc:// becomes a path under the claim's mount."""
+    if source is None:
+        return None
+    parsed = parse_pvc_source(source)
+    if parsed is None:
+        return source
+    claim, path = parsed
+    return posixpath.join(pvc_mount_path(claim), path) if path else pvc_mount_path(claim)
+
+
+def output_subpath(spec: FineTuneJobSpec, namespace: str, name: str) -> str:
+    """Directory inside the output claim: ``output.path`` or ``<namespace>/<name>``."""
+    return spec.output.path or f"{namespace}/{name}"
+
+
+def output_dir(spec: FineTuneJobSpec, namespace: str, name: str) -> str:
+    return posixpath.join(pvc_mount_path(spec.output.pvc), output_subpath(spec, namespace, name))
+
+
+def input_sources(spec: FineTuneJobSpec) -> list[str]:
+    return [s for s in (spec.model.source, spec.model.adapter, spec.dataset.source, spec.dataset.validation_source,
+                        spec.evaluation.general_source) if s]
+
+
+def claims(spec: FineTuneJobSpec) -> dict[str, bool]:
+    """Every claim the pod mounts -> read-only? Input claims are read-only; the output claim is
+    read-write (also when it holds inputs too: one claim is mounted once)."""
+    out: dict[str, bool] = {}
+    for source in input_sources(spec):
+        parsed = parse_pvc_source(source)
+        if parsed:
+            out.setdefault(parsed[0], True)
+    out[spec.output.pvc] = False
+    return out
+
+
+# --- the trainer config -----------------------------------------------------------------------
+
+
+def trainer_config(spec: FineTuneJobSpec, namespace: str, name: str,
+                   status_patch_interval_seconds: float = 10.0) -> TrainerConfig:
+    """The TrainerConfig for a FineTuneJob: the training part of the spec, sources resolved to paths."""
+    model = ModelSpec.model_validate({**spec.model.model_dump(), "source": resolve_source(spec.model.source),
+                                      "adapter": resolve_source(spec.model.adapter)})
+    dataset = DatasetSpec.model_validate({
+        **spec.dataset.model_dump(),
+        "source": resolve_source(spec.dataset.source),
+        "validation_source": resolve_source(spec.dataset.validation_source),
+    })
+    evaluation = EvaluationSpec.model_validate({
+        **spec.evaluation.model_dump(), "general_source": resolve_source(spec.evaluation.general_source),
+    })
+    return TrainerConfig(
+        method=spec.method,
+        model=model,
+        dataset=dataset,
+        peft=spec.peft,
+        training=spec.training,
+        evaluation=evaluation,
+        output=OutputSpec(dir=output_dir(spec, namespace, name), merge=spec.output.merge),
+        reporting=ReportingSpec(
+            termination_message_path=TERMINATION_MESSAGE_PATH,
+            status_patch_interval_seconds=status_patch_interval_seconds,
+        ),
+    )
+
+
+class InvalidSpec(ValueError):
+    """The stored spec fails the models (it passed the CRD schema somehow): the run fails as InvalidSpec."""
+
+
+def parse_spec(ftj: dict[str, Any]) -> FineTuneJobSpec:
+    """Validate the stored spec; raises InvalidSpec with every problem, field by field."""
+    try:
+        spec = FineTuneJobSpec.model_validate(ftj.get("spec") or {})
+    except pydantic.ValidationError as e:
+        errors = "; ".join(f"spec.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" if err["loc"] else err["msg"]
+                           for err in e.errors())
+        raise InvalidSpec(f"invalid spec: {errors}") from e
+    for source in input_sources(spec):
+        parsed = parse_pvc_source(source)
+        if parsed and (parsed[1] == ".." or parsed[1].startswith("../")):
+            raise InvalidSpec(f"invalid spec: source {source!r} leaves its volume")
+    if spec.output.path and any(seg in (".", "..") for seg in spec.output.path.split("/")):
+        raise InvalidSpec(f"invalid spec: output.path {spec.output.path!r} must not contain '.' or '..' segments")
+    return spec
+
+
+# --- children ---------------------------------------------------------------------------------
+
+
+def config_map(ftj: dict[str, Any], spec: FineTuneJobSpec, cfg: OperatorConfig) -> dict[str, Any]:
+    meta = ftj["metadata"]
+    tc = trainer_config(spec, meta["namespace"], meta["name"], cfg.status_patch_interval_seconds)
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(ftj, config_map_name(meta["name"])),
+        "immutable": True,
+        "data": {CONFIG_FILE: json.dumps(tc.to_wire(), indent=2, sort_keys=True) + "\n"},
+    }
+
+
+def service_account(ftj: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _metadata(ftj, service_account_name(ftj["metadata"]["name"])),
+        "automountServiceAccountToken": False,  # the Job's pod opts in
+    }
+
+
+def role(ftj: dict[str, Any]) -> dict[str, Any]:
+    """Lets the trainer patch the status of its own FineTuneJob, nothing else (it only sends JSON
+    merge patches of ``status.progress``)."""
+    name = ftj["metadata"]["name"]
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": _metadata(ftj, service_account_name(name)),
+        "rules": [{
+            "apiGroups": [GROUP],
+            "resources": [f"{PLURAL}/status"],
+            "resourceNames": [name],
+            "verbs": ["patch"],
+        }],
+    }
+
+
+def role_binding(ftj: dict[str, Any]) -> dict[str, Any]:
+    meta = ftj["metadata"]
+    sa = service_account_name(meta["name"])
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _metadata(ftj, sa),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": sa},
+        "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": meta["namespace"]}],
+    }
+
+
+def restricted_container_security_context() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS_USER,
+        "runAsGroup": RUN_AS_USER,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def restricted_pod_security_context() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS_USER,
+        "runAsGroup": RUN_AS_USER,
+        "fsGroup": RUN_AS_USER,
+        "fsGroupChangePolicy": "OnRootMismatch",
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _volumes(ftj: dict[str, Any], spec: FineTuneJobSpec) -> tuple[list[dict], list[dict]]:
+    name = ftj["metadata"]["name"]
+    volumes: list[dict[str, Any]] = [
+        {"name": "config", "configMap": {"name": config_map_name(name),
+                                          "items": [{"key": CONFIG_FILE, "path": CONFIG_FILE}]}},
+        {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": spec.resources.shm_size}},
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    mounts: list[dict[str, Any]] = [
+        {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+        {"name": "shm", "mountPath": "/dev/shm"},
+        {"name": "tmp", "mountPath": TMP_DIR},
+    ]
+    for index, (claim, read_only) in enumerate(sorted(claims(spec).items())):
+        vol = f"pvc-{index}"
+        volumes.append({"name": vol, "persistentVolumeClaim": {"claimName": claim, "readOnly": read_only}})
+        mounts.append({"name": vol, "mountPath": pvc_mount_path(claim), "readOnly": read_only})
+    return volumes, mounts
+
+
+def _env(ftj: dict[str, Any], spec: FineTuneJobSpec, cfg: OperatorConfig) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [
+        {"name": "HOME", "value": TMP_DIR},
+        {"name": "HF_HOME", "value": f"{TMP_DIR}/hf"},
+        {"name": "TMPDIR", "value": TMP_DIR},
+        {"name": "XDG_CACHE_HOME", "value": f"{TMP_DIR}/cache"},
+        {"name": "MPLCONFIGDIR", "value": f"{TMP_DIR}/matplotlib"},
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+        {"name": "FINETUNE_STATUS_PATCH", "value": "1" if cfg.status_patch else "0"},
+        {"name": "FINETUNE_JOB_NAME",
+         "valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{ANNOTATION_JOB}']"}}},
+        {"name": "FINETUNE_JOB_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "FINETUNE_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+    ]
+    ref = spec.model.token_secret_ref
+    if ref is not None:
+        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    return env
+
+
+def _tolerations(spec: FineTuneJobSpec, cfg: OperatorConfig) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [dict(t) for t in cfg.gpu_tolerations] if spec.resources.gpus > 0 else []
+    for t in spec.scheduling.tolerations:
+        wire = t.to_wire()
+        if wire not in out:
+            out.append(wire)
+    return out
+
+
+def job(ftj: dict[str, Any], spec: FineTuneJobSpec, cfg: OperatorConfig) -> dict[str, Any]:
+    """The batch/v1 Job running the trainer (restricted-PSS compliant)."""
+    meta = ftj["metadata"]
+    name = meta["name"]
+    res = spec.resources
+    requests: dict[str, str] = {"cpu": res.cpu, "memory": res.memory}
+    limits: dict[str, str] = {"memory": res.memory}
+    if res.gpus > 0:
+        requests["nvidia.com/gpu"] = str(res.gpus)
+        limits["nvidia.com/gpu"] = str(res.gpus)
+    node_selector = dict(spec.scheduling.node_selector)
+    if res.gpu_product:
+        node_selector["nvidia.com/gpu.product"] = res.gpu_product
+    volumes, mounts = _volumes(ftj, spec)
+
+    pod_labels = {**spec.pod_labels, **standard_labels(name)}
+    pod_annotations = {**spec.pod_annotations, ANNOTATION_JOB: name}
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "securityContext": restricted_pod_security_context(),
+        "automountServiceAccountToken": cfg.status_patch,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": 60,
+        "containers": [{
+            "name": CONTAINER_NAME,
+            "image": spec.image or cfg.trainer_image,
+            "imagePullPolicy": cfg.image_pull_policy,
+            "command": list(TRAINER_COMMAND),
+            "workingDir": TMP_DIR,
+            "env": _env(ftj, spec, cfg),
+            "resources": {"requests": requests, "limits": limits},
+            "volumeMounts": mounts,
+            "securityContext": restricted_container_security_context(),
+            "terminationMessagePath": TERMINATION_MESSAGE_PATH,
+            "terminationMessagePolicy": "FallbackToLogsOnError",
+        }],
+        "volumes": volumes,
+    }
+    if cfg.status_patch:
+        pod_spec["serviceAccountName"] = service_account_name(name)
+    if node_selector:
+        pod_spec["nodeSelector"] = node_selector
+    tolerations = _tolerations(spec, cfg)
+    if tolerations:
+        pod_spec["tolerations"] = tolerations
+    if spec.scheduling.affinity:
+        pod_spec["affinity"] = spec.scheduling.affinity
+    if spec.scheduling.priority_class_name:
+        pod_spec["priorityClassName"] = spec.scheduling.priority_class_name
+
+    job_meta = _metadata(ftj, job_name(name))
+    if spec.scheduling.queue_name:
+        job_meta["labels"][KUEUE_QUEUE_LABEL] = spec.scheduling.queue_name
+    job_spec: dict[str, Any] = {
+        "backoffLimit": spec.backoff_limit,
+        "completions": 1,
+        "parallelism": 1,
+        "suspend": bool(spec.suspend or spec.scheduling.queue_name),
+        "template": {"metadata": {"labels": pod_labels, "annotations": pod_annotations}, "spec": pod_spec},
+    }
+    if spec.active_deadline_seconds is not None:
+        job_spec["activeDeadlineSeconds"] = spec.active_deadline_seconds
+    if spec.ttl_seconds_after_finished is not None:
+        job_spec["ttlSecondsAfterFinished"] = spec.ttl_seconds_after_finished
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": job_meta, "spec": job_spec}
+
+
+def children(ftj: dict[str, Any], spec: FineTuneJobSpec, cfg: OperatorConfig) -> list[dict[str, Any]]:
+    """All children in creation order: the Job last, so that everything its pod needs exists."""
+    out = [config_map(ftj, spec, cfg)]
+    if cfg.status_patch:
+        out += [service_account(ftj), role(ftj), role_binding(ftj)]
+    out.append(job(ftj, spec, cfg))
+    return out
+
+
+def cleanup_job(ftj: dict[str, Any], spec: FineTuneJobSpec, cfg: OperatorConfig) -> dict[str, Any]:
+    """A short Job removing the output directory (``output.retention: Delete``). Not owned by the
+    FineTuneJob (which is being deleted); removed by its TTL."""
+    meta = ftj["metadata"]
+    name = meta["name"]
+    target = output_dir(spec, meta["namespace"], name)
+    claim = spec.output.pvc
+    script = ("import shutil,sys; p=sys.argv[1]; shutil.rmtree(p, ignore_errors=True); "
+              "print('removed', p)")
+    labels = standard_labels(name, component="cleanup")
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": cleanup_job_name(name), "namespace": meta["namespace"], "labels": labels,
+                     "annotations": {ANNOTATION_JOB: name}},
+        "spec": {
+            "backoffLimit": 2,
+            "ttlSecondsAfterFinished": 300,
+            "activeDeadlineSeconds": 600,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "securityContext": restricted_pod_security_context(),
+                    "containers": [{
+                        "name": "cleanup",
+                        "image": spec.image or cfg.trainer_image,
+                        "imagePullPolicy": cfg.image_pull_policy,
+                        "command": ["python3", "-c", script, target],
+                        "resources": {"requests": {"cpu": "100m", "memory": "64Mi"},
+                                      "limits": {"memory": "256Mi"}},
+                        "securityContext": restricted_container_security_context(),
+                        "volumeMounts": [{"name": "output", "mountPath": pvc_mount_path(claim)}],
+                    }],
+                    "volumes": [{"name": "output", "persistentVolumeClaim": {"claimName": claim}}],
+                },
+            },
+        },
+    }
