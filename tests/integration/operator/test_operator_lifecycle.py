@@ -1,0 +1,270 @@
+"""The operator (a real subprocess under its least-privilege ServiceAccount) against the real API
+server, with kwok simulating the trainer pods (steered by sim.finetune.dev/* pod annotations)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from kubernetes import client
+
+from operator_helpers import (Ftj, OperatorProcess, assert_never_forbidden, launch_operator, make_namespace,
+                              minimal_ftj, sim, summary_json)
+
+pytestmark = pytest.mark.timeout(180)
+
+SUMMARY_OK = summary_json(
+    outcome="succeeded",
+    metrics={"baselineEvalLoss": 2.5, "evalLoss": 1.25, "perplexity": 3.49},
+    artifacts={"path": "/mnt/pvc/artifacts/runs/ok/adapter", "sizeBytes": 4096, "sha256": "0f" * 32},
+)
+
+# name -> (spec overrides, expected phase, expected reason, text expected in the message)
+SCENARIOS: dict[str, tuple[dict[str, Any], str, str, str]] = {
+    **{f"exit-{code}": ({"podAnnotations": sim(exit_code=str(code), termination_message=summary_json(
+        outcome="failed", reason=reason, message=f"{reason}: simulated failure {code}"))},
+        "Failed", reason, f"simulated failure {code}")
+       for code, reason in ((2, "InvalidConfig"), (3, "InvalidData"), (4, "ModelNotFound"), (5, "OutOfMemory"))},
+    "exit-1": ({"podAnnotations": sim(exit_code="1", termination_message=summary_json(
+        outcome="failed", reason="TrainerError", message="RuntimeError: CUDA error: device-side assert triggered"))},
+        "Failed", "TrainerError", "device-side assert"),
+    # no summary (the trainer crashed before writing one): the log tail is the message
+    "crash": ({"podAnnotations": sim(exit_code="139", termination_message="Fatal Python error: Segmentation fault")},
+              "Failed", "PodFailed", "exited with code 139 (Error): Fatal Python error: Segmentation fault"),
+    # passes the CRD schema, but the operator refuses a source outside its volume
+    "invalid-spec": ({"dataset": {"source": "pvc://data/../../etc/shadow"}}, "Failed", "InvalidSpec",
+                     "leaves its volume"),
+    "oom": ({"podAnnotations": sim(oom="true")}, "Failed", "OOMKilled", "memory limit (16Gi)"),
+    "image-pull": ({"podAnnotations": sim(never_start="true")}, "Failed", "ImagePullFailed", "cannot pull image"),
+    "deadline": ({"activeDeadlineSeconds": 3, "podAnnotations": sim(duration="120s")},
+                 "Failed", "DeadlineExceeded", "activeDeadlineSeconds=3"),
+    "no-gpu-count": ({"resources": {"gpus": 16}}, "Pending", "Unschedulable", "16 nvidia.com/gpu"),
+    "no-gpu-product": ({"resources": {"gpus": 1, "gpuProduct": "NVIDIA-H100"}}, "Pending", "Unschedulable",
+                       "NVIDIA-H100"),
+}
+
+
+class Env:
+    def __init__(self, ns: str, ftjs: Ftj, op: OperatorProcess):
+        self.ns, self.ftjs, self.op = ns, ftjs, op
+
+
+@pytest.fixture(scope="module")
+def env(cluster: Any, kubectl: Any, kube_api: client.ApiClient, crd: str,
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    """One namespace and operator for the scenario tests; every scenario's FineTuneJob is created
+    up front so that they run concurrently."""
+    ns = make_namespace(kubectl, "ftj-scenarios")
+    workdir = tmp_path_factory.mktemp("operator")
+    op = launch_operator(cluster, kubectl, ns, workdir, "--image-pull-grace", "4")
+    op.wait_ready()
+    ftjs = Ftj(client.CustomObjectsApi(kube_api), kube_api, ns)
+    ftjs.create(minimal_ftj("ok", podAnnotations=sim(duration="2s", termination_message=SUMMARY_OK),
+                            output={"pvc": "artifacts", "path": "runs/ok"}, resources={"gpus": 2}))
+    for name, (spec, *_rest) in SCENARIOS.items():
+        ftjs.create(minimal_ftj(name, **spec))
+    yield Env(ns, ftjs, op)
+    code = op.stop()
+    print(f"--- operator log (exit {code})\n{op.logs()[-6000:]}")
+    kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def wait_status(env: Env, wait_for: Any, name: str, phase: str, reason: str | None = None,
+                timeout: float = 60) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        s = env.ftjs.status(name)
+        if s.get("phase") == phase and (reason is None or s.get("reason") == reason):
+            return s
+        return None
+    return wait_for(check, timeout=timeout, namespace=env.ns, description=f"{name} {phase}/{reason}",
+                    objects=("finetunejobs", "jobs", "pods"))
+
+
+def cond(status: dict[str, Any], ctype: str) -> dict[str, Any]:
+    return next(c for c in status["conditions"] if c["type"] == ctype)
+
+
+def test_success_creates_children_and_reports(env: Env, wait_for: Any, kubectl: Any) -> None:
+    s = wait_status(env, wait_for, "ok", "Succeeded")
+    ns = env.ns
+    core, rbac = client.CoreV1Api(env.ftjs.kube_api), client.RbacAuthorizationV1Api(env.ftjs.kube_api)
+    cm = core.read_namespaced_config_map("ok-config", ns)
+    config = json.loads(cm.data["config.json"])
+    assert config["output"]["dir"] == "/mnt/pvc/artifacts/runs/ok"
+    assert core.read_namespaced_service_account("ok-trainer", ns)
+    role = rbac.read_namespaced_role("ok-trainer", ns)
+    assert role.rules[0].resource_names == ["ok"] and role.rules[0].resources == ["finetunejobs/status"]
+    assert rbac.read_namespaced_role_binding("ok-trainer", ns).role_ref.name == "ok-trainer"
+    jobs = env.ftjs.jobs("ok")
+    assert [j.metadata.name for j in jobs] == ["ok-trainer"]
+    job = jobs[0]
+    assert job.metadata.owner_references[0].kind == "FineTuneJob"
+    assert job.spec.backoff_limit == 0 and job.spec.template.spec.restart_policy == "Never"
+    pods = core.list_namespaced_pod(ns, label_selector="finetune.dev/finetunejob=ok").items
+    assert pods and pods[0].spec.node_name.startswith("gpu-")
+    assert pods[0].spec.containers[0].resources.limits["nvidia.com/gpu"] == "2"
+    # status
+    assert s["reason"] == "Succeeded" and s["jobName"] == "ok-trainer" and s["podName"] == pods[0].metadata.name
+    assert s["metrics"] == {"baselineEvalLoss": 2.5, "evalLoss": 1.25, "perplexity": 3.49}
+    assert s["artifacts"] == {"pvc": "artifacts", "path": "runs/ok/adapter", "sizeBytes": 4096, "sha256": "0f" * 32}
+    assert s["durationSeconds"] >= 1 and s["gpuSeconds"] == pytest.approx(2 * s["durationSeconds"])
+    assert s["startTime"] and s["completionTime"] and s["observedGeneration"] == 1
+    assert cond(s, "Ready")["status"] == "True" and cond(s, "Scheduled")["status"] == "True"
+    assert cond(s, "Reconciling")["status"] == "False" and cond(s, "Stalled")["status"] == "False"
+    # kstatus / kubectl wait
+    kubectl("wait", "--for=condition=Ready", "ftj/ok", "--timeout=20s", namespace=ns)
+    # no kopf bookkeeping in spec or status; annotations carry the finetune.dev prefix
+    obj = env.ftjs.get("ok")
+    assert "kopf" not in obj["status"]
+    assert not any(k.startswith("kopf.zalando.org") for k in obj["metadata"].get("annotations", {}))
+    assert not obj["metadata"].get("finalizers")  # retention Retain: nothing to clean up, no finalizer
+    # an Event per phase transition the status went through (a burst of events can make the first
+    # status written already Running: phases are not invented for the Events)
+    items = json.loads(kubectl("get", "events", "--field-selector", "involvedObject.name=ok", "-o", "json",
+                               namespace=ns).stdout)["items"]
+    phases = [e["message"].split(":", 1)[0] for e in items if e["involvedObject"]["kind"] == "FineTuneJob"]
+    assert "Succeeded" in phases and set(phases) <= {"Pending", "Running", "Succeeded"}, phases
+    assert len(phases) == len(set(phases)), phases  # one per transition, none repeated
+    warnings = [e for e in items if e["involvedObject"]["kind"] == "FineTuneJob" and e["type"] != "Normal"]
+    assert not warnings, [(e["reason"], e["message"]) for e in warnings]
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_failure_reasons(env: Env, wait_for: Any, name: str) -> None:
+    _spec, phase, reason, text = SCENARIOS[name]
+    s = wait_status(env, wait_for, name, phase, reason, timeout=90)
+    assert text in s["message"], s["message"]
+    stalled = cond(s, "Stalled")
+    assert stalled["status"] == "True" and stalled["reason"] == reason
+    assert cond(s, "Ready")["status"] == "False"
+    if phase == "Failed":
+        assert cond(s, "Failed")["status"] == "True"
+        assert s["completionTime"]
+    if reason == "Unschedulable":
+        assert cond(s, "Scheduled")["status"] == "False"
+        assert cond(s, "Reconciling")["status"] == "False"
+    if name == "image-pull":
+        job = env.ftjs.jobs(name)[0]
+        assert job.spec.suspend is True  # the pull is stopped
+    if reason == "InvalidSpec":
+        assert env.ftjs.jobs(name) == []  # nothing is created for a spec that cannot run
+    assert len(env.ftjs.jobs(name)) <= 1
+
+
+def test_image_pull_is_stalled_before_failing(env: Env, wait_for: Any, kubectl: Any) -> None:
+    """Decision: a failing pull is Pending + Stalled for --image-pull-grace, then Failed (Job suspended)."""
+    wait_status(env, wait_for, "image-pull", "Failed", "ImagePullFailed")
+    items = json.loads(kubectl("get", "events", "--field-selector", "involvedObject.name=image-pull",
+                               "-o", "json", namespace=env.ns).stdout)["items"]
+    messages = " | ".join(e["message"] for e in items if e["reason"] == "ImagePullFailed")
+    assert "Pending:" in messages and "Failed:" in messages, messages
+
+
+def test_job_deleted_is_reported_not_recreated(env: Env, wait_for: Any) -> None:
+    ftjs = env.ftjs
+    ftjs.create(minimal_ftj("job-deleted", podAnnotations=sim(duration="120s")))
+    wait_status(env, wait_for, "job-deleted", "Running")
+    ftjs.batch.delete_namespaced_job("job-deleted-trainer", env.ns, propagation_policy="Background")
+    s = wait_status(env, wait_for, "job-deleted", "Failed", "JobDeleted")
+    assert "job-deleted-trainer" in s["message"]
+    time.sleep(2)
+    assert ftjs.jobs("job-deleted") == []
+
+
+def test_suspend_and_resume(env: Env, wait_for: Any) -> None:
+    ftjs = env.ftjs
+    ftjs.create(minimal_ftj("pausable", suspend=True, podAnnotations=sim(duration="3s")))
+    s = wait_status(env, wait_for, "pausable", "Suspended")
+    assert cond(s, "Suspended")["status"] == "True"
+    wait_for(lambda: ftjs.jobs("pausable"), timeout=30, namespace=env.ns)
+    assert ftjs.jobs("pausable")[0].spec.suspend is True
+    assert not ftjs.core.list_namespaced_pod(env.ns, label_selector="finetune.dev/finetunejob=pausable").items
+    ftjs.patch("pausable", {"spec": {"suspend": False}})
+    wait_status(env, wait_for, "pausable", "Succeeded", timeout=60)
+    assert len(ftjs.jobs("pausable")) == 1
+
+
+def test_suspend_running_job(env: Env, wait_for: Any) -> None:
+    ftjs = env.ftjs
+    ftjs.create(minimal_ftj("mid-run", podAnnotations=sim(duration="120s")))
+    wait_status(env, wait_for, "mid-run", "Running")
+    ftjs.patch("mid-run", {"spec": {"suspend": True}})
+    wait_status(env, wait_for, "mid-run", "Suspended")
+    wait_for(lambda: all(p.metadata.deletion_timestamp for p in ftjs.core.list_namespaced_pod(
+        env.ns, label_selector="finetune.dev/finetunejob=mid-run").items) or None, timeout=30, namespace=env.ns)
+    ftjs.patch("mid-run", {"spec": {"suspend": False}})
+    wait_status(env, wait_for, "mid-run", "Running", timeout=60)
+    assert len(ftjs.jobs("mid-run")) == 1
+
+
+def test_delete_garbage_collects_children(env: Env, wait_for: Any) -> None:
+    ftjs = env.ftjs
+    ftjs.create(minimal_ftj("doomed", podAnnotations=sim(duration="120s")))
+    wait_status(env, wait_for, "doomed", "Running")
+    ftjs.delete("doomed")
+    core, rbac = ftjs.core, client.RbacAuthorizationV1Api(ftjs.kube_api)
+    sel = "finetune.dev/finetunejob=doomed"
+
+    def gone() -> bool:
+        return not (ftjs.batch.list_namespaced_job(env.ns, label_selector=sel).items
+                    or core.list_namespaced_config_map(env.ns, label_selector=sel).items
+                    or core.list_namespaced_service_account(env.ns, label_selector=sel).items
+                    or rbac.list_namespaced_role(env.ns, label_selector=sel).items
+                    or rbac.list_namespaced_role_binding(env.ns, label_selector=sel).items)
+    wait_for(gone, timeout=60, namespace=env.ns, description="children garbage-collected")
+    assert ftjs.get("doomed") is None
+
+
+def test_retention_delete_removes_output_then_object(env: Env, wait_for: Any, kubectl: Any) -> None:
+    """output.retention: Delete: the finalizer holds the FineTuneJob until a cleanup Job has removed
+    the output directory; the default (Retain) keeps it (see the success test: no finalizer)."""
+    ftjs = env.ftjs
+    ftjs.create(minimal_ftj("scratch", output={"pvc": "artifacts", "retention": "Delete"},
+                            podAnnotations=sim(duration="1s")))
+    wait_status(env, wait_for, "scratch", "Succeeded")
+    assert ftjs.get("scratch")["metadata"]["finalizers"] == ["finetune.dev/cleanup"]
+    ftjs.delete("scratch")
+    wait_for(lambda: ftjs.get("scratch") is None, timeout=60, namespace=env.ns,
+             description="FineTuneJob released by its finalizer", objects=("finetunejobs", "jobs", "pods"))
+    cleanup = ftjs.batch.read_namespaced_job("scratch-cleanup", env.ns)
+    assert any(c.type == "Complete" and c.status == "True" for c in cleanup.status.conditions or [])
+    assert cleanup.spec.template.spec.containers[0].command[-1] == f"/mnt/pvc/artifacts/{env.ns}/scratch"
+    events = kubectl("get", "events", "--field-selector", "involvedObject.name=scratch", namespace=env.ns).stdout
+    assert "OutputDeleted" in events, events
+
+
+def test_printer_columns_and_category(env: Env, wait_for: Any, kubectl: Any) -> None:
+    wait_status(env, wait_for, "ok", "Succeeded")
+    table = kubectl("get", "ftj", "ok", "-o", "wide", namespace=env.ns).stdout
+    header = table.splitlines()[0].split()
+    assert header == ["NAME", "PHASE", "MODEL", "METHOD", "PROGRESS", "LOSS", "REASON", "JOB", "AGE"], header
+    assert "Succeeded" in table and "ok-trainer" in table
+    assert "ok" in kubectl("get", "finetune", namespace=env.ns).stdout  # the category
+
+
+def test_metrics_health_and_logs(env: Env, wait_for: Any) -> None:
+    wait_status(env, wait_for, "ok", "Succeeded")
+    text = env.op.metrics()
+    assert 'finetune_jobs{phase="Succeeded"}' in text
+    assert "finetune_run_duration_seconds_bucket" in text
+    assert "finetune_gpu_hours_total" in text
+    assert "finetune_reconcile_duration_seconds" in text
+    assert "finetune_reconcile_errors_total" in text
+    assert "finetune_operator_leader 1.0" in text
+    writes = float(next(line.split()[-1] for line in text.splitlines() if line.startswith("finetune_status_writes_total")))
+    assert writes >= 1
+    assert env.op.http(env.op.health_port, "/healthz")[0] == 200
+    assert env.op.http(env.op.health_port, "/readyz")[0] == 200
+    # structured logs: one JSON object per line
+    records = [json.loads(line) for line in env.op.logs().splitlines() if line.strip()]
+    assert records and all({"time", "level", "logger", "message"} <= set(r) for r in records)
+    assert any(r.get("finetunejob") == f"{env.ns}/ok" and r.get("phase") == "Succeeded" for r in records)
+
+
+def test_operator_was_never_forbidden(env: Env) -> None:
+    """Runs last in this module: the scenarios above exercised creation, adoption, status, events,
+    suspend, deletion and the finalizer under exactly the chart's RBAC rules."""
+    assert_never_forbidden(env.op)
