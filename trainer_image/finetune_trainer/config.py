@@ -1,0 +1,79 @@
+"""Read the TrainerConfig the operator mounts at /etc/finetune/config.json."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from finetune_api.training import TrainerConfig
+
+from .errors import ConfigError
+
+DEFAULT_CONFIG_PATH = "/etc/finetune/config.json"
+
+
+def _loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def parse_config(data: object, name: str = "config") -> TrainerConfig:
+    """Validate a decoded config; every problem becomes one ConfigError naming the fields."""
+    try:
+        config = TrainerConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = _loc(tuple(p for p in err["loc"] if p not in ("function-after",)))
+            msg = err["msg"]
+            problems.append(f'field "{field}": {msg}' if field else msg)
+        raise ConfigError(f"{name}: invalid trainer config: " + "; ".join(problems)) from None
+    check_sources(config)
+    return config
+
+
+def load_config(path: str | os.PathLike) -> TrainerConfig:
+    """Parse the config file once; errors name the file and the field."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {p} does not exist (pass --config or set FINETUNE_CONFIG)") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {p}: {exc}") from None
+    try:
+        if p.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except (ValueError, Exception) as exc:  # json.JSONDecodeError / yaml.YAMLError
+        raise ConfigError(f"{p.name}: not valid {'YAML' if p.suffix in ('.yaml', '.yml') else 'JSON'}: {exc}") from None
+    return parse_config(data, p.name)
+
+
+def check_sources(config: TrainerConfig) -> None:
+    """pvc:// locations are the operator's to resolve: the trainer only sees mounted paths."""
+    sources = {
+        "model.source": config.model.source,
+        "dataset.source": config.dataset.source,
+        "dataset.validationSource": config.dataset.validation_source,
+        "evaluation.generalSource": config.evaluation.general_source,
+        "model.adapter": config.model.adapter,
+    }
+    for field, value in sources.items():
+        if value and value.startswith("pvc://"):
+            raise ConfigError(
+                f'field "{field}": {value!r} is a pvc:// location, which the operator resolves to a mounted path '
+                "before starting the trainer; the trainer accepts absolute paths, hf:// and builtin: sources"
+            )
+    for field in ("dataset.source", "dataset.validationSource", "evaluation.generalSource"):
+        value = sources[field]
+        if value and not value.startswith("/"):
+            raise ConfigError(f'field "{field}": {value!r}: datasets must be absolute file paths')

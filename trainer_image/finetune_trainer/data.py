@@ -1,0 +1,410 @@
+"""Dataset reading, record formats, curation and the train/validation split.
+
+Everything here runs before any model is loaded, so bad data fails in seconds with one message
+naming the file, the line and the field, e.g.::
+
+    train.jsonl:17: field "messages[2].role": expected one of system/user/assistant, got "bot"
+
+Formats are entries of :data:`FORMATS` (see :func:`register_format`): a detector, a validator
+that returns the normalized record, and the text that is trained on (for ``minChars``). A new
+method adds its record layout (classification ``text``/``label``, preference
+``prompt``/``chosen``/``rejected``) with one ``register_format`` call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from finetune_api.training import DatasetFormat, DatasetSpec
+
+from .errors import DataError, short
+
+
+class FieldProblem(Exception):
+    """A record-level problem; the reader adds the file and line."""
+
+    def __init__(self, field: str | None, problem: str):
+        super().__init__(problem)
+        self.field = field
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class RecordFormat:
+    name: DatasetFormat
+    detect: Callable[[dict], bool]
+    """True when a record's keys say it is in this format (detectors must not overlap)."""
+    validate: Callable[[dict], dict]
+    """Check types and return the normalized record (raise FieldProblem)."""
+    trained_text: Callable[[dict], str]
+    """The part that is trained on: answers, completion, output or text (``minChars`` applies to it)."""
+    example: str = ""
+    """One example line for messages and docs."""
+
+
+FORMATS: dict[DatasetFormat, RecordFormat] = {}
+
+
+def register_format(fmt: RecordFormat) -> RecordFormat:
+    FORMATS[fmt.name] = fmt
+    return fmt
+
+
+# --- normalization -------------------------------------------------------------------------------
+
+_TRAILING_SPACE = re.compile(r"[ \t]+\n")
+_MANY_NEWLINES = re.compile(r"\n{3,}")
+
+
+def normalize_text(text: str) -> str:
+    """Unify line endings, drop trailing spaces on lines and at both ends, squeeze 3+ newlines to 2.
+
+    Indentation and single spaces are kept (code and tables stay intact)."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u00a0", " ")
+    text = _TRAILING_SPACE.sub("\n", text)
+    text = _MANY_NEWLINES.sub("\n\n", text)
+    return text.strip()
+
+
+def _str_field(record: dict, key: str, *, required: bool = True, path: str | None = None) -> str | None:
+    path = path or key
+    if key not in record or record[key] is None:
+        if required:
+            raise FieldProblem(path, "missing")
+        return None
+    value = record[key]
+    if not isinstance(value, str):
+        raise FieldProblem(path, f"expected a string, got {type(value).__name__} {short(value)}")
+    return normalize_text(value)
+
+
+def _turns(record: dict, key: str, role_key: str, text_key: str, roles: dict[str, str], answer_role: str) -> list[dict]:
+    """Validate a list of turns; returns ``[{"role", "content"}]`` with roles mapped through ``roles``."""
+    if key not in record:
+        raise FieldProblem(key, "missing")
+    turns = record[key]
+    if not isinstance(turns, list):
+        raise FieldProblem(key, f"expected a list of turns, got {type(turns).__name__} {short(turns)}")
+    if not turns:
+        raise FieldProblem(key, "expected at least one turn, got an empty list")
+    out = []
+    for i, turn in enumerate(turns):
+        where = f"{key}[{i}]"
+        if not isinstance(turn, dict):
+            raise FieldProblem(where, f"expected an object with {role_key!r} and {text_key!r}, got {short(turn)}")
+        if role_key not in turn:
+            raise FieldProblem(f"{where}.{role_key}", "missing")
+        role = turn[role_key]
+        if not isinstance(role, str) or role not in roles:
+            raise FieldProblem(f"{where}.{role_key}", f"expected one of {'/'.join(roles)}, got {short(role)}")
+        content = _str_field(turn, text_key, path=f"{where}.{text_key}")
+        out.append({"role": roles[role], "content": content})
+    if not any(t["role"] == "assistant" for t in out):
+        raise FieldProblem(key, f"no {answer_role!r} turn: there is nothing to train on")
+    return out
+
+
+# --- the SFT formats -----------------------------------------------------------------------------
+
+CHAT_ROLES = {"system": "system", "user": "user", "assistant": "assistant"}
+SHAREGPT_ROLES = {"system": "system", "human": "user", "gpt": "assistant"}
+
+
+def _answers(record: dict) -> str:
+    return "\n".join(m["content"] for m in record["messages"] if m["role"] == "assistant")
+
+
+register_format(RecordFormat(
+    name=DatasetFormat.CHAT,
+    detect=lambda r: "messages" in r,
+    validate=lambda r: {"messages": _turns(r, "messages", "role", "content", CHAT_ROLES, "assistant")},
+    trained_text=_answers,
+    example='{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}',
+))
+register_format(RecordFormat(
+    name=DatasetFormat.SHAREGPT,
+    detect=lambda r: "conversations" in r,
+    # Converted to chat messages on the way in.
+    validate=lambda r: {"messages": _turns(r, "conversations", "from", "value", SHAREGPT_ROLES, "gpt")},
+    trained_text=_answers,
+    example='{"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello!"}]}',
+))
+register_format(RecordFormat(
+    name=DatasetFormat.ALPACA,
+    detect=lambda r: "instruction" in r,
+    validate=lambda r: {
+        "instruction": _str_field(r, "instruction"),
+        "input": _str_field(r, "input", required=False) or "",
+        "output": _str_field(r, "output"),
+    },
+    trained_text=lambda r: r["output"],
+    example='{"instruction": "Translate to French", "input": "cat", "output": "chat"}',
+))
+register_format(RecordFormat(
+    name=DatasetFormat.PROMPT_COMPLETION,
+    detect=lambda r: "completion" in r,
+    validate=lambda r: {"prompt": _str_field(r, "prompt"), "completion": _str_field(r, "completion")},
+    trained_text=lambda r: r["completion"],
+    example='{"prompt": "2+2=", "completion": "4"}',
+))
+register_format(RecordFormat(
+    name=DatasetFormat.TEXT,
+    detect=lambda r: "text" in r and "label" not in r,
+    validate=lambda r: {"text": _str_field(r, "text")},
+    trained_text=lambda r: r["text"],
+    example='{"text": "Plain text to continue."}',
+))
+
+
+def detect_format(record: dict) -> DatasetFormat | None:
+    matches = [f.name for f in FORMATS.values() if f.detect(record)]
+    return matches[0] if len(matches) == 1 else None
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Record:
+    line: int
+    """1-based line where the record starts in its file."""
+    data: dict
+    """The validated, normalized record (its format's canonical keys)."""
+    key: str = ""
+    """Identity for deduplication (hash of the normalized record)."""
+
+
+def _iter_raw(path: Path, name: str) -> Iterator[tuple[int, Any]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(f"{path}: dataset file does not exist") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read dataset file: {exc}") from None
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        yield from _iter_json_array(text, name)
+        return
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield lineno, json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError.at(name, lineno, None, f"not valid JSON: {exc.msg} (column {exc.colno})") from None
+
+
+def _iter_json_array(text: str, name: str) -> Iterator[tuple[int, Any]]:
+    decoder = json.JSONDecoder()
+    pos = text.index("[") + 1
+    ws = re.compile(r"\s*")
+
+    def line_of(p: int) -> int:
+        return text.count("\n", 0, p) + 1
+
+    pos = ws.match(text, pos).end()
+    if text.startswith("]", pos):
+        return
+    while True:
+        try:
+            value, end = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as exc:
+            raise DataError.at(name, exc.lineno, None, f"not valid JSON: {exc.msg} (column {exc.colno})") from None
+        yield line_of(pos), value
+        pos = ws.match(text, end).end()
+        if text.startswith(",", pos):
+            pos = ws.match(text, pos + 1).end()
+            continue
+        if text.startswith("]", pos):
+            rest = text[pos + 1 :].strip()
+            if rest:
+                raise DataError.at(name, line_of(pos + 1), None, "not valid JSON: extra data after the array")
+            return
+        raise DataError.at(name, line_of(pos), None, "not valid JSON: expected ',' or ']' between records")
+
+
+def read_records(path: str | Path, fmt: DatasetFormat, allowed: set[DatasetFormat] | None = None) -> tuple[DatasetFormat, list[Record]]:
+    """Read and validate every record of a JSONL file or JSON array.
+
+    With ``fmt=auto`` the format is detected from the first record and every record must match it.
+    Returns the format and the validated (normalized, not yet deduplicated) records."""
+    path = Path(path)
+    name = path.name
+    records: list[Record] = []
+    first_line = None
+    for lineno, raw in _iter_raw(path, name):
+        if not isinstance(raw, dict):
+            raise DataError.at(name, lineno, None, f"expected a JSON object per record, got {type(raw).__name__} {short(raw)}")
+        detected = detect_format(raw)
+        if fmt is DatasetFormat.AUTO:
+            if detected is None:
+                known = "; ".join(f"{f.name.value}: {sorted(_keys_hint(f))}" for f in FORMATS.values())
+                raise DataError.at(name, lineno, None, f"cannot tell the record format from keys {sorted(raw)} (known formats: {known})")
+            if allowed is not None and detected not in allowed:
+                raise DataError.at(name, lineno, None, f"records are in {detected.value!r} format, which this method cannot train on (it takes {', '.join(sorted(a.value for a in allowed))}){_method_hint(detected, allowed)}")
+            fmt, first_line = detected, lineno
+        elif first_line is not None and detected is not None and detected is not fmt:
+            raise DataError.at(name, lineno, None, f"mixed formats: this record looks like {detected.value!r} but the first record (line {first_line}) is {fmt.value!r}; every record must use the same format")
+        if first_line is None:
+            first_line = lineno
+        spec = FORMATS.get(fmt)
+        if spec is None:
+            raise DataError(f"{name}: dataset format {fmt.value!r} is not available for this method")
+        try:
+            data = spec.validate(raw)
+        except FieldProblem as p:
+            if detected is not None and detected is not fmt and p.problem == "missing":
+                raise DataError.at(name, lineno, p.field, f"missing (this record looks like {detected.value!r} data, but the dataset is {fmt.value!r})") from None
+            raise DataError.at(name, lineno, p.field, p.problem) from None
+        records.append(Record(lineno, data, _key(data)))
+    if fmt is DatasetFormat.AUTO:
+        raise DataError(f"{name}: the dataset has no records")
+    return fmt, records
+
+
+def _method_hint(detected: DatasetFormat, allowed: set[DatasetFormat]) -> str:
+    """Which method does train on ``detected`` records, for the wrong-method message."""
+    if detected is DatasetFormat.PREFERENCE:
+        return "; preference (prompt/chosen/rejected) data is trained with method dpo"
+    if detected is DatasetFormat.CLASSIFICATION:
+        return "; text/label data is trained with method classification"
+    if DatasetFormat.PREFERENCE in allowed:
+        return "; it has no rejected answers: train on it with method sft"
+    if DatasetFormat.CLASSIFICATION in allowed:
+        return "; it has no labels: train on it with method sft"
+    return ""
+
+
+def _keys_hint(f: RecordFormat) -> list[str]:
+    import json as _json
+
+    try:
+        return list(_json.loads(f.example))
+    except Exception:
+        return []
+
+
+def _key(data: dict) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+# --- curation and split --------------------------------------------------------------------------
+
+
+@dataclass
+class CurationReport:
+    """What curation did; reported in the log, metrics.json and eval_report.md."""
+
+    format: str = ""
+    records_read: int = 0
+    short_dropped: int = 0
+    duplicates_dropped: int = 0
+    usable: int = 0
+    train_records: int = 0
+    validation_records: int = 0
+    validation_source: str = "split"
+    validation_read: int = 0
+    validation_short_dropped: int = 0
+    validation_duplicates_dropped: int = 0
+    validation_overlap_removed: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+    """Method-specific counts (e.g. truncated examples)."""
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        out = {_camel(k): v for k, v in d.items() if k != "extra"}
+        out.update(self.extra)
+        return out
+
+    def summary(self) -> str:
+        s = (f"{self.records_read} records read ({self.format}), {self.short_dropped} empty/too short and "
+             f"{self.duplicates_dropped} duplicates dropped, {self.usable} usable: {self.train_records} train / "
+             f"{self.validation_records} validation")
+        if self.validation_source == "file":
+            s += (f" (validation file: {self.validation_read} read, {self.validation_short_dropped} short and "
+                  f"{self.validation_duplicates_dropped} duplicates dropped, {self.validation_overlap_removed} also in train removed)")
+        return s
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p.title() for p in rest)
+
+
+def curate(records: list[Record], fmt: DatasetFormat, min_chars: int, deduplicate: bool) -> tuple[list[Record], int, int]:
+    """Drop records whose trained-on text is shorter than ``min_chars`` and exact duplicates (first kept)."""
+    spec = FORMATS[fmt]
+    seen: set[str] = set()
+    kept, short_n, dup_n = [], 0, 0
+    for r in records:
+        if len(spec.trained_text(r.data).strip()) < max(min_chars, 1):
+            short_n += 1
+            continue
+        if deduplicate:
+            if r.key in seen:
+                dup_n += 1
+                continue
+            seen.add(r.key)
+        kept.append(r)
+    return kept, short_n, dup_n
+
+
+def split(records: list[Record], fraction: float, seed: int) -> tuple[list[Record], list[Record]]:
+    """Seeded hold-out of ``fraction`` of the (already deduplicated) records."""
+    if fraction <= 0 or len(records) < 2:
+        return list(records), []
+    order = list(range(len(records)))
+    random.Random(seed).shuffle(order)
+    n_val = min(len(records) - 1, max(1, round(len(records) * fraction)))
+    val_idx = set(order[:n_val])
+    train = [r for i, r in enumerate(records) if i not in val_idx]
+    val = [r for i, r in enumerate(records) if i in val_idx]
+    return train, val
+
+
+@dataclass
+class PreparedData:
+    format: DatasetFormat
+    train: list[Record]
+    validation: list[Record]
+    report: CurationReport
+    train_name: str
+    validation_name: str
+
+
+def load_dataset_spec(spec: DatasetSpec, seed: int, allowed: set[DatasetFormat] | None = None) -> PreparedData:
+    """Read, validate, curate and split the training data (and the validation file, if any)."""
+    fmt, raw = read_records(spec.source, spec.format, allowed)
+    kept, short_n, dup_n = curate(raw, fmt, spec.min_chars, spec.deduplicate)
+    name = Path(spec.source).name
+    report = CurationReport(format=fmt.value, records_read=len(raw), short_dropped=short_n, duplicates_dropped=dup_n, usable=len(kept))
+    if len(kept) < spec.min_records:
+        raise DataError(
+            f"{name}: only {len(kept)} usable records ({len(raw)} read, {short_n} empty or shorter than minChars={spec.min_chars}, "
+            f"{dup_n} duplicates); dataset.minRecords is {spec.min_records}"
+        )
+    if spec.validation_source:
+        vfmt, vraw = read_records(spec.validation_source, fmt)
+        vkept, vshort, vdup = curate(vraw, fmt, spec.min_chars, spec.deduplicate)
+        train_keys = {r.key for r in kept}
+        validation = [r for r in vkept if r.key not in train_keys]
+        report.validation_source = "file"
+        report.validation_read = len(vraw)
+        report.validation_short_dropped = vshort
+        report.validation_duplicates_dropped = vdup
+        report.validation_overlap_removed = len(vkept) - len(validation)
+        train = kept
+        vname = Path(spec.validation_source).name
+    else:
+        train, validation = split(kept, spec.validation_split, seed)
+        vname = f"{name} (held-out {spec.validation_split:.0%})"
+    report.train_records, report.validation_records = len(train), len(validation)
+    return PreparedData(fmt, train, validation, report, name, vname)

@@ -1,0 +1,91 @@
+"""The forgetting check: domain vs general text, before vs after training (the seed's 2x2 table).
+
+With ``evaluation.generalSource`` set, a causal-LM run (sft, dpo) measures the perplexity of a
+general-text JSONL file (``{"text": ...}`` records) with the base model and again with the tuned
+model, next to the domain evaluation (the validation set). Fine-tuning should lower the domain
+perplexity; a rising general perplexity is catastrophic forgetting. The pipeline puts the table
+into ``metrics.json`` (``forgetting``) and ``eval_report.md``.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def _num(v) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+
+def _change(before: float | None, after: float | None) -> float | None:
+    if before is None or after is None or before == 0:
+        return None
+    return (after - before) / before
+
+
+def forgetting_table(metrics: dict, general_name: str | None = None) -> dict | None:
+    """The 2x2 table from the pipeline's metrics (``baseline``/``final`` for the domain set,
+    ``generalBaseline``/``generalFinal`` for general text); None without a general set."""
+    gb, gf = metrics.get("generalBaseline") or {}, metrics.get("generalFinal") or {}
+    if not gb and not gf:
+        return None
+    db, df = metrics.get("baseline") or {}, metrics.get("final") or {}
+    rows = {
+        "domain": {"set": "validation", "perplexityBefore": _num(db.get("perplexity")),
+                   "perplexityAfter": _num(df.get("perplexity")), "lossBefore": _num(db.get("loss")),
+                   "lossAfter": _num(df.get("loss"))},
+        "general": {"set": general_name or "generalSource", "perplexityBefore": _num(gb.get("perplexity")),
+                    "perplexityAfter": _num(gf.get("perplexity")), "lossBefore": _num(gb.get("loss")),
+                    "lossAfter": _num(gf.get("loss"))},
+    }
+    for row in rows.values():
+        row["perplexityChange"] = _change(row["perplexityBefore"], row["perplexityAfter"])
+    d, g = rows["domain"]["perplexityChange"], rows["general"]["perplexityChange"]
+    rows["verdict"] = verdict(d, g)
+    return rows
+
+
+def verdict(domain_change: float | None, general_change: float | None, tolerance: float = 0.05) -> str:
+    """One line on what the two changes mean."""
+    if general_change is None:
+        return "general perplexity was not measured before and after"
+    dom = f"domain perplexity {domain_change:+.1%}, " if domain_change is not None else ""
+    if general_change > tolerance:
+        return f"{dom}general perplexity {general_change:+.1%}: the model is forgetting general text"
+    if general_change < -tolerance:
+        return f"{dom}general perplexity {general_change:+.1%}: general text improved too (no forgetting)"
+    return f"{dom}general perplexity {general_change:+.1%}: within {tolerance:.0%}, no measurable forgetting"
+
+
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+def _pct(v: float | None) -> str:
+    return "" if v is None else f"{v:+.1%}"
+
+
+def report_section(table: dict | None) -> list[str]:
+    """Markdown: perplexity on (domain, general) x (before, after)."""
+    if not table:
+        return []
+    d, g = table["domain"], table["general"]
+    return [
+        "## Forgetting check: domain vs general text (perplexity, lower is better)",
+        "",
+        "| | before training (base) | after training (tuned) | change |",
+        "| --- | --- | --- | --- |",
+        f"| domain ({d['set']}) | {_fmt(d['perplexityBefore'])} | {_fmt(d['perplexityAfter'])} | {_pct(d['perplexityChange'])} |",
+        f"| general ({g['set']}) | {_fmt(g['perplexityBefore'])} | {_fmt(g['perplexityAfter'])} | {_pct(g['perplexityChange'])} |",
+        "",
+        f"Verdict: {table['verdict']}.",
+        "",
+    ]
+
+
+def apply(metrics: dict, general_name: str | None = None) -> list[str]:
+    """Add ``metrics["forgetting"]`` (when a general set was measured) and return its report lines."""
+    table = forgetting_table(metrics, general_name)
+    if table is None:
+        return []
+    metrics["forgetting"] = table
+    return report_section(table)

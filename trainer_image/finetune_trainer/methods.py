@@ -1,0 +1,130 @@
+"""The seam between the shared pipeline and a training method (sft, classification, dpo).
+
+A method is a module exposing a :class:`TrainingMethod` subclass, registered by dotted path in
+:data:`METHODS` (imported lazily, so a method's extra dependencies load only when used). The
+pipeline calls, in order::
+
+    load_tokenizer -> check_compatible -> prepare -> load_model -> [PEFT wrap, by the pipeline]
+    -> evaluate (baseline) -> build_trainer -> trainer.train -> evaluate (final) -> samples
+    -> save (+ merge)
+
+Everything else (config, data reading/curation/split via the format registry in ``data.py``,
+model sources, PEFT, progress, checkpoints and resume, atomic artifacts, summary and exit
+codes) is shared and lives in the pipeline.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from finetune_api.training import DatasetFormat, Method, TrainerConfig
+
+from .artifacts import OutputDir
+from .data import PreparedData
+from .errors import ConfigError
+from .models import ModelLocation, load_causal_lm, load_tokenizer
+from .progress import ProgressReporter
+
+
+@dataclass
+class RunContext:
+    """State handed from step to step of one run."""
+
+    config: TrainerConfig
+    out: OutputDir
+    reporter: ProgressReporter
+    data: PreparedData | None = None
+    location: ModelLocation | None = None
+    tokenizer: Any = None
+    train_dataset: Any = None
+    """What the method's Trainer trains on (a datasets.Dataset)."""
+    eval_dataset: Any = None
+    """What the method's Trainer evaluates on during training (None without validation data)."""
+    eval_examples: list = field(default_factory=list)
+    """Validation examples in the form the method's ``evaluate`` takes."""
+    general_examples: list = field(default_factory=list)
+    """Tokenized general-text examples for the forgetting check (``evaluation.generalSource``)."""
+    metrics: dict = field(default_factory=dict)
+
+
+class TrainingMethod:
+    """Base class: defaults suit causal-LM methods; override what differs."""
+
+    name: Method
+    formats: frozenset[DatasetFormat] = frozenset()
+    """Record formats this method trains on (``auto`` detection is limited to these)."""
+    peft_task_type: str = "CAUSAL_LM"
+
+    def load_tokenizer(self, ctx: RunContext):
+        return load_tokenizer(ctx.location, ctx.config.model.trust_remote_code)
+
+    def check_compatible(self, ctx: RunContext) -> None:
+        """Right after the tokenizer loads, before the model: e.g. chat data needs a chat template."""
+
+    def prepare(self, ctx: RunContext) -> None:
+        """Tokenize ``ctx.data`` into ctx.train_dataset / ctx.eval_dataset / ctx.eval_examples."""
+        raise NotImplementedError
+
+    def load_model(self, ctx: RunContext):
+        return load_causal_lm(ctx.location, ctx.config.peft.quantization, trust_remote_code=ctx.config.model.trust_remote_code)
+
+    def evaluate(self, ctx: RunContext, model, examples: list) -> dict:
+        """Metrics of ``model`` on ``examples`` (loss/perplexity, or accuracy for classifiers)."""
+        raise NotImplementedError
+
+    def build_trainer(self, ctx: RunContext, model, common_args: dict, callbacks: list):
+        """A transformers Trainer (or TRL trainer) built from the shared ``common_args``."""
+        raise NotImplementedError
+
+    def modules_to_save(self, ctx: RunContext, model) -> list[str] | None:
+        """Modules trained in full and saved with the adapter (e.g. a classification head); None: none."""
+        return None
+
+    def finalize(self, ctx: RunContext, metrics: dict, staging: Path) -> list[str]:
+        """After the final evaluation, before the reports are written: add to ``metrics``, write extra
+        artifacts into ``staging`` (e.g. a plot) and return extra Markdown lines for eval_report.md."""
+        return []
+
+    def samples(self, ctx: RunContext, model) -> list[dict]:
+        """Side-by-side generations for eval_report.md: [{prompt, reference, base, tuned}]."""
+        return []
+
+    def save(self, ctx: RunContext, model, staging: Path) -> None:
+        model.save_pretrained(str(staging), safe_serialization=True)
+        ctx.tokenizer.save_pretrained(str(staging))
+
+    def merge(self, ctx: RunContext, adapter_dir: Path, target: Path) -> None:
+        """Write the base model with the adapter merged in (16/32-bit base, also for qlora)."""
+        from peft import PeftModel
+
+        from .models import load_model
+        from transformers import AutoModelForCausalLM
+
+        base = load_model(AutoModelForCausalLM, ctx.location, None, trust_remote_code=ctx.config.model.trust_remote_code)
+        merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+        merged.save_pretrained(str(target), safe_serialization=True)
+        ctx.tokenizer.save_pretrained(str(target))
+
+
+METHODS: dict[Method, str] = {
+    Method.SFT: "finetune_trainer.sft:SFTMethod",
+    Method.CLASSIFICATION: "finetune_trainer.classification:ClassificationMethod",
+    Method.DPO: "finetune_trainer.dpo:DPOMethod",
+}
+
+
+def get_method(method: Method) -> TrainingMethod:
+    target = METHODS.get(method)
+    if target is None:
+        raise ConfigError(f'field "method": {method.value!r} is not supported by this trainer')
+    module_name, _, cls_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            raise ConfigError(f'field "method": {method.value!r} is not available in this trainer image') from None
+        raise
+    return getattr(module, cls_name)()

@@ -1,0 +1,202 @@
+"""Progress reporting: stdout JSON lines, an atomically rewritten progress file, and (in a
+cluster) a rate-limited JSON merge patch of the FineTuneJob's ``status.progress``.
+
+In-cluster patching is on when ``FINETUNE_STATUS_PATCH=1`` and ``FINETUNE_JOB_NAME`` /
+``FINETUNE_JOB_NAMESPACE`` plus the pod's service account are present. It uses urllib only:
+the trainer never imports kopf or the kubernetes client. Reporting problems are logged as
+warnings and never fail the training.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import ssl
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, TextIO
+
+from finetune_api.protocol import TrainingProgress
+
+log = logging.getLogger("finetune_trainer")
+
+SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+API_GROUP_PATH = "/apis/finetune.dev/v1alpha1"
+
+
+def now_rfc3339() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def write_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write via a temporary sibling and rename: readers see the old or the new content, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+class StatusPatcher:
+    """PATCHes ``{"status": {"progress": ...}}`` onto the FineTuneJob status subresource."""
+
+    def __init__(self, url: str, token: str, ssl_context: ssl.SSLContext | None, interval: float, timeout: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.url = url
+        self.token = token
+        self.ssl_context = ssl_context
+        self.interval = interval
+        self.timeout = timeout
+        self.clock = clock
+        self._last: float | None = None
+        self.sent = 0
+        self.failures = 0
+
+    @classmethod
+    def from_env(cls, interval: float, env: dict | None = None, sa_dir: Path | None = None) -> "StatusPatcher | None":
+        env = os.environ if env is None else env
+        sa_dir = sa_dir or SA_DIR
+        if env.get("FINETUNE_STATUS_PATCH") != "1":
+            return None
+        name, ns = env.get("FINETUNE_JOB_NAME"), env.get("FINETUNE_JOB_NAMESPACE")
+        host, port = env.get("KUBERNETES_SERVICE_HOST"), env.get("KUBERNETES_SERVICE_PORT", "443")
+        token_file, ca_file = sa_dir / "token", sa_dir / "ca.crt"
+        missing = [k for k, v in (("FINETUNE_JOB_NAME", name), ("FINETUNE_JOB_NAMESPACE", ns), ("KUBERNETES_SERVICE_HOST", host)) if not v]
+        if not token_file.is_file():
+            missing.append(str(token_file))
+        if missing:
+            log.warning("status patching is on but %s missing: progress goes to stdout and the progress file only", ", ".join(missing))
+            return None
+        scheme = env.get("FINETUNE_STATUS_SCHEME", "https")  # http only for tests
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        url = f"{scheme}://{host}:{port}{API_GROUP_PATH}/namespaces/{ns}/finetunejobs/{name}/status"
+        ctx = None
+        if scheme == "https":
+            ctx = ssl.create_default_context(cafile=str(ca_file)) if ca_file.is_file() else ssl.create_default_context()
+        return cls(url, token_file.read_text().strip(), ctx, interval)
+
+    def maybe_send(self, progress: TrainingProgress, final: bool = False) -> bool:
+        """Send if the interval has passed since the last patch (or ``final``); never raises."""
+        now = self.clock()
+        if not final and self._last is not None and now - self._last < self.interval:
+            return False
+        self._last = now
+        body = json.dumps({"status": {"progress": progress.to_wire()}}).encode()
+        req = urllib.request.Request(self.url, data=body, method="PATCH", headers={
+            "Content-Type": "application/merge-patch+json",
+            "Authorization": f"Bearer {self.token}",
+            "Accept": "application/json",
+        })
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout, context=self.ssl_context) as resp:
+                resp.read()
+            self.sent += 1
+            return True
+        except Exception as exc:  # reporting must never fail the training
+            self.failures += 1
+            log.warning("status patch to %s failed: %s", self.url, exc)
+            return False
+
+
+class ProgressReporter:
+    """One place that emits a TrainingProgress: stdout line, progress file, status patch."""
+
+    def __init__(self, progress_file: str | None, patcher: StatusPatcher | None = None, stream: TextIO | None = None):
+        self.progress_file = progress_file
+        self.patcher = patcher
+        self.stream = stream
+        self.current = TrainingProgress(stage="loading")
+        self._lock = threading.Lock()
+
+    def update(self, final: bool = False, echo: bool = True, **fields) -> TrainingProgress:
+        with self._lock:
+            data = self.current.model_dump()
+            data.update(fields)
+            data["updated_at"] = now_rfc3339()
+            self.current = TrainingProgress.model_validate(data)
+            line = self.current.model_dump_json(by_alias=True, exclude_none=True)
+            if echo:
+                stream = self.stream or sys.stdout
+                stream.write(line + "\n")
+                stream.flush()
+            if self.progress_file:
+                try:
+                    write_atomic(self.progress_file, line + "\n")
+                except OSError as exc:
+                    log.warning("cannot write progress file %s: %s", self.progress_file, exc)
+            if self.patcher is not None:
+                self.patcher.maybe_send(self.current, final=final)
+            return self.current
+
+    def stage(self, stage: str, final: bool = False) -> None:
+        self.update(stage=stage, final=final)
+
+
+def make_progress_callback(reporter: ProgressReporter, tokens_fn: Callable[[], int] | None = None):
+    """A transformers TrainerCallback turning Trainer logs into TrainingProgress lines."""
+    from transformers import TrainerCallback
+
+    class ProgressCallback(TrainerCallback):
+        def __init__(self):
+            self.t0 = None
+            self.start_step = 0
+            self.last_t = None
+            self.last_tokens = 0
+            self.history: list[dict] = []
+
+        def on_train_begin(self, args, state, control, **kw):
+            self.t0 = self.last_t = time.monotonic()
+            self.start_step = state.global_step
+            self.last_tokens = state.num_input_tokens_seen or 0
+            reporter.update(stage="training", step=state.global_step, total_steps=state.max_steps,
+                            percent=_pct(state.global_step, state.max_steps))
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            logs = dict(logs or {})
+            now = time.monotonic()
+            step, total = state.global_step, state.max_steps
+            entry = {"step": step, "epoch": state.epoch, **logs}
+            self.history.append(entry)
+            if "eval_loss" in logs:
+                reporter.update(step=step, eval_loss=float(logs["eval_loss"]), echo=True)
+                return
+            if "loss" not in logs:
+                return
+            tokens = state.num_input_tokens_seen or 0
+            dt = max(now - (self.last_t or now), 1e-9)
+            tps = (tokens - self.last_tokens) / dt if tokens else None
+            self.last_t, self.last_tokens = now, tokens
+            done = step - self.start_step
+            eta = (now - self.t0) / done * (total - step) if done > 0 and total else None
+            entry["tokensPerSecond"] = tps
+            reporter.update(
+                stage="training", step=step, total_steps=total, percent=_pct(step, total),
+                epoch=round(state.epoch or 0.0, 4), loss=float(logs["loss"]),
+                learning_rate=float(logs["learning_rate"]) if "learning_rate" in logs else None,
+                tokens_per_second=round(tps, 2) if tps is not None else None,
+                eta_seconds=round(eta, 1) if eta is not None else None,
+            )
+
+    return ProgressCallback()
+
+
+def _pct(step: int, total: int | None) -> int | None:
+    if not total:
+        return None
+    return max(0, min(100, int(100 * step / total)))
