@@ -6,9 +6,10 @@ startup, i.e. "resume", and ``spec.suspend`` changes), of a Job or of a Pod labe
 serialized, debounced ``reconcile``:
 
 1. ``ensure_children`` when the Job is neither in the in-memory index (kopf fills indexes before
-   any handler runs) nor was created before (``status.jobName``): ConfigMap, ServiceAccount, Role,
-   then RoleBinding and Job. 409 AlreadyExists -> read and adopt; never a second Job, whenever
-   the operator is killed. Failures are retried with exponential backoff.
+   any handler runs) nor was created before (``status.jobName``): ConfigMap and ServiceAccount,
+   then the Job; the trainer's Role and RoleBinding in a later pass (``ensure_rbac``). 409
+   AlreadyExists -> read and adopt; never a second Job, whenever the operator is killed. Failures
+   are retried with exponential backoff.
 2. recomputes the status from the indexes (no GETs) with ``status.compute`` and merge-patches
    ``/status`` only when it changed, at most once per ``status_min_interval_seconds`` per object;
 3. converges the Job's ``spec.suspend`` to the FineTuneJob's.
@@ -24,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime as dt
+import json
 import logging
 import time
 from typing import Any
@@ -45,6 +47,8 @@ OWN_CHILDREN = {builders.LABEL_JOB: kopf.PRESENT, builders.LABEL_COMPONENT: "tra
 Key = tuple[str, str]  # (namespace, label value of the FineTuneJob name)
 STATUS_DELAY = 0.3  # coalesce bursts of Job/Pod events into one status computation
 BUSY_STATUS_DELAY = 1.0  # while children are being created, non-final status writes wait
+WORKER_LIMIT = 100  # kopf's per-object workers running at once
+RBAC_MAX_DEFER = 10.0  # the trainer's Role/RoleBinding wait at most this long behind new Jobs
 
 
 class RetryLater(Exception):
@@ -70,7 +74,14 @@ def configure_settings(settings: kopf.OperatorSettings) -> None:
     settings.watching.label_selectors[("", "v1", "pods")] = own
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
-    settings.batching.batch_window = 0.05  # react fast (latency of Job creation)
+    # Memory (docs/benchmarks.md): kopf gives every object its own worker task. Unbounded, the
+    # initial listing of 1,000 FineTuneJobs and their Jobs runs 2,000 workers at once, and the
+    # memory of that peak stays fragmented afterwards. Our handlers only index and enqueue (the
+    # reconcile runs in our own queue), so 100 workers that exit 0.1 s after their last event
+    # keep up with bursts; the listing comes in pages of 100.
+    settings.queueing.worker_limit = WORKER_LIMIT
+    settings.queueing.idle_timeout = 0.1
+    settings.watching.chunk_size = 100
     settings.networking.request_timeout = 60
 
 
@@ -92,7 +103,8 @@ class Operator:
         self._write_slots = asyncio.Semaphore(16)
         self._create_slots = asyncio.Semaphore(32)
         self.creating = 0  # ensure_children in flight: status writes yield to them
-        self.rbac_todo: dict[Key, list[dict[str, Any]]] = {}
+        self.rbac_todo: dict[Key, float] = {}  # Job created, trainer Role/RoleBinding not yet (since when)
+        self.rbac_done: set[Key] = set()
         self._failures: dict[Key, int] = {}
 
     # --- indexes -------------------------------------------------------------------------------
@@ -105,7 +117,7 @@ class Operator:
     def ftj(self, key: Key) -> dict[str, Any] | None:
         store = self.indices.get("ftj_index", {}).get(key)
         for value in store or ():
-            return value
+            return json.loads(value) if isinstance(value, str) else value  # packed by ftj_index
         return None
 
     def job(self, key: Key, name: str) -> dict[str, Any] | None:
@@ -164,6 +176,7 @@ class Operator:
 
     def forget(self, key: Key) -> None:
         self.rbac_todo.pop(key, None)
+        self.rbac_done.discard(key)
         self.last_written.pop(key, None)
         self.last_write_at.pop(key, None)
         self.expected_jobs.pop(key, None)
@@ -186,8 +199,6 @@ class Operator:
             return
         name, namespace = meta["name"], meta["namespace"]
         job = self.job(key, name)
-        if key in self.rbac_todo:
-            await self.ensure_rbac(key, ftj)
         if job is not None:
             self.expected_jobs.pop(key, None)
         elif await self.ensure_children(ftj):
@@ -199,6 +210,8 @@ class Operator:
             expected_at = None
         pod = status_mod.latest_pod([p for p in self.pods(key)
                                      if job is None or p["metadata"].get("labels", {}).get("job-name") in (None, job["metadata"]["name"])])
+        if self._rbac_wanted(key, ftj, job, pod):
+            await self.ensure_rbac(key, ftj)
         stored = ftj.get("status") or {}
         baseline = self.last_written.get(key)
         if baseline is None or status_mod.owned_part(stored) == baseline:
@@ -282,9 +295,7 @@ class Operator:
             return False  # permanent: the status says Failed/InvalidSpec; nothing is retried
         objs = builders.children(ftj, spec, self.cfg)
         # Critical path first: the ConfigMap and ServiceAccount the pod needs, then the Job. The Role
-        # and RoleBinding (needed only when the trainer sends its first progress patch, seconds after
-        # it starts; it tolerates a refused patch) follow, the RoleBinding after its Role (the API
-        # server resolves the Role to check escalation).
+        # and RoleBinding follow in a later reconcile (ensure_rbac).
         first = [o for o in objs if o["kind"] in ("ConfigMap", "ServiceAccount")]
         job = next(o for o in objs if o["kind"] == "Job")
         rbac = [o for o in objs if o["kind"] in ("Role", "RoleBinding")]
@@ -306,18 +317,38 @@ class Operator:
             self.creating -= 1
             self._create_slots.release()
         metrics.RECONCILE_LATENCY.labels(step="create").observe(time.monotonic() - started)
-        self.rbac_todo[key] = rbac
-        await self.ensure_rbac(key, ftj)
-        logger.info("%s/%s: created %s", meta["namespace"], name, ", ".join(f"{o['kind']}/{o['metadata']['name']}" for o in objs),
+        if rbac:
+            self.rbac_todo[key] = time.monotonic()  # by the next reconcile (enqueued by the caller)
+        logger.info("%s/%s: created %s", meta["namespace"], name,
+                    ", ".join(f"{o['kind']}/{o['metadata']['name']}" for o in [*first, job]),
                     extra={"finetunejob": f"{meta['namespace']}/{name}"})
         return True
 
+    def _rbac_wanted(self, key: Key, ftj: dict[str, Any], job: dict[str, Any] | None,
+                     pod: dict[str, Any] | None) -> bool:
+        """Whether to (re)assert the trainer's Role and RoleBinding now: after creating the Job,
+        and, once per process, for a run whose pod exists and is not final (an operator killed
+        between creating the Job and the RBAC objects must not leave the trainer without them)."""
+        if not self.cfg.status_patch or key in self.rbac_done:
+            return False
+        if key in self.rbac_todo:
+            return True
+        phase = (self.last_written.get(key) or ftj.get("status") or {}).get("phase")
+        return job is not None and pod is not None and phase not in (Phase.SUCCEEDED, Phase.FAILED)
+
     async def ensure_rbac(self, key: Key, ftj: dict[str, Any]) -> None:
-        """The trainer's Role and RoleBinding (retried by the reconcile until they exist)."""
-        for obj in list(self.rbac_todo.get(key) or ()):
+        """The trainer's Role, then its RoleBinding (the API server resolves the Role to check
+        escalation). In a burst of new runs they wait (up to RBAC_MAX_DEFER s) so that Jobs are
+        created first: the trainer needs them only for its first progress patch, seconds after it
+        starts, and tolerates a refused one. Retried by the reconcile until they exist."""
+        since = self.rbac_todo.get(key)
+        if self.creating and since is not None and time.monotonic() - since < RBAC_MAX_DEFER:
+            self.enqueue(key, BUSY_STATUS_DELAY)
+            return
+        for obj in (builders.role(ftj), builders.role_binding(ftj)):
             await self._create_or_adopt(ftj, obj)
-            self.rbac_todo[key].remove(obj)
         self.rbac_todo.pop(key, None)
+        self.rbac_done.add(key)
 
     async def _create_or_adopt(self, ftj: dict[str, Any], obj: dict[str, Any]) -> dict[str, Any]:
         path = collection_path(obj["apiVersion"], obj["kind"], obj["metadata"]["namespace"])
@@ -404,17 +435,19 @@ def _trim_ftj(body: Any) -> dict[str, Any]:
 
 
 @kopf.index(GROUP, VERSION, PLURAL, registry=REGISTRY)
-def ftj_index(namespace: str, name: str, body: Any, **_: Any) -> dict[Key, dict[str, Any]]:
-    return {key_of(namespace, name): _trim_ftj(body)}
+async def ftj_index(namespace: str, name: str, body: Any, **_: Any) -> dict[Key, str]:
+    # Kept as one compact JSON string (unpacked per reconcile, ~20 µs): a tree of small dicts per
+    # object costs ~5x the memory and fragments the allocator (see docs/benchmarks.md).
+    return {key_of(namespace, name): json.dumps(_trim_ftj(body), separators=(",", ":"))}
 
 
 @kopf.index("batch", "v1", "jobs", labels=OWN_CHILDREN, registry=REGISTRY)
-def job_index(namespace: str, labels: Any, body: Any, **_: Any) -> dict[Key, dict[str, Any]]:
+async def job_index(namespace: str, labels: Any, body: Any, **_: Any) -> dict[Key, dict[str, Any]]:
     return {(namespace, labels[builders.LABEL_JOB]): status_mod.job_summary(dict(body))}
 
 
 @kopf.index("", "v1", "pods", labels=OWN_CHILDREN, registry=REGISTRY)
-def pod_index(namespace: str, labels: Any, body: Any, **_: Any) -> dict[Key, dict[str, Any]]:
+async def pod_index(namespace: str, labels: Any, body: Any, **_: Any) -> dict[Key, dict[str, Any]]:
     summary = status_mod.pod_summary(dict(body))
     summary["metadata"]["labels"] = {"job-name": labels.get("job-name") or labels.get("batch.kubernetes.io/job-name")}
     return {(namespace, labels[builders.LABEL_JOB]): summary}

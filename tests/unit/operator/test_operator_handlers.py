@@ -49,7 +49,8 @@ def test_ensure_creates_children_once(ftj, cfg):
         op = make_op(cfg, {"ftj_index": {}, "job_index": {}, "pod_index": {}})
         assert await op.ensure_children(ftj) is True
         posts = [p for m, p in op.client.calls if m == "POST"]
-        assert len(posts) == 5 and [p.rsplit("/", 1)[1] for p in posts[2:]] == ["jobs", "roles", "rolebindings"]
+        assert len(posts) == 3 and posts[2].endswith("/jobs")  # ConfigMap, ServiceAccount, then the Job
+        assert key_of("team-a", "demo") in op.rbac_todo  # the trainer's Role/RoleBinding next
         # a restart before the watch delivered the Job: 409 -> read, no second Job
         op2 = make_op(cfg, {"ftj_index": {}, "job_index": {}, "pod_index": {}})
         op2.client = op.client
@@ -104,8 +105,13 @@ def test_reconcile_creates_then_reports(ftj, cfg):
         key = key_of("team-a", "demo")
         op = make_op(cfg, {"ftj_index": {key: [copy.deepcopy(ftj)]}, "job_index": {}, "pod_index": {}})
         await op.reconcile(key)
-        assert [m for m, _ in op.client.calls].count("POST") == 5
+        assert [m for m, _ in op.client.calls].count("POST") == 3
         assert "PATCH" not in [m for m, _ in op.client.calls]  # status once the Job is seen
+        await op.reconcile(key)  # the next pass (the watch has not delivered the Job yet): RBAC
+        posts = [p.rsplit("/", 1)[1] for m, p in op.client.calls if m == "POST"]
+        assert posts[3:] == ["roles", "rolebindings"] and key in op.rbac_done
+        await op.reconcile(key)
+        assert len([1 for m, _ in op.client.calls if m == "POST"]) == 5  # once
         for t in op._timers.values():
             t.cancel()
     run(go())
@@ -135,6 +141,48 @@ def test_suspend_converges(ftj, cfg):
         op = make_op(cfg, {"ftj_index": {key: [ftj]}, "job_index": {key: [job]}, "pod_index": {}})
         await op.reconcile(key)
         assert ("PATCH", "/apis/batch/v1/namespaces/team-a/jobs/demo-trainer") in op.client.calls
+        for t in op._timers.values():
+            t.cancel()
+    run(go())
+
+
+def test_rbac_waits_behind_new_jobs_in_a_burst(ftj, cfg):
+    async def go():
+        key = key_of("team-a", "demo")
+        op = make_op(cfg, {"ftj_index": {key: [copy.deepcopy(ftj)]}, "job_index": {}, "pod_index": {}})
+        assert await op.ensure_children(ftj)
+        op.creating = 3  # other runs' children are being created
+        await op.ensure_rbac(key, ftj)
+        assert not [p for m, p in op.client.calls if m == "POST" and "/roles" in p]
+        assert key in op._timers  # retried shortly
+        op.rbac_todo[key] -= 60  # waited long enough: no starving behind a stream of new runs
+        await op.ensure_rbac(key, ftj)
+        assert [p.rsplit("/", 1)[1] for m, p in op.client.calls if m == "POST"][-2:] == ["roles", "rolebindings"]
+        for t in op._timers.values():
+            t.cancel()
+    run(go())
+
+
+def test_restart_reasserts_rbac_of_running_runs(ftj, cfg):
+    """An operator killed between creating the Job and the Role/RoleBinding: the next process
+    creates them for runs whose pod exists (once), not for final or pod-less ones."""
+    async def go():
+        key = key_of("team-a", "demo")
+        job = {"metadata": {"name": "demo-trainer"}, "spec": {"suspend": False}, "status": {"active": 1}}
+        pod = {"metadata": {"name": "demo-trainer-abc", "creationTimestamp": "2025-01-01T00:00:00Z",
+                            "labels": {"job-name": "demo-trainer"}},
+               "spec": {"nodeName": "gpu-a100-0"}, "status": {"phase": "Running"}}
+        stored = {**copy.deepcopy(ftj), "status": {"phase": "Running", "jobName": "demo-trainer"}}
+        op = make_op(cfg, {"ftj_index": {key: [stored]}, "job_index": {key: [job]}, "pod_index": {key: [pod]}})
+        await op.reconcile(key)
+        posts = [p.rsplit("/", 1)[1] for m, p in op.client.calls if m == "POST"]
+        assert posts == ["roles", "rolebindings"]
+        await op.reconcile(key)
+        assert len([1 for m, _ in op.client.calls if m == "POST"]) == 2
+        # a suspended run without a pod, or a final one: nothing
+        op = make_op(cfg, {"ftj_index": {key: [stored]}, "job_index": {key: [job]}, "pod_index": {}})
+        await op.reconcile(key)
+        assert not [1 for m, _ in op.client.calls if m == "POST"]
         for t in op._timers.values():
             t.cancel()
     run(go())
