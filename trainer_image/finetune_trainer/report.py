@@ -8,7 +8,18 @@ from pathlib import Path
 
 
 def write_metrics(path: Path, metrics: dict) -> None:
-    path.write_text(json.dumps(metrics, indent=2, sort_keys=False, default=_json_default) + "\n")
+    """Strict JSON: NaN/inf (e.g. a loss over no tokens) become null, not the invalid token NaN."""
+    path.write_text(json.dumps(_finite(metrics), indent=2, sort_keys=False, default=_json_default, allow_nan=False) + "\n")
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _json_default(value):

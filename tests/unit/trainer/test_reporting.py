@@ -163,3 +163,12 @@ def test_trainer_never_imports_kopf_or_the_kubernetes_client():
             "assert not bad, bad\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_metrics_json_is_strict_json(tmp_path):
+    from finetune_trainer.report import write_metrics
+
+    write_metrics(tmp_path / "m.json", {"final": {"loss": float("nan"), "acc": 1.0}, "l": [float("inf"), 2]})
+    text = (tmp_path / "m.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"final": {"loss": None, "acc": 1.0}, "l": [None, 2]}
