@@ -246,3 +246,39 @@ def test_dpo_with_qlora(tiny_model, tmp_path):
     assert m["peftType"] == "qlora" and m["baseQuantization"] == "nf4" and m["steps"] == 3
     assert m["baseline"]["rewardMargin"] == pytest.approx(0.0, abs=1e-5)
     assert math.isfinite(m["final"]["loss"]) and m["final"]["rewardMargin"] != 0.0
+
+
+def test_dpo_resumes_from_a_checkpoint(tiny_model, tmp_path, monkeypatch, caplog):
+    """The policy adapter comes back from the checkpoint; TRL's frozen reference is rebuilt, not resumed."""
+    from transformers import TrainerCallback
+
+    from finetune_trainer.dpo import DPOMethod
+
+    train = helpers.write_jsonl(tmp_path / "prefs.jsonl", pairs(24))
+    cfg = dpo_config(tiny_model, train, tmp_path / "out", training={"maxSteps": 4}, dataset={"validationSplit": 0.25},
+                     evaluation={"sampleGenerations": 0})
+    cfg["training"]["saveSteps"] = 2
+
+    class Crash(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == 3:
+                raise RuntimeError("simulated preemption")
+
+    original = DPOMethod.build_trainer
+    monkeypatch.setattr(DPOMethod, "build_trainer", lambda self, ctx, model, a, cbs: original(self, ctx, model, a, cbs + [Crash()]))
+    first = run_cli(cfg, tmp_path)
+    assert first.rc == 1 and (first.out / "checkpoints" / "checkpoint-2").is_dir()
+    monkeypatch.setattr(DPOMethod, "build_trainer", original)
+    with caplog.at_level("INFO", logger="finetune_trainer"):
+        second = run_cli(cfg, tmp_path)
+    assert second.rc == 0, second.summary
+    assert "resuming from checkpoint-2" in caplog.text
+    m = json.loads((second.out / "metrics.json").read_text())
+    assert m["resumedFromStep"] == 2 and m["steps"] == 4
+    assert m["baseline"]["loss"] == pytest.approx(math.log(2), abs=1e-4)  # the saved baseline
+    # The reference is still the starting point (zero adapter), so rewards measure what training did.
+    assert m["final"]["rewardMargin"] > 0 and m["final"]["loss"] < m["baseline"]["loss"]
+    from safetensors import safe_open
+
+    with safe_open(str(second.out / "adapter_model.safetensors"), "pt") as f:
+        assert not any(".ref." in k for k in f.keys())
