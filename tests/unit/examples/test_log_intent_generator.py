@@ -96,3 +96,27 @@ def test_lines_look_like_their_vendor(splits):
 def test_template_ids_are_unique(gen):
     ids = [t.id for t in gen.TEMPLATES]
     assert len(ids) == len(set(ids))
+
+
+def test_the_manifest_is_a_valid_finetunejob_the_trainer_accepts():
+    """finetunejob.yaml validates, and the TrainerConfig the operator builds from it reads the
+    committed files (the PVC paths swapped for them, as benchmarks/log_intent_minilm.py does)."""
+    import yaml
+
+    from finetune_api.resource import FineTuneJobSpec
+    from finetune_api.training import DatasetFormat, Method, TrainerConfig
+    from finetune_operator.builders import trainer_config
+    from finetune_trainer.classification import resolve_labels  # registers the text/label format
+    from finetune_trainer.data import load_dataset_spec
+
+    manifest = yaml.safe_load((EXAMPLE / "finetunejob.yaml").read_text())
+    spec = FineTuneJobSpec.model_validate(manifest["spec"])
+    assert spec.method is Method.CLASSIFICATION and spec.model.source == "builtin:minilm-l6"
+    wire = trainer_config(spec, "default", manifest["metadata"]["name"]).to_wire()
+    assert wire["dataset"]["source"].endswith("/log-intent/train.jsonl")
+    wire["dataset"]["source"] = str(EXAMPLE / "train.jsonl")
+    wire["dataset"]["validationSource"] = str(EXAMPLE / "eval.jsonl")
+    cfg = TrainerConfig.model_validate(wire)
+    data = load_dataset_spec(cfg.dataset, cfg.training.seed, {DatasetFormat.CLASSIFICATION})
+    assert (data.report.train_records, data.report.validation_records, data.report.validation_overlap_removed) == (1000, 300, 0)
+    assert resolve_labels(data, cfg.dataset.labels) == ["anomaly", "auth", "dhcp", "link-state", "routing"]
