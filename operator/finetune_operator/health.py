@@ -1,8 +1,9 @@
 """Liveness and readiness endpoints (aiohttp) on ``--health-port``.
 
 * ``/healthz``: 200 while the event loop answers and, on the leader, kopf has not stopped.
-* ``/readyz``: 200 on a standby replica that is campaigning, and on the leader once kopf is
-  ready (its indexes are filled and the watches are started).
+* ``/readyz``: 200 on a standby replica that is campaigning, and on the leader once kopf has
+  started (startup handlers done, watches starting; kopf holds handlers back until its indexes
+  are filled).
 """
 
 from __future__ import annotations

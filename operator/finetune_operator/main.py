@@ -160,7 +160,7 @@ async def run(cfg: config_mod.OperatorConfig) -> int:
             namespaces=list(cfg.namespaces),
             stop_flag=stop,
             ready_flag=ready,
-            memo=kopf.Memo(op=op),
+            memo=kopf.Memo(op=op, stop=stop),
         )
     finally:
         state["kopf_done"] = True
