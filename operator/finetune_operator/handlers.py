@@ -210,8 +210,12 @@ class Operator:
             expected_at = None
         pod = status_mod.latest_pod([p for p in self.pods(key)
                                      if job is None or p["metadata"].get("labels", {}).get("job-name") in (None, job["metadata"]["name"])])
+        rbac_error: Exception | None = None
         if self._rbac_wanted(key, ftj, job, pod):
-            await self.ensure_rbac(key, ftj)
+            try:
+                await self.ensure_rbac(key, ftj)
+            except Exception as e:  # noqa: BLE001 - the status is still reported; retried below
+                rbac_error = e
         stored = ftj.get("status") or {}
         baseline = self.last_written.get(key)
         if baseline is None or status_mod.owned_part(stored) == baseline:
@@ -256,6 +260,8 @@ class Operator:
             await self._patch_job_suspend(namespace, job["metadata"]["name"], True)
         if result.requeue_after:
             self.enqueue(key, result.requeue_after)
+        if rbac_error is not None:
+            raise rbac_error  # retried with backoff (rbac_todo / rbac_done unchanged)
 
     async def _converge_suspend(self, ftj: dict[str, Any], job: dict[str, Any]) -> None:
         spec = ftj.get("spec") or {}

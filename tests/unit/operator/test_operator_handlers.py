@@ -186,3 +186,25 @@ def test_restart_reasserts_rbac_of_running_runs(ftj, cfg):
         for t in op._timers.values():
             t.cancel()
     run(go())
+
+
+def test_rbac_failure_does_not_block_the_status(ftj, cfg):
+    async def go():
+        key = key_of("team-a", "demo")
+        job = {"metadata": {"name": "demo-trainer"}, "spec": {"suspend": False}, "status": {}}
+        op = make_op(cfg, {"ftj_index": {key: [copy.deepcopy(ftj)]}, "job_index": {key: [job]}, "pod_index": {}})
+        op.rbac_todo[key] = 0.0
+        create = op.client.create
+
+        async def refuse_roles(path, body):
+            if "/roles" in path or "/rolebindings" in path:
+                raise ApiError(403, {"reason": "Forbidden", "message": "no"}, "POST", path)
+            return await create(path, body)
+        op.client.create = refuse_roles
+        with pytest.raises(ApiError):
+            await op.reconcile(key)
+        assert [p for m, p in op.client.calls if m == "PATCH" and p.endswith("/status")]  # reported anyway
+        assert key in op.rbac_todo and key not in op.rbac_done  # and retried
+        for t in op._timers.values():
+            t.cancel()
+    run(go())
