@@ -143,7 +143,7 @@ def main() -> int:
             results.append(run_trainer("smollm2", "builtin:smollm2-135m-instruct", work, args.steps, 400,
                                        batch_size=args.batch_size, seq_length=args.seq_length))
         elif name == "llama8b":
-            from finetune_trainer.models import BUILTIN_MODELS, cache_dir
+            from finetune_trainer.models import cache_dir
 
             tok = next((cache_dir() / "models").glob("smollm2-135m-instruct-*"), None) if (cache_dir() / "models").is_dir() else None
             build_random_llama8b(work / "llama8b-random", tok)

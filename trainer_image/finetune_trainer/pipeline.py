@@ -20,7 +20,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import resource
 import time
 from pathlib import Path

@@ -123,6 +123,20 @@ class ProgressReporter:
         self.stream = stream
         self.current = TrainingProgress(stage="loading")
         self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        if patcher is not None:
+            threading.Thread(target=self._heartbeat, name="progress-heartbeat", daemon=True).start()
+
+    def _heartbeat(self) -> None:
+        """Re-send the latest progress with a fresh ``updatedAt`` every patch interval. Without it a
+        slow step (or a log interval of many steps) or an update dropped by the rate limit would
+        leave the status older than the interval; with it the status is at most two intervals old."""
+        while not self._stopped.wait(self.patcher.interval):
+            self.update(echo=False)
+
+    def close(self) -> None:
+        """Stop the heartbeat (a final update does this too)."""
+        self._stopped.set()
 
     def update(self, final: bool = False, echo: bool = True, **fields) -> TrainingProgress:
         with self._lock:
@@ -140,7 +154,9 @@ class ProgressReporter:
                     write_atomic(self.progress_file, line + "\n")
                 except OSError as exc:
                     log.warning("cannot write progress file %s: %s", self.progress_file, exc)
-            if self.patcher is not None:
+            if final:
+                self._stopped.set()
+            if self.patcher is not None and not (self._stopped.is_set() and not final):
                 self.patcher.maybe_send(self.current, final=final)
             return self.current
 
@@ -166,6 +182,17 @@ def make_progress_callback(reporter: ProgressReporter, tokens_fn: Callable[[], i
             self.last_tokens = state.num_input_tokens_seen or 0
             reporter.update(stage="training", step=state.global_step, total_steps=state.max_steps,
                             percent=_pct(state.global_step, state.max_steps))
+
+        def on_step_end(self, args, state, control, **kw):
+            # Every optimizer step moves step/percent/ETA (quietly: stdout gets the on_log lines);
+            # the status patch's rate limit bounds the API writes.
+            step, total = state.global_step, state.max_steps
+            done = step - self.start_step
+            now = time.monotonic()
+            eta = (now - self.t0) / done * (total - step) if done > 0 and total and self.t0 else None
+            reporter.update(stage="training", step=step, total_steps=total, percent=_pct(step, total),
+                            epoch=round(state.epoch or 0.0, 4), eta_seconds=round(eta, 1) if eta is not None else None,
+                            echo=False)
 
         def on_log(self, args, state, control, logs=None, **kw):
             logs = dict(logs or {})

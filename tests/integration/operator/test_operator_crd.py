@@ -3,7 +3,6 @@ with its own messages (schema, CEL rules, immutability, strict field validation)
 
 from __future__ import annotations
 
-import copy
 import json
 import uuid
 from typing import Any, Callable

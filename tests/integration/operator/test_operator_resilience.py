@@ -3,7 +3,6 @@ of two replicas acts; cluster-wide watching under a ClusterRole with the same ru
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 

@@ -251,7 +251,7 @@ def test_operator_pip_install_works_without_torch(operator_df, tmp_path):
     )
     found = json.loads(run_in(bin_dir, f"python -c {shlex.quote(probe)}", tmp_path, timeout=60).stdout)
     assert found == {"torch": False, "transformers": False, "peft": False, "trl": False, "bitsandbytes": False,
-                     "kopf": True, "kubernetes": True}
+                     "kopf": True, "kubernetes": False}
 
 
 # --- the trainer image --------------------------------------------------------------------------

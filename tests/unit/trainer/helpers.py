@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 CHATML = (
@@ -104,3 +107,29 @@ def make_config(model: Path | str, data: Path, out: Path, **over) -> dict:
         else:
             cfg[section] = values
     return cfg
+
+
+@dataclass
+class Run:
+    rc: int
+    stdout: str
+    summary: dict
+    out: Path
+
+    @property
+    def progress(self) -> list[dict]:
+        return [json.loads(line) for line in self.stdout.splitlines() if line.startswith("{")]
+
+
+def run_cli(config: dict, tmp: Path, name: str = "config.json") -> Run:
+    """Write ``config``, run ``finetune-train --config`` in this process, return rc/stdout/summary."""
+    from finetune_trainer.cli import main
+
+    path = tmp / name
+    path.write_text(json.dumps(config))
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = main(["--config", str(path)])
+    term = Path(config["reporting"]["terminationMessagePath"])
+    summary = json.loads(term.read_text()) if term.is_file() else {}
+    return Run(rc, buf.getvalue(), summary, Path(config["output"]["dir"]))

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 import helpers
-from conftest import run_cli
 from finetune_api.protocol import ExitCode
 from finetune_api.training import DatasetFormat, DatasetSpec
 from finetune_trainer import classification as cls
@@ -109,7 +108,7 @@ def bert_run(tiny_bert, tmp_path_factory):
     train = helpers.write_jsonl(tmp / "train.jsonl", rows(90))
     val = helpers.write_jsonl(tmp / "eval.jsonl", rows(30, seed=1))
     cfg = cls_config(tiny_bert, train, tmp / "out", dataset={"validationSource": str(val)})
-    return run_cli(cfg, tmp), val
+    return helpers.run_cli(cfg, tmp), val
 
 
 def test_encoder_training_end_to_end(bert_run):
@@ -192,7 +191,7 @@ def test_decoder_classification_with_score_head(tiny_model, tmp_path):
     train = helpers.write_jsonl(tmp_path / "train.jsonl", rows(60))
     cfg = cls_config(tiny_model, train, tmp_path / "out", training={"epochs": 2, "maxSteps": None},
                      dataset={"validationSplit": 0.25})
-    run = run_cli(cfg, tmp_path)
+    run = helpers.run_cli(cfg, tmp_path)
     assert run.rc == 0, run.summary
     m = json.loads((run.out / "metrics.json").read_text())
     assert m["targetModules"] == ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -275,20 +274,20 @@ def test_cli_bad_inputs_exit_codes(tiny_bert, tmp_path):
     bad = rows(12)
     bad[7]["label"] = "delta"
     train = helpers.write_jsonl(tmp_path / "train.jsonl", bad)
-    run = run_cli(cls_config(tiny_bert, train, tmp_path / "o1", dataset={"labels": LABELS}), tmp_path)
+    run = helpers.run_cli(cls_config(tiny_bert, train, tmp_path / "o1", dataset={"labels": LABELS}), tmp_path)
     assert run.rc == ExitCode.INVALID_DATA and run.summary["reason"] == "InvalidData"
     assert run.summary["message"].startswith('train.jsonl:8: field "label": unknown label "delta"')
     # SFT data given to classification -> InvalidData pointing at method sft
     sft = helpers.write_jsonl(tmp_path / "sft.jsonl", helpers.records("prompt-completion", 12))
-    run = run_cli(cls_config(tiny_bert, sft, tmp_path / "o2"), tmp_path)
+    run = helpers.run_cli(cls_config(tiny_bert, sft, tmp_path / "o2"), tmp_path)
     assert run.rc == ExitCode.INVALID_DATA and "it has no labels: train on it with method sft" in run.summary["message"]
     # the forgetting check is for causal LMs -> InvalidConfig
     general = helpers.write_jsonl(tmp_path / "general.jsonl", helpers.records("text", 5))
-    run = run_cli(cls_config(tiny_bert, train, tmp_path / "o3", evaluation={"generalSource": str(general)},
+    run = helpers.run_cli(cls_config(tiny_bert, train, tmp_path / "o3", evaluation={"generalSource": str(general)},
                              dataset={"labels": LABELS + ["delta"]}), tmp_path)
     assert run.rc == ExitCode.INVALID_CONFIG and '"evaluation.generalSource"' in run.summary["message"]
     # a format the method cannot train on -> InvalidConfig from the config model
-    run = run_cli(cls_config(tiny_bert, train, tmp_path / "o4", dataset={"format": "chat"}), tmp_path)
+    run = helpers.run_cli(cls_config(tiny_bert, train, tmp_path / "o4", dataset={"format": "chat"}), tmp_path)
     assert run.rc == ExitCode.INVALID_CONFIG and "method classification needs text/label data" in run.summary["message"]
 
 
@@ -316,7 +315,7 @@ def test_qlora_classifier_keeps_the_head_in_full_precision(tiny_bert, tmp_path):
     val = helpers.write_jsonl(tmp_path / "eval.jsonl", rows(15, seed=3))
     cfg = cls_config(tiny_bert, train, tmp_path / "out", training={"epochs": 3},
                      dataset={"validationSource": str(val)}, peft={"type": "qlora"})
-    run = run_cli(cfg, tmp_path)
+    run = helpers.run_cli(cfg, tmp_path)
     assert run.rc == 0, run.summary
     m = json.loads((run.out / "metrics.json").read_text())
     assert m["peftType"] == "qlora" and m["baseQuantization"] == "nf4"
@@ -333,7 +332,7 @@ def test_merged_classifier_carries_the_label_map_and_reproduces_the_predictions(
     cfg = cls_config(tiny_bert, train, tmp_path / "out", training={"epochs": 2},
                      dataset={"validationSource": str(val)}, output={"dir": str(tmp_path / "out"), "merge": True},
                      evaluation={"sampleGenerations": 0})
-    run = run_cli(cfg, tmp_path)
+    run = helpers.run_cli(cfg, tmp_path)
     assert run.rc == 0, run.summary
     merged = run.out / "merged"
     mcfg = json.loads((merged / "config.json").read_text())

@@ -13,7 +13,6 @@ import random
 import pytest
 
 import helpers
-from conftest import run_cli
 from finetune_api.protocol import ExitCode
 from finetune_api.training import DatasetFormat
 from finetune_trainer import dpo
@@ -62,7 +61,7 @@ def dpo_config(model, train, out, **over):
 def dpo_run(tiny_model, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("dpo")
     train = helpers.write_jsonl(tmp / "prefs.jsonl", pairs(40))
-    run = run_cli(dpo_config(tiny_model, train, tmp / "out", dataset={"validationSplit": 0.25}), tmp)
+    run = helpers.run_cli(dpo_config(tiny_model, train, tmp / "out", dataset={"validationSplit": 0.25}), tmp)
     return run, train
 
 
@@ -123,7 +122,7 @@ def test_evaluate_command_on_preference_data(dpo_run, tiny_model):
 
 def test_chat_message_form(tiny_model, tmp_path):
     train = helpers.write_jsonl(tmp_path / "chat.jsonl", pairs(16, chat=True))
-    run = run_cli(dpo_config(tiny_model, train, tmp_path / "out", training={"maxSteps": 3},
+    run = helpers.run_cli(dpo_config(tiny_model, train, tmp_path / "out", training={"maxSteps": 3},
                              dataset={"validationSplit": 0.25}), tmp_path)
     assert run.rc == 0, run.summary
     m = json.loads((run.out / "metrics.json").read_text())
@@ -147,13 +146,13 @@ def test_chosen_and_rejected_strings_with_a_chat_prompt_become_assistant_message
 def test_continue_from_an_sft_adapter(tiny_model, tmp_path):
     """DPO after SFT: model.adapter is loaded trainable; the reference is a frozen copy of it."""
     sft_data = helpers.write_jsonl(tmp_path / "sft.jsonl", helpers.records("prompt-completion", 16))
-    sft = run_cli(helpers.make_config(tiny_model, sft_data, tmp_path / "sft", peft={"r": 2, "alpha": 4},
+    sft = helpers.run_cli(helpers.make_config(tiny_model, sft_data, tmp_path / "sft", peft={"r": 2, "alpha": 4},
                                       training={"maxSteps": 3}), tmp_path, "sft.json")
     assert sft.rc == 0, sft.summary
     train = helpers.write_jsonl(tmp_path / "prefs.jsonl", pairs(24))
     cfg = dpo_config(tiny_model, train, tmp_path / "dpo", training={"maxSteps": 6}, dataset={"validationSplit": 0.25})
     cfg["model"]["adapter"] = str(sft.out)
-    run = run_cli(cfg, tmp_path, "dpo.json")
+    run = helpers.run_cli(cfg, tmp_path, "dpo.json")
     assert run.rc == 0, run.summary
     m = json.loads((run.out / "metrics.json").read_text())
     assert json.loads((run.out / "adapter_config.json").read_text())["r"] == 2  # the SFT adapter's settings
@@ -168,7 +167,7 @@ def test_missing_adapter_is_model_not_found(tiny_model, tmp_path):
     train = helpers.write_jsonl(tmp_path / "prefs.jsonl", pairs(12))
     cfg = dpo_config(tiny_model, train, tmp_path / "out")
     cfg["model"]["adapter"] = str(tmp_path / "nowhere")
-    run = run_cli(cfg, tmp_path)
+    run = helpers.run_cli(cfg, tmp_path)
     assert run.rc == ExitCode.MODEL_NOT_FOUND and '"model.adapter"' in run.summary["message"]
 
 
@@ -178,7 +177,7 @@ def test_missing_adapter_is_model_not_found(tiny_model, tmp_path):
 def test_data_without_rejected_answers_points_to_sft(tiny_model, tmp_path):
     # prompt/completion records: the method cannot use them
     data = helpers.write_jsonl(tmp_path / "pc.jsonl", helpers.records("prompt-completion", 12))
-    run = run_cli(dpo_config(tiny_model, data, tmp_path / "o1"), tmp_path)
+    run = helpers.run_cli(dpo_config(tiny_model, data, tmp_path / "o1"), tmp_path)
     assert run.rc == ExitCode.INVALID_DATA and run.summary["reason"] == "InvalidData"
     assert run.summary["message"].startswith("pc.jsonl:1: records are in 'prompt-completion' format")
     assert "no rejected answers: train on it with method sft" in run.summary["message"]
@@ -186,12 +185,12 @@ def test_data_without_rejected_answers_points_to_sft(tiny_model, tmp_path):
     rows = pairs(12)
     del rows[2]["rejected"]
     data = helpers.write_jsonl(tmp_path / "p.jsonl", rows)
-    run = run_cli(dpo_config(tiny_model, data, tmp_path / "o2"), tmp_path)
+    run = helpers.run_cli(dpo_config(tiny_model, data, tmp_path / "o2"), tmp_path)
     assert run.rc == ExitCode.INVALID_DATA
     assert run.summary["message"].startswith('p.jsonl:3: field "rejected": missing: DPO learns from a rejected answer')
     assert "method sft" in run.summary["message"]
     # a chat dataset format with method dpo is refused by the config itself
-    run = run_cli(dpo_config(tiny_model, data, tmp_path / "o3", dataset={"format": "chat"}), tmp_path)
+    run = helpers.run_cli(dpo_config(tiny_model, data, tmp_path / "o3", dataset={"format": "chat"}), tmp_path)
     assert run.rc == ExitCode.INVALID_CONFIG and "use method sft" in run.summary["message"]
 
 
@@ -219,7 +218,7 @@ def test_bad_preference_records_name_line_and_field(tmp_path, record, field, pro
 def test_mixed_string_and_chat_records_are_refused(tiny_model, tmp_path):
     rows = pairs(10) + pairs(1, chat=True) + pairs(2)
     data = helpers.write_jsonl(tmp_path / "mixed.jsonl", rows)
-    run = run_cli(dpo_config(tiny_model, data, tmp_path / "o", dataset={"validationSplit": 0.0}), tmp_path)
+    run = helpers.run_cli(dpo_config(tiny_model, data, tmp_path / "o", dataset={"validationSplit": 0.0}), tmp_path)
     assert run.rc == ExitCode.INVALID_DATA
     assert run.summary["message"].startswith('mixed.jsonl:11: field "prompt": has a chat-message prompt unlike the other records')
 
@@ -228,7 +227,7 @@ def test_identical_pairs_are_dropped_and_counted(tiny_model, tmp_path):
     rows = pairs(12)
     rows[0]["rejected"] = rows[0]["chosen"]
     data = helpers.write_jsonl(tmp_path / "prefs.jsonl", rows)
-    run = run_cli(dpo_config(tiny_model, data, tmp_path / "o", training={"maxSteps": 1},
+    run = helpers.run_cli(dpo_config(tiny_model, data, tmp_path / "o", training={"maxSteps": 1},
                              dataset={"validationSplit": 0.0}, evaluation={"baseline": False}), tmp_path)
     assert run.rc == 0, run.summary
     m = json.loads((run.out / "metrics.json").read_text())
@@ -240,7 +239,7 @@ def test_dpo_with_qlora(tiny_model, tmp_path):
     train = helpers.write_jsonl(tmp_path / "prefs.jsonl", pairs(16))
     cfg = dpo_config(tiny_model, train, tmp_path / "out", training={"maxSteps": 3}, dataset={"validationSplit": 0.25},
                      peft={"type": "qlora", "r": 4, "alpha": 8, "targetModules": ["auto"]}, evaluation={"sampleGenerations": 0})
-    run = run_cli(cfg, tmp_path)
+    run = helpers.run_cli(cfg, tmp_path)
     assert run.rc == 0, run.summary
     m = json.loads((run.out / "metrics.json").read_text())
     assert m["peftType"] == "qlora" and m["baseQuantization"] == "nf4" and m["steps"] == 3
@@ -266,11 +265,11 @@ def test_dpo_resumes_from_a_checkpoint(tiny_model, tmp_path, monkeypatch, caplog
 
     original = DPOMethod.build_trainer
     monkeypatch.setattr(DPOMethod, "build_trainer", lambda self, ctx, model, a, cbs: original(self, ctx, model, a, cbs + [Crash()]))
-    first = run_cli(cfg, tmp_path)
+    first = helpers.run_cli(cfg, tmp_path)
     assert first.rc == 1 and (first.out / "checkpoints" / "checkpoint-2").is_dir()
     monkeypatch.setattr(DPOMethod, "build_trainer", original)
     with caplog.at_level("INFO", logger="finetune_trainer"):
-        second = run_cli(cfg, tmp_path)
+        second = helpers.run_cli(cfg, tmp_path)
     assert second.rc == 0, second.summary
     assert "resuming from checkpoint-2" in caplog.text
     m = json.loads((second.out / "metrics.json").read_text())

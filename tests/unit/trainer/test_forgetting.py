@@ -8,7 +8,6 @@ import json
 import pytest
 
 import helpers
-from conftest import run_cli
 from finetune_api.protocol import ExitCode
 from finetune_trainer import forgetting
 
@@ -37,7 +36,7 @@ def test_sft_run_reports_the_2x2_table(tiny_model, tmp_path):
     general = helpers.write_jsonl(tmp_path / "general.jsonl", [{"text": t} for t in GENERAL])
     cfg = helpers.make_config(tiny_model, data, tmp_path / "out", training={"maxSteps": 8, "learningRate": 2e-2},
                               evaluation={"generalSource": str(general), "sampleGenerations": 0})
-    run = run_cli(cfg, tmp_path)
+    run = helpers.run_cli(cfg, tmp_path)
     assert run.rc == 0, run.summary
     m = json.loads((run.out / "metrics.json").read_text())
     f = m["forgetting"]
@@ -67,7 +66,7 @@ def test_dpo_run_reports_it_too(tiny_model, tmp_path):
     cfg = helpers.make_config(tiny_model, data, tmp_path / "out", dataset={"validationSplit": 0.25},
                               training={"maxSteps": 3}, evaluation={"generalSource": str(general), "sampleGenerations": 0})
     cfg["method"] = "dpo"
-    run = run_cli(cfg, tmp_path)
+    run = helpers.run_cli(cfg, tmp_path)
     assert run.rc == 0, run.summary
     f = json.loads((run.out / "metrics.json").read_text())["forgetting"]
     # domain perplexity for DPO: of the chosen answers
@@ -78,7 +77,7 @@ def test_dpo_run_reports_it_too(tiny_model, tmp_path):
 
 def test_no_general_source_no_table(tiny_model, tmp_path):
     data = helpers.write_jsonl(tmp_path / "domain.jsonl", helpers.records("text", 12))
-    run = run_cli(helpers.make_config(tiny_model, data, tmp_path / "out", training={"maxSteps": 1},
+    run = helpers.run_cli(helpers.make_config(tiny_model, data, tmp_path / "out", training={"maxSteps": 1},
                                       evaluation={"sampleGenerations": 0}), tmp_path)
     assert run.rc == 0, run.summary
     assert "forgetting" not in json.loads((run.out / "metrics.json").read_text())
@@ -89,7 +88,7 @@ def test_bad_general_source_is_invalid_data(tiny_model, tmp_path):
     data = helpers.write_jsonl(tmp_path / "domain.jsonl", helpers.records("text", 12))
     general = tmp_path / "general.jsonl"
     general.write_text('{"text": "fine"}\n{"text": 5}\n')
-    run = run_cli(helpers.make_config(tiny_model, data, tmp_path / "out",
+    run = helpers.run_cli(helpers.make_config(tiny_model, data, tmp_path / "out",
                                       evaluation={"generalSource": str(general)}), tmp_path)
     assert run.rc == ExitCode.INVALID_DATA
     assert run.summary["message"].startswith('general.jsonl:2: field "text": expected a string')

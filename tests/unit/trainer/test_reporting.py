@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from pathlib import Path
 
 import pytest
 
 import helpers
-from conftest import run_cli
 from finetune_api.protocol import ExitCode, TrainingProgress
 from finetune_trainer import progress
 from finetune_trainer.cli import failure_summary
@@ -67,7 +66,7 @@ def test_training_patches_status_over_http(in_cluster, tiny_model, tmp_path):
                               evaluation={"sampleGenerations": 0}, reporting={
                                   "statusPatchIntervalSeconds": 3600, "progressFile": str(tmp_path / "p" / "progress.json"),
                                   "terminationMessagePath": str(tmp_path / "term")})
-    r = run_cli(cfg, tmp_path)
+    r = helpers.run_cli(cfg, tmp_path)
     assert r.rc == 0, r.summary
     reqs = Recorder.requests
     # Rate limit of one per hour: the first update goes out, then only the final one.
@@ -100,6 +99,23 @@ def test_rate_limit_and_final_patch(api_server):
     assert len(Recorder.requests) == 4
 
 
+def test_heartbeat_keeps_the_status_fresh_between_updates(api_server, tmp_path):
+    """A step slower than the patch interval (or an update dropped by the rate limit) must not
+    leave the status stale: the latest progress is re-sent every interval until the final update."""
+    url = f"http://127.0.0.1:{api_server.server_address[1]}/x"
+    reporter = ProgressReporter(None, StatusPatcher(url, "t", None, interval=0.2), stream=open("/dev/null", "w"))
+    reporter.update(stage="training", step=1, total_steps=10)
+    reporter.update(stage="training", step=2, total_steps=10)  # within the interval: dropped for now
+    time.sleep(1.0)
+    steps = [r["body"]["status"]["progress"]["step"] for r in Recorder.requests]
+    assert steps[0] == 1 and len(steps) >= 3 and set(steps[1:]) == {2}, steps
+    reporter.update(stage="completed", step=10, final=True)
+    sent = len(Recorder.requests)
+    time.sleep(0.5)
+    assert len(Recorder.requests) == sent  # the final update stops the heartbeat
+    assert Recorder.requests[-1]["body"]["status"]["progress"]["stage"] == "completed"
+
+
 def test_reporting_errors_never_fail(api_server, caplog, tmp_path):
     Recorder.status = 500
     url = f"http://127.0.0.1:{api_server.server_address[1]}/x"
@@ -107,6 +123,7 @@ def test_reporting_errors_never_fail(api_server, caplog, tmp_path):
     reporter = ProgressReporter(str(tmp_path / "progress.json"), patcher, stream=open("/dev/null", "w"))
     with caplog.at_level("WARNING", logger="finetune_trainer"):
         reporter.update(stage="training", step=1)
+    reporter.close()
     assert patcher.failures == 1 and "status patch" in caplog.text
     dead = StatusPatcher("http://127.0.0.1:9/x", "t", None, interval=1.0, timeout=0.5)
     assert dead.maybe_send(TrainingProgress()) is False

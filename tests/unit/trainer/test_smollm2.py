@@ -8,7 +8,6 @@ import random
 import pytest
 
 import helpers
-from conftest import run_cli
 
 
 def ticket_records(n: int, seed: int = 0) -> list[dict]:
@@ -36,7 +35,7 @@ def test_smollm2_lora_lowers_eval_loss(tmp_path):
         evaluation={"sampleGenerations": 0},
         dataset={"source": str(data), "validationSplit": 0.15},
     )
-    r = run_cli(cfg, tmp_path)
+    r = helpers.run_cli(cfg, tmp_path)
     assert r.rc == 0, r.summary
     m = json.loads((r.out / "metrics.json").read_text())
     assert m["model"] == "builtin:smollm2-135m-instruct"

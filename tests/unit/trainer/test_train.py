@@ -4,8 +4,6 @@ the evaluate command."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 from pathlib import Path
@@ -13,7 +11,6 @@ from pathlib import Path
 import pytest
 
 import helpers
-from conftest import run_cli
 from finetune_trainer import artifacts, pipeline
 from finetune_trainer.artifacts import verify_checksums
 
@@ -28,7 +25,7 @@ def lora_run(tiny_model, tmp_path_factory):
     data = helpers.write_jsonl(tmp / "train.jsonl", helpers.records("chat", 30))
     cfg = helpers.make_config(tiny_model, data, tmp / "out",
                               training={"evalSteps": 2, "earlyStoppingPatience": 5, "gradientCheckpointing": True})
-    return run_cli(cfg, tmp)
+    return helpers.run_cli(cfg, tmp)
 
 
 def test_lora_run_publishes_complete_artifacts(lora_run):
@@ -91,7 +88,7 @@ def test_completed_output_is_not_clobbered(lora_run, tmp_path):
     cfg = json.loads((lora_run.out / "trainer_config.json").read_text())
     cfg["reporting"]["terminationMessagePath"] = str(tmp_path / "term")
     before = {p.name: p.stat().st_mtime_ns for p in lora_run.out.iterdir() if p.name != "progress.json"}
-    r = run_cli(cfg, tmp_path)
+    r = helpers.run_cli(cfg, tmp_path)
     assert r.rc == 0 and "already complete; nothing was trained" in r.summary["message"]
     assert r.summary["artifacts"]["sha256"] == lora_run.summary["artifacts"]["sha256"]
     assert {p.name: p.stat().st_mtime_ns for p in lora_run.out.iterdir() if p.name != "progress.json"} == before
@@ -117,7 +114,7 @@ def test_each_format_trains(tiny_model, tmp_path, fmt):
     if fmt == "text":
         over["output"] = {"dir": str(tmp_path / "out"), "merge": True}
     cfg = helpers.make_config(tiny_model, data, tmp_path / "out", **over)
-    r = run_cli(cfg, tmp_path)
+    r = helpers.run_cli(cfg, tmp_path)
     assert r.rc == 0, r.summary
     m = json.loads((r.out / "metrics.json").read_text())
     assert m["dataset"]["format"] == fmt and m["steps"] == 1
@@ -158,7 +155,7 @@ def test_qlora_4bit_on_cpu(tiny_model, tmp_path):
                               peft={"type": "qlora", "r": 4, "alpha": 8, "targetModules": ["all-linear"]},
                               training={"maxSteps": 2, "packing": True, "gradientCheckpointing": True},
                               evaluation={"sampleGenerations": 0})
-    r = run_cli(cfg, tmp_path)
+    r = helpers.run_cli(cfg, tmp_path)
     assert r.rc == 0, r.summary
     m = json.loads((r.out / "metrics.json").read_text())
     assert m["peftType"] == "qlora" and m["baseQuantization"] == "nf4"
@@ -214,7 +211,7 @@ def test_resume_from_checkpoint_after_crash(tiny_model, tmp_path, monkeypatch, c
 
     original = SFTMethod.build_trainer
     monkeypatch.setattr(SFTMethod, "build_trainer", lambda self, ctx, model, a, cbs: original(self, ctx, model, a, cbs + [Crash()]))
-    r1 = run_cli(cfg, tmp_path)
+    r1 = helpers.run_cli(cfg, tmp_path)
     assert r1.rc == 1 and r1.summary["reason"] == "TrainerError" and "simulated node failure" in r1.summary["message"]
     assert (r1.out / "checkpoints" / "checkpoint-2").is_dir()
     assert not (r1.out / "_COMPLETE").exists() and not list(r1.out.glob(".staging-*"))
@@ -222,7 +219,7 @@ def test_resume_from_checkpoint_after_crash(tiny_model, tmp_path, monkeypatch, c
 
     monkeypatch.setattr(SFTMethod, "build_trainer", original)
     with caplog.at_level("INFO", logger="finetune_trainer"):
-        r2 = run_cli(cfg, tmp_path)
+        r2 = helpers.run_cli(cfg, tmp_path)
     assert r2.rc == 0, r2.summary
     assert "resuming from checkpoint-2" in caplog.text
     steps = sorted({p["step"] for p in r2.progress if p.get("stage") == "training" and "loss" in p})
@@ -247,7 +244,7 @@ def test_failure_before_publish_leaves_nothing_complete(tiny_model, tmp_path, mo
 
     # Crash in the middle of publishing: the files are moved but SHA256SUMS/_COMPLETE never written.
     monkeypatch.setattr(artifacts, "write_atomic", failing_write)
-    r1 = run_cli(cfg, tmp_path)
+    r1 = helpers.run_cli(cfg, tmp_path)
     assert r1.rc == 1 and "disk full" in r1.summary["message"]
     assert (r1.out / "adapter_model.safetensors").exists()
     assert not (r1.out / "_COMPLETE").exists() and not (r1.out / "SHA256SUMS").exists()
@@ -257,11 +254,11 @@ def test_failure_before_publish_leaves_nothing_complete(tiny_model, tmp_path, mo
     monkeypatch.setattr(pipeline, "publish", lambda out: (_ for _ in ()).throw(RuntimeError("killed")))
     cfg2 = helpers.make_config(tiny_model, data, tmp_path / "out2", training={"maxSteps": 1},
                                evaluation={"sampleGenerations": 0, "baseline": False})
-    r2 = run_cli(cfg2, tmp_path, "c2.json")
+    r2 = helpers.run_cli(cfg2, tmp_path, "c2.json")
     assert r2.rc == 1
     assert sorted(p.name for p in r2.out.iterdir()) == ["checkpoints", "progress.json"]
 
     # The next attempt completes the first directory properly.
     monkeypatch.undo()
-    r3 = run_cli(cfg, tmp_path)
+    r3 = helpers.run_cli(cfg, tmp_path)
     assert r3.rc == 0 and (r3.out / "_COMPLETE").is_file() and verify_checksums(r3.out) == []

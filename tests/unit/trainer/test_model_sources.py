@@ -6,7 +6,6 @@ import json
 import math
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 
