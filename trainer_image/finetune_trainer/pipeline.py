@@ -166,6 +166,8 @@ def summary_metrics(m: dict) -> dict[str, float]:
         "baselineEvalLoss": ("baseline", "loss"), "evalLoss": ("final", "loss"),
         "baselinePerplexity": ("baseline", "perplexity"), "perplexity": ("final", "perplexity"),
         "baselineAccuracy": ("baseline", "accuracy"), "accuracy": ("final", "accuracy"),
+        "baselineMacroF1": ("baseline", "macroF1"), "macroF1": ("final", "macroF1"),  # classification
+        "baselineRewardMargin": ("baseline", "rewardMargin"), "rewardMargin": ("final", "rewardMargin"),  # dpo
         "generalBaselinePerplexity": ("generalBaseline", "perplexity"), "generalPerplexity": ("generalFinal", "perplexity"),
     }
     for key, (section, field) in pairs.items():

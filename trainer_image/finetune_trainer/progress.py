@@ -201,7 +201,7 @@ def make_progress_callback(reporter: ProgressReporter, tokens_fn: Callable[[], i
             entry = {"step": step, "epoch": state.epoch, **logs}
             self.history.append(entry)
             if "eval_loss" in logs:
-                reporter.update(step=step, eval_loss=float(logs["eval_loss"]), echo=True)
+                reporter.update(step=step, eval_loss=round(float(logs["eval_loss"]), 4), echo=True)
                 return
             if "loss" not in logs:
                 return
@@ -214,7 +214,7 @@ def make_progress_callback(reporter: ProgressReporter, tokens_fn: Callable[[], i
             entry["tokensPerSecond"] = tps
             reporter.update(
                 stage="training", step=step, total_steps=total, percent=_pct(step, total),
-                epoch=round(state.epoch or 0.0, 4), loss=float(logs["loss"]),
+                epoch=round(state.epoch or 0.0, 4), loss=round(float(logs["loss"]), 4),
                 learning_rate=float(logs["learning_rate"]) if "learning_rate" in logs else None,
                 tokens_per_second=round(tps, 2) if tps is not None else None,
                 eta_seconds=round(eta, 1) if eta is not None else None,

@@ -129,6 +129,7 @@ def test_encoder_training_end_to_end(bert_run):
     assert m["targetModules"] == ["query", "key", "value"]  # "auto" for BERT
     s = run.summary["metrics"]
     assert s["accuracy"] == pytest.approx(final["accuracy"], abs=1e-6) and "baselineAccuracy" in s
+    assert s["macroF1"] == pytest.approx(final["macroF1"], abs=1e-6) and "baselineMacroF1" in s
     for f in ("adapter_model.safetensors", "adapter_config.json", "label_map.json", "confusion_matrix.png",
               "eval_report.md", "metrics.json", "_COMPLETE"):
         assert (out / f).is_file(), f

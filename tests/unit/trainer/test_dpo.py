@@ -84,6 +84,7 @@ def test_dpo_end_to_end_preference_metrics_before_and_after(dpo_run):
     assert final["perplexity"] > 0
     s = run.summary["metrics"]
     assert "baselineAccuracy" in s and "accuracy" in s and s["evalLoss"] < s["baselineEvalLoss"]
+    assert s["rewardMargin"] == pytest.approx(final["rewardMargin"], abs=1e-5) and "baselineRewardMargin" in s
     report = (run.out / "eval_report.md").read_text()
     assert "## Preference (DPO)" in report and "mean reward margin" in report
     assert "reference: the base model (adapter disabled)" in report
