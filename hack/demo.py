@@ -105,7 +105,7 @@ def report(ftj: dict, artifacts_host: Path) -> None:
             print(f"  {key:18} {metrics[key]:.4f}")
     art = status.get("artifacts") or {}
     if art:
-        print(f"  adapter            pvc://{art['pvc']}/{art['path']} ({art.get('sizeBytes', 0) / 1e6:.2f} MB)")
+        print(f"  artifacts          pvc://{art['pvc']}/{art['path']} ({art.get('sizeBytes', 0) / 1e6:.2f} MB: adapter, reports, tokenizer)")
         host = artifacts_host / art["path"]
         print(f"  on this machine    {host}")
         print(f"  eval report        {host / 'eval_report.md'}")
