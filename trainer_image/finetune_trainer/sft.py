@@ -54,7 +54,8 @@ def to_example(fmt: DatasetFormat, data: dict, chat: bool) -> dict:
     raise ValueError(f"sft cannot use format {fmt}")
 
 
-def _common_prefix(a: list[int], b: list[int]) -> int:
+def common_prefix_length(a: list[int], b: list[int]) -> int:
+    """How many leading token ids ``a`` and ``b`` share (where a rendered prompt ends inside a rendered answer)."""
     n = 0
     for x, y in zip(a, b):
         if x != y:
@@ -85,15 +86,15 @@ def tokenize_example(tokenizer, example: dict, completion_only: bool) -> tuple[l
         for i, m in enumerate(msgs):
             if m["role"] != "assistant":
                 continue
-            start = _common_prefix(_ids(tokenizer, _render(tokenizer, msgs[:i], True), False), ids)
-            end = _common_prefix(_ids(tokenizer, _render(tokenizer, msgs[: i + 1]), False), ids)
+            start = common_prefix_length(_ids(tokenizer, _render(tokenizer, msgs[:i], True), False), ids)
+            end = common_prefix_length(_ids(tokenizer, _render(tokenizer, msgs[: i + 1]), False), ids)
             for j in range(start, end):
                 mask[j] = 1
         return ids, mask
     if "prompt" in example:
         prompt_ids = _ids(tokenizer, example["prompt"], True)
         ids = _ids(tokenizer, example["prompt"] + example["completion"], True) + eos
-        start = _common_prefix(prompt_ids, ids) if completion_only else 0
+        start = common_prefix_length(prompt_ids, ids) if completion_only else 0
         return ids, [0] * start + [1] * (len(ids) - start)
     ids = _ids(tokenizer, example["text"], True) + eos
     return ids, [1] * len(ids)

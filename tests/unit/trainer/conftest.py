@@ -31,3 +31,14 @@ def tiny_model_no_template(tmp_path_factory) -> Path:
 @pytest.fixture
 def run():
     return helpers.run_cli
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread (two threads on a busy 2-core machine mostly wait)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -20,15 +20,7 @@ from finetune_trainer.data import read_records
 from finetune_trainer.errors import DataError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (two threads on a busy 2-core machine mostly wait)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def pairs(n: int, seed: int = 0, chat: bool = False) -> list[dict]:

@@ -21,14 +21,7 @@ GENERAL = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_sft_run_reports_the_2x2_table(tiny_model, tmp_path):
