@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from trainer_run import run_trainer
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "log-intent"
 LABELS = ["link-state", "dhcp", "auth", "routing", "anomaly"]
@@ -90,14 +92,8 @@ def main(argv: list[str] | None = None) -> int:
             "output": {"dir": str(work / "sft")},
             "reporting": {"terminationMessagePath": str(work / "sft-termination.json")},
         }
-        (work / "sft-config.json").write_text(json.dumps(sft_config, indent=2))
         t_sft = time.time()
-        proc = subprocess.run([sys.executable, "-m", "finetune_trainer", "--config", str(work / "sft-config.json")],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        if proc.returncode != 0:
-            sys.stderr.write(proc.stderr[-4000:])
-            print(f"finetune-train (sft) failed with exit code {proc.returncode}")
-            return 1
+        run_trainer(sft_config, work / "sft-config.json", a.threads)
         sft_info = {"steps": a.sft_steps, "learningRate": a.sft_lr, "wallSeconds": round(time.time() - t_sft, 1)}
         proc = subprocess.run([sys.executable, "-m", "finetune_trainer", "evaluate", "--model", "builtin:smollm2-135m-instruct",
                                "--data", str(work / "heldout.jsonl"), "--max-seq-length", "256"],
@@ -122,16 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     if sft_info:
         config["model"]["adapter"] = str(work / "sft")
-    (work / "config.json").write_text(json.dumps(config, indent=2))
-    t0 = time.time()
-    proc = subprocess.run([sys.executable, "-m", "finetune_trainer", "--config", str(work / "config.json")], env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    wall = time.time() - t0
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr[-4000:])
-        print(f"finetune-train failed with exit code {proc.returncode}")
-        return 1
-    m = json.loads((work / "out" / "metrics.json").read_text())
+    m, wall = run_trainer(config, work / "config.json", a.threads)
     b, f = m["baseline"], m["final"]
     keys = ("accuracy", "rewardAccuracy", "rewardMargin", "chosenReward", "rejectedReward", "loss", "perplexity")
     result = {

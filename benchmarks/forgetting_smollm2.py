@@ -23,15 +23,14 @@ import argparse
 import importlib
 import inspect
 import json
-import os
 import random
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from trainer_run import run_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "log-intent"
@@ -91,17 +90,7 @@ def run(work: Path, name: str, train: list[str], a) -> dict:
         "output": {"dir": str(d / "out")},
         "reporting": {"terminationMessagePath": str(d / "termination.json")},
     }
-    (d / "config.json").write_text(json.dumps(config, indent=2))
-    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads),
-               TOKENIZERS_PARALLELISM="false")
-    t0 = time.time()
-    proc = subprocess.run([sys.executable, "-m", "finetune_trainer", "--config", str(d / "config.json")], env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    wall = time.time() - t0
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr[-4000:])
-        raise SystemExit(f"{name}: finetune-train failed with exit code {proc.returncode}")
-    m = json.loads((d / "out" / "metrics.json").read_text())
+    m, wall = run_trainer(config, d / "config.json", a.threads)
     f = m["forgetting"]
     return {
         "trainRecords": m["dataset"]["trainRecords"], "steps": m["steps"], "wallSeconds": round(wall, 1),

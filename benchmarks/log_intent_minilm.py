@@ -21,11 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from trainer_run import run_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "log-intent"
@@ -63,19 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         key, _, value = item.partition("=")
         section, _, field = key.partition(".")
         cfg[section][field] = json.loads(value)
-    (out / "config.json").write_text(json.dumps(cfg, indent=2))
-    env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads), HF_HUB_OFFLINE="1",
-               TOKENIZERS_PARALLELISM="false")
-    t0 = time.time()
-    proc = subprocess.run([sys.executable, "-m", "finetune_trainer", "--config", str(out / "config.json")], env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wall = time.time() - t0
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr[-4000:])
-        print(f"finetune-train failed with exit code {proc.returncode}")
-        return 1
+    m, wall = run_trainer(cfg, out / "config.json", a.threads)
     art = Path(cfg["output"]["dir"])
-    m = json.loads((art / "metrics.json").read_text())
     base, final = m["baseline"], m["final"]
     adapter_bytes = (art / "adapter_model.safetensors").stat().st_size
     files_bytes = sum(f.stat().st_size for f in art.iterdir() if f.is_file())

@@ -24,7 +24,6 @@ import json
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,17 +37,14 @@ from typing import Any
 import yaml
 from kubernetes import client, config, watch
 
+from finetune_devcluster.controlplane import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 CRD = ROOT / "crds" / "finetune.dev_finetunejobs.yaml"
 RULES = ROOT / "charts" / "finetune-operator" / "files" / "rbac-rules.yaml"
 OPERATOR = Path(sys.executable).with_name("finetune-operator")
 G, V, P = "finetune.dev", "v1alpha1", "finetunejobs"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def kubectl(kc: str, *args: str, input: str | None = None) -> str:

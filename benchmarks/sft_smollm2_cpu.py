@@ -18,11 +18,10 @@ import json
 import os
 import random
 import shutil
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
+
+from trainer_run import run_trainer
 
 SYSTEM = "Summarize the log line as JSON: severity, service, host, issue, restarts."
 SERVICES = ["payments-api", "auth-svc", "checkout", "search-indexer", "orders-db", "inventory", "mailer",
@@ -124,18 +123,8 @@ def main() -> int:
         "output": {"dir": str(work / "out")},
         "reporting": {"terminationMessagePath": str(work / "termination.json")},
     }
-    (work / "config.json").write_text(json.dumps(config, indent=2))
-    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
-               TOKENIZERS_PARALLELISM="false")
-    t0 = time.time()
     with open(work / "progress.log", "w") as progress_log:
-        rc = subprocess.call([sys.executable, "-m", "finetune_trainer", "--config", str(work / "config.json")],
-                             env=env, stdout=progress_log)
-    wall = time.time() - t0
-    if rc != 0:
-        print(f"finetune-train failed with exit code {rc}: {(work / 'termination.json').read_text()}")
-        return rc
-    m = json.loads((work / "out" / "metrics.json").read_text())
+        m, wall = run_trainer(config, work / "config.json", args.threads, stdout=progress_log)
     result = {
         "model": "SmolLM2-135M-Instruct (LoRA r=16 all-linear, fp32 CPU)",
         "trainExamples": m["dataset"]["trainRecords"], "heldoutExamples": m["dataset"]["validationRecords"],

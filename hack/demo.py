@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from kubernetes import client
 from finetune_api import GROUP, PLURAL, VERSION
 from finetune_devcluster import DevCluster, binaries
 from finetune_devcluster.accounts import service_account_kubeconfig
+from finetune_devcluster.controlplane import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "log-intent"
@@ -37,11 +37,6 @@ RELEASE, OPERATOR_NS, DEMO_NS = "finetune-operator", "finetune-system", "demo"
 def say(text: str) -> None:
     print(f"==> {text}", flush=True)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run(*argv: str, env: dict[str, str]) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import yaml
 from kubernetes import client
 
 from finetune_devcluster.accounts import service_account_kubeconfig
+from finetune_devcluster.controlplane import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 CRD_FILE = ROOT / "crds" / "finetune.dev_finetunejobs.yaml"
@@ -26,11 +26,6 @@ RBAC_RULES = ROOT / "charts" / "finetune-operator" / "files" / "rbac-rules.yaml"
 OPERATOR_BIN = Path(sys.executable).with_name("finetune-operator")
 GROUP, VERSION, PLURAL = "finetune.dev", "v1alpha1", "finetunejobs"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # The simulated runs belong on the kwok nodes: keep them off the local-runner node (which really
