@@ -156,7 +156,7 @@ class ProgressReporter:
                     log.warning("cannot write progress file %s: %s", self.progress_file, exc)
             if final:
                 self._stopped.set()
-            if self.patcher is not None and not (self._stopped.is_set() and not final):
+            if self.patcher is not None and (final or not self._stopped.is_set()):  # closed: quiet
                 self.patcher.maybe_send(self.current, final=final)
             return self.current
 

@@ -133,3 +133,21 @@ def run_cli(config: dict, tmp: Path, name: str = "config.json") -> Run:
     term = Path(config["reporting"]["terminationMessagePath"])
     summary = json.loads(term.read_text()) if term.is_file() else {}
     return Run(rc, buf.getvalue(), summary, Path(config["output"]["dir"]))
+
+
+@contextlib.contextmanager
+def crash_at_step(method_cls, step: int, message: str):
+    """Inside the block, ``method_cls``'s trainer raises ``RuntimeError(message)`` right after
+    optimizer step ``step``, as a preempted pod would die mid-run."""
+    import pytest
+    from transformers import TrainerCallback
+
+    class Crash(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == step:
+                raise RuntimeError(message)
+
+    original = method_cls.build_trainer
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(method_cls, "build_trainer", lambda self, ctx, model, a, cbs: original(self, ctx, model, a, cbs + [Crash()]))
+        yield

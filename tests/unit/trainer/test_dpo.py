@@ -240,10 +240,8 @@ def test_dpo_with_qlora(tiny_model, tmp_path):
     assert math.isfinite(m["final"]["loss"]) and m["final"]["rewardMargin"] != 0.0
 
 
-def test_dpo_resumes_from_a_checkpoint(tiny_model, tmp_path, monkeypatch, caplog):
+def test_dpo_resumes_from_a_checkpoint(tiny_model, tmp_path, caplog):
     """The policy adapter comes back from the checkpoint; TRL's frozen reference is rebuilt, not resumed."""
-    from transformers import TrainerCallback
-
     from finetune_trainer.dpo import DPOMethod
 
     train = helpers.write_jsonl(tmp_path / "prefs.jsonl", pairs(24))
@@ -251,16 +249,9 @@ def test_dpo_resumes_from_a_checkpoint(tiny_model, tmp_path, monkeypatch, caplog
                      evaluation={"sampleGenerations": 0})
     cfg["training"]["saveSteps"] = 2
 
-    class Crash(TrainerCallback):
-        def on_step_end(self, args, state, control, **kw):
-            if state.global_step == 3:
-                raise RuntimeError("simulated preemption")
-
-    original = DPOMethod.build_trainer
-    monkeypatch.setattr(DPOMethod, "build_trainer", lambda self, ctx, model, a, cbs: original(self, ctx, model, a, cbs + [Crash()]))
-    first = helpers.run_cli(cfg, tmp_path)
+    with helpers.crash_at_step(DPOMethod, 3, "simulated preemption"):
+        first = helpers.run_cli(cfg, tmp_path)
     assert first.rc == 1 and (first.out / "checkpoints" / "checkpoint-2").is_dir()
-    monkeypatch.setattr(DPOMethod, "build_trainer", original)
     with caplog.at_level("INFO", logger="finetune_trainer"):
         second = helpers.run_cli(cfg, tmp_path)
     assert second.rc == 0, second.summary

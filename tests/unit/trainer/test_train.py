@@ -195,29 +195,20 @@ def test_cpu_4bit_layers_stay_differentiable_after_eval(tiny_model):
     assert x.grad is not None and x.grad.abs().sum() > 0
 
 
-def test_resume_from_checkpoint_after_crash(tiny_model, tmp_path, monkeypatch, caplog):
-    from transformers import TrainerCallback
-
+def test_resume_from_checkpoint_after_crash(tiny_model, tmp_path, caplog):
     from finetune_trainer.sft import SFTMethod
 
     data = helpers.write_jsonl(tmp_path / "train.jsonl", helpers.records("chat", 20))
     cfg = helpers.make_config(tiny_model, data, tmp_path / "out", training={"maxSteps": 4, "saveSteps": 2},
                               evaluation={"sampleGenerations": 0})
 
-    class Crash(TrainerCallback):
-        def on_step_end(self, args, state, control, **kw):
-            if state.global_step == 3:
-                raise RuntimeError("simulated node failure")
-
-    original = SFTMethod.build_trainer
-    monkeypatch.setattr(SFTMethod, "build_trainer", lambda self, ctx, model, a, cbs: original(self, ctx, model, a, cbs + [Crash()]))
-    r1 = helpers.run_cli(cfg, tmp_path)
+    with helpers.crash_at_step(SFTMethod, 3, "simulated node failure"):
+        r1 = helpers.run_cli(cfg, tmp_path)
     assert r1.rc == 1 and r1.summary["reason"] == "TrainerError" and "simulated node failure" in r1.summary["message"]
     assert (r1.out / "checkpoints" / "checkpoint-2").is_dir()
     assert not (r1.out / "_COMPLETE").exists() and not list(r1.out.glob(".staging-*"))
     assert r1.progress[-1]["stage"] == "failed"
 
-    monkeypatch.setattr(SFTMethod, "build_trainer", original)
     with caplog.at_level("INFO", logger="finetune_trainer"):
         r2 = helpers.run_cli(cfg, tmp_path)
     assert r2.rc == 0, r2.summary
