@@ -18,7 +18,8 @@ import yaml
 from pydantic import BaseModel
 
 from . import API_VERSION, CATEGORIES, GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION
-from .resource import FineTuneJobSpec, FineTuneJobStatus
+from .names import MAX_NAME_LENGTH
+from .resource import IMAGE_PATH_PREFIXES, FineTuneJobSpec, FineTuneJobStatus
 
 CRD_FILENAME = f"{GROUP}_{PLURAL}.yaml"
 
@@ -79,10 +80,74 @@ OUTPUT_RULES = [
 TRAINING_RULES = [
     {
         "rule": "!(has(self.epochs) && has(self.maxSteps))",
-        "message": "set exactly one of training.epochs and training.maxSteps (with neither, 3 epochs are run)",
+        "message": "set at most one of training.epochs and training.maxSteps (with neither, 3 epochs are run)",
         "reason": "FieldValueInvalid",
     },
 ]
+
+TOLERATION_RULES = [
+    {
+        "rule": "self.operator != 'Exists' || !has(self.value) || self.value == ''",
+        "message": "a toleration with operator Exists must not set value",
+        "fieldPath": ".value",
+        "reason": "FieldValueInvalid",
+    },
+    {
+        "rule": "(has(self.key) && self.key != '') || self.operator == 'Exists'",
+        "message": "a toleration without key must use operator Exists",
+        "fieldPath": ".operator",
+        "reason": "FieldValueInvalid",
+    },
+    {
+        "rule": "!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')",
+        "message": "tolerationSeconds needs effect NoExecute",
+        "fieldPath": ".tolerationSeconds",
+        "reason": "FieldValueInvalid",
+    },
+]
+
+NAME_RULES = [
+    {
+        "rule": f"self.metadata.name.size() <= {MAX_NAME_LENGTH}",
+        "message": f"metadata.name must be at most {MAX_NAME_LENGTH} characters (the trainer Job is named <name>-trainer)",
+        "fieldPath": ".metadata.name",
+        "reason": "FieldValueInvalid",
+    },
+]
+
+SOURCE_FIELDS = {"model": ("source", "adapter"), "dataset": ("source", "validationSource"),
+                 "evaluation": ("generalSource",)}
+
+
+def source_form_rules(field: str) -> list[dict[str, str]]:
+    """``check_source_form`` in CEL, for the source ``field`` of the object the rules sit on."""
+    prefixes = " || ".join(f"self.{field}.startsWith('{p}')" for p in IMAGE_PATH_PREFIXES)
+    return [
+        {
+            "rule": f"!has(self.{field}) || !(self.{field}.startsWith('pvc://') || self.{field}.startsWith('/')) "
+                    f"|| !self.{field}.matches('(^|/)[.][.]?(/|$)')",
+            "message": f"{field} must not contain '.' or '..' path segments",
+            "fieldPath": f".{field}",
+            "reason": "FieldValueInvalid",
+        },
+        {
+            "rule": f"!has(self.{field}) || !self.{field}.startsWith('/') || {prefixes}",
+            "message": f"{field}: an absolute path must name a file baked into the trainer image under "
+                       f"{' or '.join(IMAGE_PATH_PREFIXES)}; use pvc://<claim>/<path> for data on a volume",
+            "fieldPath": f".{field}",
+            "reason": "FieldValueInvalid",
+        },
+    ]
+
+
+def key_rule(pattern: str) -> dict[str, str]:
+    """The CEL form of pydantic's ``patternProperties`` (label and annotation keys)."""
+    return {
+        "rule": f"self.all(k, k.matches(r'{pattern}'))",
+        "message": "keys must be label/annotation keys: an optional DNS-subdomain prefix and '/', then at most "
+                   "63 characters of letters, digits, '-', '_' and '.', starting and ending with a letter or digit",
+        "reason": "FieldValueInvalid",
+    }
 
 
 def immutability_rule(field: str) -> dict[str, str]:
@@ -118,6 +183,12 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
             del node["default"]
         return _structural(node, defs)
     node.pop("title", None)
+    pattern_props = node.pop("patternProperties", None)
+    if pattern_props is not None:  # dict[QualifiedName, ...]: structural schemas know no patternProperties
+        (key_pattern, value_schema), = pattern_props.items()
+        node.pop("propertyNames", None)
+        node["additionalProperties"] = value_schema
+        node["x-kubernetes-validations"] = [key_rule(key_pattern)]
     if node.get("additionalProperties") is False:
         del node["additionalProperties"]
     if "const" in node:
@@ -188,6 +259,9 @@ def spec_schema() -> dict[str, Any]:
     props["peft"]["x-kubernetes-validations"] = PEFT_RULES
     props["training"]["x-kubernetes-validations"] = TRAINING_RULES
     props["output"]["x-kubernetes-validations"] = OUTPUT_RULES
+    props["scheduling"]["properties"]["tolerations"]["items"]["x-kubernetes-validations"] = TOLERATION_RULES
+    for obj, fields in SOURCE_FIELDS.items():
+        props[obj]["x-kubernetes-validations"] = [r for f in fields for r in source_form_rules(f)]
     immutable = sorted(set(props) - MUTABLE_SPEC_FIELDS)
     schema["x-kubernetes-validations"] = SPEC_RULES + [immutability_rule(f) for f in immutable]
     return schema
@@ -242,6 +316,7 @@ def build_crd() -> dict[str, Any]:
                             "type": "object",
                             "description": f"{KIND} ({API_VERSION}) fine-tunes a base model with LoRA/QLoRA as a batch Job and reports the outcome in its status.",
                             "required": ["spec"],
+                            "x-kubernetes-validations": NAME_RULES,
                             "properties": {
                                 "apiVersion": {"type": "string"},
                                 "kind": {"type": "string"},

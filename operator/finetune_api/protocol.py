@@ -24,6 +24,7 @@ class ExitCode(IntEnum):
     INVALID_DATA = 3
     MODEL_NOT_FOUND = 4
     OUT_OF_MEMORY = 5
+    OUTPUT_EXISTS = 6  # the output directory holds another run's result
 
 
 class FailureReason(StrEnum):
@@ -41,6 +42,11 @@ class FailureReason(StrEnum):
     DEADLINE_EXCEEDED = "DeadlineExceeded"
     JOB_DELETED = "JobDeleted"
     POD_FAILED = "PodFailed"
+    POD_DELETED = "PodDeleted"  # the trainer pod was deleted or evicted before it finished
+    POD_REJECTED = "PodRejected"  # admission refused the trainer pod (Pod Security, PriorityClass, LimitRange)
+    NAME_CONFLICT = "NameConflict"  # an object the operator would create exists and is not this run's
+    OUTPUT_EXISTS = "OutputExists"
+    RESULT_MISSING = "ResultMissing"  # the pod exited 0 without the trainer's completion record
 
 
 EXIT_CODE_REASONS: dict[int, FailureReason] = {
@@ -49,6 +55,7 @@ EXIT_CODE_REASONS: dict[int, FailureReason] = {
     ExitCode.INVALID_DATA: FailureReason.INVALID_DATA,
     ExitCode.MODEL_NOT_FOUND: FailureReason.MODEL_NOT_FOUND,
     ExitCode.OUT_OF_MEMORY: FailureReason.OUT_OF_MEMORY,
+    ExitCode.OUTPUT_EXISTS: FailureReason.OUTPUT_EXISTS,
 }
 
 

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from .base import ApiModel
+from .names import LABEL_VALUE_PATTERN, DnsSubdomain, LabelValue, QualifiedName
 from .protocol import TrainingProgress
 from .training import (
     DatasetSpec,
@@ -19,7 +20,10 @@ from .training import (
 
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$"
 Quantity = Annotated[str, Field(pattern=QUANTITY_PATTERN, max_length=64)]
-LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+# Absolute paths name files baked into a custom trainer image, and only under these directories:
+# anything else (/etc, /proc, /var/run/secrets, the pod's own mounts) is not training data.
+IMAGE_PATH_PREFIXES = ("/data/", "/models/")
+MAX_MAP_ENTRIES = 64
 
 
 class ResourcesSpec(ApiModel):
@@ -38,31 +42,41 @@ class ResourcesSpec(ApiModel):
 
 
 class Toleration(ApiModel):
-    """A core/v1 Toleration."""
+    """A core/v1 Toleration (checked with the Pod API's rules)."""
 
-    key: str | None = None
+    key: QualifiedName | None = None
     """Taint key to match; empty with operator Exists matches all taints."""
     operator: Literal["Exists", "Equal"] = "Equal"
     """`Exists` or `Equal`."""
-    value: str | None = None
+    value: LabelValue | None = None
     """Taint value for `Equal`."""
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
     """Taint effect to match; empty matches all."""
     toleration_seconds: int | None = None
     """For NoExecute: how long the pod stays bound after the taint appears."""
 
+    @model_validator(mode="after")
+    def _pod_api_rules(self) -> "Toleration":
+        if self.operator == "Exists" and self.value:
+            raise ValueError("a toleration with operator Exists must not set value")
+        if not self.key and self.operator != "Exists":
+            raise ValueError("a toleration without key must use operator Exists")
+        if self.toleration_seconds is not None and self.effect != "NoExecute":
+            raise ValueError("tolerationSeconds needs effect NoExecute")
+        return self
+
 
 class SchedulingSpec(ApiModel):
     """Where the trainer pod may run."""
 
-    node_selector: dict[str, str] = Field(default_factory=dict)
+    node_selector: dict[QualifiedName, LabelValue] = Field(default_factory=dict, max_length=MAX_MAP_ENTRIES)
     """Extra node labels the pod requires (merged with the GPU product selector)."""
-    tolerations: list[Toleration] = Field(default_factory=list)
-    """Extra tolerations, added to the operator's default GPU tolerations."""
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=MAX_MAP_ENTRIES)
+    """Extra tolerations, added to the operator's default GPU tolerations. Cluster admins may limit which taint keys a FineTuneJob may tolerate (the chart's admission policy)."""
     affinity: dict[str, Any] | None = None
-    """A core/v1 Affinity, passed through unchanged."""
-    priority_class_name: str | None = Field(default=None, max_length=253)
-    """PriorityClass of the trainer pod."""
+    """A core/v1 Affinity, passed through unchanged (the API server checks it when the trainer Job is created; a refusal fails the run as InvalidSpec with the server's message)."""
+    priority_class_name: DnsSubdomain | None = None
+    """PriorityClass of the trainer pod. Cluster admins may limit which ones a FineTuneJob may use (the chart's admission policy)."""
     queue_name: str | None = Field(default=None, max_length=63, pattern=LABEL_VALUE_PATTERN)
     """Kueue LocalQueue: sets `kueue.x-k8s.io/queue-name` on the Job, which is created suspended for Kueue to admit."""
 
@@ -75,14 +89,16 @@ class RetentionPolicy(StrEnum):
 class OutputTarget(ApiModel):
     """Where the artifacts are written."""
 
-    pvc: str = Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    pvc: DnsSubdomain
     """PersistentVolumeClaim (in the FineTuneJob's namespace) that receives the artifacts; must allow writes from the trainer pod."""
     path: str | None = Field(default=None, max_length=1024, pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
     """Directory inside the claim. Defaults to `<namespace>/<name>`."""
     merge: bool = False
     """Also write the merged model (base + adapter) under `merged/`. Artifacts are adapter-only otherwise."""
     retention: RetentionPolicy = RetentionPolicy.RETAIN
-    """`Retain` keeps the artifacts when the FineTuneJob is deleted; `Delete` removes its output directory."""
+    """`Retain` keeps the artifacts when the FineTuneJob is deleted; `Delete` removes the files this run wrote (never other files in the directory, nor another run's result)."""
+    replace: bool = False
+    """Replace the result of another run (another FineTuneJob, or an earlier one of the same name) found in the output directory. Without it such a run fails as OutputExists and the other result stays untouched."""
 
 
 class FineTuneJobSpec(ApiModel):
@@ -108,10 +124,11 @@ class FineTuneJobSpec(ApiModel):
     """Placement of the trainer pod."""
     image: str | None = Field(default=None, min_length=1, max_length=512)
     """Trainer image; defaults to the one the operator is configured with."""
-    pod_annotations: dict[str, str] = Field(default_factory=dict)
+    pod_annotations: dict[QualifiedName, Annotated[str, Field(max_length=4096)]] = Field(
+        default_factory=dict, max_length=MAX_MAP_ENTRIES)
     """Annotations added to the trainer pod."""
-    pod_labels: dict[str, str] = Field(default_factory=dict)
-    """Labels added to the trainer pod."""
+    pod_labels: dict[QualifiedName, LabelValue] = Field(default_factory=dict, max_length=MAX_MAP_ENTRIES)
+    """Labels added to the trainer pod (the operator's own labels win on conflicts)."""
     suspend: bool = False
     """Suspend the run: the Job is suspended (its pod deleted) until this is set back to false. Checkpoints on the output volume let it resume."""
     active_deadline_seconds: int | None = Field(default=None, ge=1)
@@ -126,7 +143,31 @@ class FineTuneJobSpec(ApiModel):
         check_method_format(self.method, self.dataset.format)
         if self.resources.gpu_product and self.resources.gpus == 0:
             raise ValueError("resources.gpuProduct needs resources.gpus >= 1")
+        if self.dataset.labels is not None and self.method is not Method.CLASSIFICATION:
+            raise ValueError("dataset.labels is only used by method classification")
+        for field, source in self.input_sources().items():
+            check_source_form(field, source)
         return self
+
+    def input_sources(self) -> dict[str, str]:
+        """Every model and data location of the spec, by field path."""
+        candidates = {
+            "model.source": self.model.source, "model.adapter": self.model.adapter,
+            "dataset.source": self.dataset.source, "dataset.validationSource": self.dataset.validation_source,
+            "evaluation.generalSource": self.evaluation.general_source,
+        }
+        return {k: v for k, v in candidates.items() if v}
+
+
+def check_source_form(field: str, source: str) -> None:
+    """The documented forms beyond the pattern: no `.`/`..` path segments, and absolute paths only
+    under IMAGE_PATH_PREFIXES (the CRD carries the same rule in CEL)."""
+    path = source.removeprefix("pvc://") if source.startswith("pvc://") else source
+    if source.startswith(("pvc://", "/")) and any(seg in (".", "..") for seg in path.split("/")):
+        raise ValueError(f"{field} {source!r} must not contain '.' or '..' path segments")
+    if source.startswith("/") and not source.startswith(IMAGE_PATH_PREFIXES):
+        raise ValueError(f"{field} {source!r}: an absolute path must name a file baked into the trainer image "
+                         f"under {' or '.join(IMAGE_PATH_PREFIXES)}; use pvc://<claim>/<path> for data on a volume")
 
 
 class Phase(StrEnum):

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from .base import ApiModel
+from .names import CONFIG_KEY_PATTERN, DnsSubdomain
 
 # A model or dataset location. pvc:// is resolved by the operator to a mounted path before
 # the trainer sees it; the trainer accepts absolute paths, hf:// and builtin: names.
@@ -50,9 +51,9 @@ class PeftType(StrEnum):
 class SecretKeyRef(ApiModel):
     """A key in a Secret in the FineTuneJob's namespace."""
 
-    name: str = Field(min_length=1, max_length=253)
-    """Name of the Secret."""
-    key: str = Field(default="token", min_length=1, max_length=253)
+    name: DnsSubdomain
+    """Name of the Secret (in the FineTuneJob's namespace; the requester must be allowed to read it)."""
+    key: str = Field(default="token", min_length=1, max_length=253, pattern=CONFIG_KEY_PATTERN)
     """Key within the Secret."""
 
 
@@ -219,6 +220,12 @@ class OutputSpec(ApiModel):
     """Absolute output directory (on the output volume)."""
     merge: bool = False
     """Also write the base model with the adapter merged in (`merged/`). Off by default: artifacts are adapter-only."""
+    run_id: str | None = Field(default=None, min_length=1, max_length=128)
+    """Identity of the run that owns `dir` (the FineTuneJob's uid), recorded in `dir/_RUN`. A directory owned by another run is never written to, resumed from or reported as this run's result."""
+    owner: str | None = Field(default=None, max_length=512)
+    """Who the run is, for messages (`<namespace>/<name>`)."""
+    replace: bool = False
+    """Replace another run's result found in `dir` (only the files that run wrote)."""
 
 
 class ReportingSpec(ApiModel):

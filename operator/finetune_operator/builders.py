@@ -7,21 +7,25 @@ Children of a FineTuneJob ``<name>`` (all named deterministically, <= 63 charact
 ``finetune.dev/finetunejob=<name>`` and owned by the FineTuneJob):
 
 * ConfigMap ``<name>-config`` with ``config.json`` (the ``TrainerConfig``),
-* ServiceAccount / Role / RoleBinding ``<name>-trainer`` letting the trainer ``patch``
-  only ``finetunejobs/status`` of its own FineTuneJob (``resourceNames: [<name>]``),
+* ServiceAccount and RoleBinding ``<name>-trainer``: the binding grants the trainer the chart's
+  fixed trainer ClusterRole (``patch`` on ``finetunejobs/status``; the chart's admission policy
+  narrows that to ``status.progress`` of its own FineTuneJob). The operator never creates Roles.
 * Job ``<name>-trainer`` running ``finetune-train --config /etc/finetune/config.json``.
+
+Names are ``<name>-<suffix>`` (FineTuneJob names are at most 52 characters). The operator never
+adopts an existing object of one of these names that it did not create: that is a NameConflict.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import posixpath
 from typing import Any
 
 import pydantic
 
-from finetune_api import API_VERSION, GROUP, KIND, PLURAL
+from finetune_api import API_VERSION, GROUP, KIND
+from finetune_api.names import MAX_NAME_LENGTH
 from finetune_api.resource import FineTuneJobSpec
 from finetune_api.training import (
     DatasetSpec,
@@ -50,34 +54,17 @@ PVC_MOUNT_ROOT = "/mnt/pvc"
 TMP_DIR = "/tmp"
 TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 RUN_AS_USER = 1000
-MAX_NAME = 63
-
-
-def _hash(text: str, n: int = 8) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:n]
-
-
-def _truncate(name: str, limit: int) -> str:
-    """``name`` if it fits in ``limit``, else a prefix plus a hash of the whole name (deterministic)."""
-    if len(name) <= limit:
-        return name
-    digest = _hash(name)
-    prefix = name[: limit - len(digest) - 1].rstrip("-.")
-    return f"{prefix}-{digest}"
 
 
 def child_name(name: str, suffix: str) -> str:
-    """``<name>-<suffix>``, shortened with a hash to at most 63 characters (a valid DNS label for
-    names without dots; Job names must fit in the pods' ``job-name`` label)."""
-    full = f"{name}-{suffix}"
-    if len(full) <= MAX_NAME:
-        return full
-    return f"{_truncate(name, MAX_NAME - len(suffix) - 1)}-{suffix}"
+    """``<name>-<suffix>``: FineTuneJob names are at most MAX_NAME_LENGTH (52) characters, so every
+    child name fits in 63 (a DNS label; a Job's name must fit its pods' ``job-name`` label)."""
+    return f"{name}-{suffix}"
 
 
 def label_value(name: str) -> str:
-    """A FineTuneJob name as a label value (names may be 253 characters, label values 63)."""
-    return _truncate(name, MAX_NAME)
+    """A FineTuneJob name as a label value (fits: names are at most 52 characters)."""
+    return name
 
 
 def job_name(name: str) -> str:
@@ -173,16 +160,11 @@ def output_dir(spec: FineTuneJobSpec, namespace: str, name: str) -> str:
     return posixpath.join(pvc_mount_path(spec.output.pvc), output_subpath(spec, namespace, name))
 
 
-def input_sources(spec: FineTuneJobSpec) -> list[str]:
-    return [s for s in (spec.model.source, spec.model.adapter, spec.dataset.source, spec.dataset.validation_source,
-                        spec.evaluation.general_source) if s]
-
-
 def claims(spec: FineTuneJobSpec) -> dict[str, bool]:
     """Every claim the pod mounts -> read-only? Input claims are read-only; the output claim is
     read-write (also when it holds inputs too: one claim is mounted once)."""
     out: dict[str, bool] = {}
-    for source in input_sources(spec):
+    for source in spec.input_sources().values():
         parsed = parse_pvc_source(source)
         if parsed:
             out.setdefault(parsed[0], True)
@@ -193,9 +175,10 @@ def claims(spec: FineTuneJobSpec) -> dict[str, bool]:
 # --- the trainer config -----------------------------------------------------------------------
 
 
-def trainer_config(spec: FineTuneJobSpec, namespace: str, name: str,
+def trainer_config(spec: FineTuneJobSpec, namespace: str, name: str, uid: str,
                    status_patch_interval_seconds: float = 10.0) -> TrainerConfig:
-    """The TrainerConfig for a FineTuneJob: the training part of the spec, sources resolved to paths."""
+    """The TrainerConfig for a FineTuneJob: the training part of the spec, sources resolved to paths,
+    the output directory owned by this run (the FineTuneJob's uid)."""
     model = ModelSpec.model_validate({**spec.model.model_dump(), "source": resolve_source(spec.model.source),
                                       "adapter": resolve_source(spec.model.adapter)})
     dataset = DatasetSpec.model_validate({
@@ -213,7 +196,8 @@ def trainer_config(spec: FineTuneJobSpec, namespace: str, name: str,
         peft=spec.peft,
         training=spec.training,
         evaluation=evaluation,
-        output=OutputSpec(dir=output_dir(spec, namespace, name), merge=spec.output.merge),
+        output=OutputSpec(dir=output_dir(spec, namespace, name), merge=spec.output.merge, run_id=uid,
+                          owner=f"{namespace}/{name}", replace=spec.output.replace),
         reporting=ReportingSpec(
             termination_message_path=TERMINATION_MESSAGE_PATH,
             status_patch_interval_seconds=status_patch_interval_seconds,
@@ -226,17 +210,17 @@ class InvalidSpec(ValueError):
 
 
 def parse_spec(ftj: dict[str, Any]) -> FineTuneJobSpec:
-    """Validate the stored spec; raises InvalidSpec with every problem, field by field."""
+    """Validate the stored spec (and the name's length); raises InvalidSpec with every problem, field by field."""
+    name = (ftj.get("metadata") or {}).get("name") or ""
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidSpec(f"invalid spec: metadata.name must be at most {MAX_NAME_LENGTH} characters "
+                          f"(the trainer Job is named <name>-trainer); {name!r} has {len(name)}")
     try:
         spec = FineTuneJobSpec.model_validate(ftj.get("spec") or {})
     except pydantic.ValidationError as e:
         errors = "; ".join(f"spec.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" if err["loc"] else err["msg"]
                            for err in e.errors())
         raise InvalidSpec(f"invalid spec: {errors}") from e
-    for source in input_sources(spec):
-        parsed = parse_pvc_source(source)
-        if parsed and (parsed[1] == ".." or parsed[1].startswith("../")):
-            raise InvalidSpec(f"invalid spec: source {source!r} leaves its volume")
     if spec.output.path and any(seg in (".", "..") for seg in spec.output.path.split("/")):
         raise InvalidSpec(f"invalid spec: output.path {spec.output.path!r} must not contain '.' or '..' segments")
     return spec
@@ -247,7 +231,7 @@ def parse_spec(ftj: dict[str, Any]) -> FineTuneJobSpec:
 
 def config_map(ftj: dict[str, Any], spec: FineTuneJobSpec, cfg: OperatorConfig) -> dict[str, Any]:
     meta = ftj["metadata"]
-    tc = trainer_config(spec, meta["namespace"], meta["name"], cfg.status_patch_interval_seconds)
+    tc = trainer_config(spec, meta["namespace"], meta["name"], meta["uid"], cfg.status_patch_interval_seconds)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -266,31 +250,15 @@ def service_account(ftj: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def role(ftj: dict[str, Any]) -> dict[str, Any]:
-    """Lets the trainer patch the status of its own FineTuneJob, nothing else (it only sends JSON
-    merge patches of ``status.progress``)."""
-    name = ftj["metadata"]["name"]
-    return {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "Role",
-        "metadata": _metadata(ftj, service_account_name(name)),
-        "rules": [{
-            "apiGroups": [GROUP],
-            "resources": [f"{PLURAL}/status"],
-            "resourceNames": [name],
-            "verbs": ["patch"],
-        }],
-    }
-
-
-def role_binding(ftj: dict[str, Any]) -> dict[str, Any]:
+def role_binding(ftj: dict[str, Any], cfg: OperatorConfig) -> dict[str, Any]:
+    """Binds the trainer's ServiceAccount to the fixed trainer ClusterRole in the FineTuneJob's namespace."""
     meta = ftj["metadata"]
     sa = service_account_name(meta["name"])
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "RoleBinding",
         "metadata": _metadata(ftj, sa),
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": sa},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cfg.trainer_cluster_role},
         "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": meta["namespace"]}],
     }
 
@@ -429,56 +397,75 @@ def job(ftj: dict[str, Any], spec: FineTuneJobSpec, cfg: OperatorConfig) -> dict
     }
     if spec.active_deadline_seconds is not None:
         job_spec["activeDeadlineSeconds"] = spec.active_deadline_seconds
-    if spec.ttl_seconds_after_finished is not None:
-        job_spec["ttlSecondsAfterFinished"] = spec.ttl_seconds_after_finished
+    # No ttlSecondsAfterFinished here: the operator sets spec.ttlSecondsAfterFinished on the Job only
+    # once the run's result is recorded in the FineTuneJob's status (a TTL of 0 would otherwise
+    # delete the pod, and its termination message with the metrics, before the operator reads it).
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": job_meta, "spec": job_spec}
 
 
-def children(ftj: dict[str, Any], spec: FineTuneJobSpec, cfg: OperatorConfig) -> list[dict[str, Any]]:
-    """All children in creation order: the Job last, so that everything its pod needs exists."""
+def dry_run_pod(job_manifest: dict[str, Any]) -> dict[str, Any]:
+    """The trainer Job's pod, for a server-side dry-run create: admission (Pod Security, PriorityClass,
+    LimitRange, validation) answers for the pod now rather than in the Job controller's Events."""
+    template = job_manifest["spec"]["template"]
+    meta = job_manifest["metadata"]
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": f"{meta['name']}-dry-run", "namespace": meta["namespace"],
+                         "labels": dict(template["metadata"]["labels"]),
+                         "annotations": dict(template["metadata"]["annotations"])},
+            "spec": template["spec"]}
+
+
+def pod_prerequisites(ftj: dict[str, Any], spec: FineTuneJobSpec, cfg: OperatorConfig) -> list[dict[str, Any]]:
+    """What the trainer pod needs before the Job is created: its config and its ServiceAccount."""
     out = [config_map(ftj, spec, cfg)]
     if cfg.status_patch:
-        out += [service_account(ftj), role(ftj), role_binding(ftj)]
-    out.append(job(ftj, spec, cfg))
+        out.append(service_account(ftj))
     return out
 
 
 def cleanup_job(ftj: dict[str, Any], spec: FineTuneJobSpec, cfg: OperatorConfig) -> dict[str, Any]:
-    """A short Job removing the output directory (``output.retention: Delete``). Not owned by the
-    FineTuneJob (which is being deleted); removed by its TTL."""
+    """A short Job removing what this run wrote to its output directory (``output.retention:
+    Delete``): ``finetune-train cleanup`` deletes only the files listed in the directory's run
+    record, and only when that record names this run (the FineTuneJob's uid). Always the operator's
+    trainer image (a custom ``spec.image`` is not trusted to delete). Owned by the FineTuneJob, which
+    keeps the operator's finalizer until the cleanup is done; the garbage collector removes it after."""
     meta = ftj["metadata"]
     name = meta["name"]
     target = output_dir(spec, meta["namespace"], name)
     claim = spec.output.pvc
-    script = ("import shutil,sys; p=sys.argv[1]; shutil.rmtree(p, ignore_errors=True); "
-              "print('removed', p)")
-    labels = standard_labels(name, component="cleanup")
+    metadata = _metadata(ftj, cleanup_job_name(name), component="cleanup")
+    metadata["ownerReferences"][0]["blockOwnerDeletion"] = False  # its owner is being deleted
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": cleanup_job_name(name), "namespace": meta["namespace"], "labels": labels,
-                     "annotations": {ANNOTATION_JOB: name}},
+        "metadata": metadata,
         "spec": {
             "backoffLimit": 2,
             "ttlSecondsAfterFinished": 300,
             "activeDeadlineSeconds": 600,
             "template": {
-                "metadata": {"labels": labels},
+                "metadata": {"labels": dict(metadata["labels"])},
                 "spec": {
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
                     "securityContext": restricted_pod_security_context(),
                     "containers": [{
                         "name": "cleanup",
-                        "image": spec.image or cfg.trainer_image,
+                        "image": cfg.trainer_image,
                         "imagePullPolicy": cfg.image_pull_policy,
-                        "command": ["python3", "-c", script, target],
+                        "command": ["finetune-train", "cleanup", "--output", target, "--run-id", meta["uid"]],
+                        "env": [{"name": "HOME", "value": TMP_DIR}],
                         "resources": {"requests": {"cpu": "100m", "memory": "64Mi"},
                                       "limits": {"memory": "256Mi"}},
                         "securityContext": restricted_container_security_context(),
-                        "volumeMounts": [{"name": "output", "mountPath": pvc_mount_path(claim)}],
+                        "terminationMessagePath": TERMINATION_MESSAGE_PATH,
+                        "terminationMessagePolicy": "FallbackToLogsOnError",
+                        "volumeMounts": [{"name": "output", "mountPath": pvc_mount_path(claim)},
+                                         {"name": "tmp", "mountPath": TMP_DIR}],
                     }],
-                    "volumes": [{"name": "output", "persistentVolumeClaim": {"claimName": claim}}],
+                    "volumes": [{"name": "output", "persistentVolumeClaim": {"claimName": claim}},
+                                {"name": "tmp", "emptyDir": {}}],
                 },
             },
         },

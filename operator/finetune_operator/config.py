@@ -50,14 +50,16 @@ class OperatorConfig:
     identity: str = ""
     """Holder identity in the Lease; defaults to the pod name (HOSTNAME) plus the process id."""
     status_patch: bool = True
-    """Let the trainer patch its own ``status.progress`` (per-job ServiceAccount + Role)."""
+    """Let the trainer patch its own ``status.progress`` (a per-job ServiceAccount bound to ``trainer_cluster_role``)."""
+    trainer_cluster_role: str = "finetune-trainer"
+    """The ClusterRole each trainer ServiceAccount is bound to (in its namespace): patch on finetunejobs/status
+    only. The chart creates it; the operator never creates Roles, so it cannot grant anything else."""
     status_patch_interval_seconds: float = 10.0
     """Least time between the trainer's progress patches."""
     image_pull_grace_seconds: float = 300.0
     """How long an image pull may keep failing (Stalled) before the run is Failed."""
     status_min_interval_seconds: float = 0.5
     """Least time between two status writes of one FineTuneJob (bounds the API write rate)."""
-    default_shm_size: str = "1Gi"
     log_format: str = "json"
     log_level: str = "INFO"
     kubeconfig: str | None = None
@@ -96,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status-patch", dest="status_patch", action=argparse.BooleanOptionalAction,
                    default=_env_bool("STATUS_PATCH", True),
                    help="give each trainer a ServiceAccount allowed to patch its own FineTuneJob status")
+    p.add_argument("--trainer-cluster-role", default=_env("TRAINER_CLUSTER_ROLE", "finetune-trainer"),
+                   help="ClusterRole bound to each trainer's ServiceAccount (patch on finetunejobs/status)")
     p.add_argument("--status-patch-interval", type=float, default=float(_env("STATUS_PATCH_INTERVAL", "10")))
     p.add_argument("--image-pull-grace", type=float, default=float(_env("IMAGE_PULL_GRACE", "300")))
     p.add_argument("--status-min-interval", type=float, default=float(_env("STATUS_MIN_INTERVAL", "0.5")))
@@ -131,6 +135,7 @@ def from_args(argv: Sequence[str] | None = None) -> OperatorConfig:
         lease_renew_seconds=args.lease_renew_interval,
         identity=identity,
         status_patch=args.status_patch,
+        trainer_cluster_role=args.trainer_cluster_role,
         status_patch_interval_seconds=args.status_patch_interval,
         image_pull_grace_seconds=args.image_pull_grace,
         status_min_interval_seconds=args.status_min_interval,

@@ -137,8 +137,8 @@ class KubeClient:
     async def get(self, path: str, **kw: Any) -> Any:
         return await self.request("GET", path, **kw)
 
-    async def create(self, path: str, body: Any) -> Any:
-        return await self.request("POST", path, body)
+    async def create(self, path: str, body: Any, params: dict[str, str] | None = None) -> Any:
+        return await self.request("POST", path, body, params=params)
 
     async def merge_patch(self, path: str, body: Any) -> Any:
         return await self.request("PATCH", path, body, content_type="application/merge-patch+json")

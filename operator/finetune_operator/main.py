@@ -26,6 +26,7 @@ from . import handlers, metrics
 from .health import HealthServer
 from .kube import KubeClient, install_request_counter
 from .leader import LeaderElector
+from .reconciler import Reconciler
 
 logger = logging.getLogger("finetune_operator")
 _STD_ATTRS = set(vars(logging.LogRecord("x", 0, "x", 0, "x", None, None))) | {"message", "asctime"}
@@ -148,7 +149,7 @@ async def run(cfg: config_mod.OperatorConfig) -> int:
 
         keeper = asyncio.create_task(elector.keep(lost))
     state["phase"] = "leading"
-    op = handlers.Operator(cfg, client)
+    reconciler = Reconciler(cfg, client)
     started = time.monotonic()
     logger.info("starting kopf", extra={"namespaces": list(cfg.namespaces), "clusterwide": cfg.clusterwide,
                                         "identity": cfg.identity})
@@ -160,7 +161,7 @@ async def run(cfg: config_mod.OperatorConfig) -> int:
             namespaces=list(cfg.namespaces),
             stop_flag=stop,
             ready_flag=ready,
-            memo=kopf.Memo(op=op, stop=stop),
+            memo=kopf.Memo(reconciler=reconciler, stop=stop),
         )
     finally:
         state["kopf_done"] = True

@@ -6,17 +6,26 @@ an action such as suspending a Job whose image cannot be pulled).
 
 Decision order:
 
-1. A final phase (Succeeded/Failed) is sticky: spec is immutable, so nothing changes it.
+1. A final phase (Succeeded/Failed) is sticky (the spec is immutable), unless the run's Job is
+   still active: a final status that the Job contradicts (written by someone else) is recomputed.
 2. A spec that fails the pydantic models (passed the schema somehow) -> Failed/InvalidSpec.
-3. No Job: recorded before (``status.jobName``) and not just created -> Failed/JobDeleted
+3. The operator could not create the children (``ChildrenBlocked``): a name taken by an object
+   this run did not create (NameConflict), a Job or pod the API server refuses (InvalidSpec,
+   PodRejected): Failed; not permitted or over quota: Pending, Stalled, retried.
+4. No Job: recorded before (``status.jobName``) and not just created -> Failed/JobDeleted
    (never recreated silently); else Pending/Creating (or Suspended).
-4. Job Complete -> Succeeded (metrics, artifacts from the trainer's TrainerSummary).
-5. Job Failed -> DeadlineExceeded (Job condition reason), OOMKilled (container state), the trainer's
-   exit code through EXIT_CODE_REASONS with its message, else PodFailed.
+5. Job Complete -> Succeeded only with the trainer's TrainerSummary (outcome succeeded) in the
+   pod's termination message; without it -> Failed/ResultMissing.
+6. Job Failed -> DeadlineExceeded (Job condition reason), OOMKilled (container state), PodDeleted
+   (the pod was deleted or evicted), the trainer's exit code through EXIT_CODE_REASONS with its
+   message, else PodFailed.
 6. Job suspended -> Suspended (spec.suspend), or Pending/Queued (Kueue admission).
 7. Pod: unschedulable -> Pending/Unschedulable (Stalled, naming the GPU request), image pull
    failing -> Pending/ImagePullFailed (Stalled) and, after ``image_pull_grace_seconds``,
    Failed/ImagePullFailed (the Job is then suspended); running -> Running.
+
+Messages are one line: a trainer's log tail (a crash before it could write its summary) is
+reduced to its last meaningful line; the traceback stays in the trainer's log.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import re
 from typing import Any
 
 import pydantic
@@ -37,6 +47,8 @@ IMAGE_PULL_REASONS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "E
                       "RegistryUnavailable"}
 CONFIG_ERROR_REASONS = {"CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
 MESSAGE_LIMIT = 2048
+RESULT_GRACE_SECONDS = 30.0
+"""How long a completed Job's pod may take to show its terminated state before the run is ResultMissing."""
 OWNED_FIELDS = ("phase", "reason", "message", "observedGeneration", "conditions", "jobName", "podName",
                 "startTime", "completionTime", "durationSeconds", "gpuSeconds", "metrics", "artifacts")
 
@@ -53,7 +65,18 @@ class Reason:
     RESUMING = "Resuming"
     QUEUED = "Queued"
     CONTAINER_CONFIG_ERROR = "ContainerConfigError"
+    NOT_PERMITTED = "NotPermitted"
+    QUOTA_EXCEEDED = "QuotaExceeded"
     SUCCEEDED = "Succeeded"
+
+
+@dataclasses.dataclass(frozen=True)
+class ChildrenBlocked:
+    """Why the operator could not create the run's children: ``final`` ones fail the run."""
+
+    reason: str
+    message: str
+    final: bool
 
 
 @dataclasses.dataclass
@@ -90,7 +113,18 @@ def _short(text: str, limit: int = MESSAGE_LIMIT) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _true_conditions(obj: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+def one_line(text: str) -> str:
+    """A readable one-line message from a trainer's message or a log tail: the last meaningful
+    line of a Python traceback or of a log, several lines of a message joined with "; "."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    if any(line.startswith("Traceback (most recent call last)") for line in lines) or len(lines) > 5:
+        return lines[-1]  # a log tail: the exception (or the last thing logged) is at its end
+    return "; ".join(lines)
+
+
+def true_conditions(obj: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
     conds = ((obj or {}).get("status") or {}).get("conditions") or []
     return {c.get("type"): c for c in conds if c.get("status") == "True"}
 
@@ -147,12 +181,37 @@ def unschedulable_message(spec: FineTuneJobSpec, scheduler_message: str) -> str:
     scheduler only complains about them (missing or unbound claims: no GPU would help), else the
     GPU count and product it asked for, with the scheduler's own summary."""
     quoted = f" (scheduler: {scheduler_message or 'no message'})"
-    if "PersistentVolumeClaim" in scheduler_message and "nvidia.com/gpu" not in scheduler_message:
+    lowered = scheduler_message.lower()
+    if "persistentvolumeclaim" in lowered and "nvidia.com/gpu" not in lowered:
+        missing = sorted(set(re.findall(r'persistentvolumeclaim "([^"]+)" not found', lowered)))
+        if missing:
+            return _short(f"PersistentVolumeClaim {', '.join(missing)} not found in the namespace: create it "
+                          f"(the trainer mounts {', '.join(sorted(builders.claims(spec)))})" + quoted)
         names = ", ".join(sorted(builders.claims(spec)))
         return _short(f"the trainer pod cannot be scheduled until its PersistentVolumeClaims ({names}) "
                       f"exist and are bound" + quoted)
     return _short(f"no node can run the trainer pod, which needs {gpu_description(spec)}, "
                   f"{spec.resources.cpu} CPU and {spec.resources.memory} memory" + quoted)
+
+
+def refusal(status_code: int, message: str, what: str) -> ChildrenBlocked | None:
+    """Why the API server refused to create ``what`` (e.g. ``Job x-trainer``), in the user's terms;
+    None for errors that are retried as they are (server errors, a namespace being deleted)."""
+    first = one_line(message or "")
+    lowered = first.lower()
+    if status_code in (400, 422):  # the spec produced an object the server's validation refuses
+        return ChildrenBlocked(FailureReason.INVALID_SPEC, _short(f"the API server refused {what}: {first}"), True)
+    if status_code != 403 or "being terminated" in lowered:
+        return None
+    if "exceeded quota" in lowered:
+        return ChildrenBlocked(Reason.QUOTA_EXCEEDED,
+                               _short(f"{what} would exceed a ResourceQuota of the namespace (retrying): {first}"), False)
+    if "cannot create resource" in lowered or "validatingadmissionpolicy" in lowered:
+        return ChildrenBlocked(Reason.NOT_PERMITTED,
+                               _short(f"the operator may not create {what} in this namespace (is the namespace opted "
+                                      f"in for FineTuneJobs? retrying): {first}"), False)
+    # Pod Security, a missing PriorityClass, a LimitRange: admission refuses the pod as specified
+    return ChildrenBlocked(FailureReason.POD_REJECTED, _short(f"admission refused {what}: {first}"), True)
 
 
 # --- the decision -----------------------------------------------------------------------------
@@ -168,13 +227,15 @@ class _Verdict:
     suspend_job: bool = False
 
 
-def _failure(job: dict[str, Any], pod: dict[str, Any] | None, spec: FineTuneJobSpec) -> _Verdict:
-    failed = _true_conditions(job).get("Failed") or _true_conditions(job).get("FailureTarget") or {}
+def _failure(job: dict[str, Any], pod: dict[str, Any] | None, spec: FineTuneJobSpec, now: dt.datetime) -> _Verdict:
+    failed = true_conditions(job).get("Failed") or true_conditions(job).get("FailureTarget") or {}
     job_reason = failed.get("reason") or ""
     if job_reason == "DeadlineExceeded":
         return _Verdict(Phase.FAILED, FailureReason.DEADLINE_EXCEEDED,
                         f"the run exceeded activeDeadlineSeconds={spec.active_deadline_seconds} and was stopped"
                         + (f" ({failed.get('message')})" if failed.get("message") else ""))
+    if pod is None or (pod.get("metadata") or {}).get("deletionTimestamp") or _disrupted(pod):
+        return _pod_gone(pod, job_reason)
     term = terminated_state(pod)
     if term:
         code = term.get("exitCode")
@@ -184,7 +245,7 @@ def _failure(job: dict[str, Any], pod: dict[str, Any] | None, spec: FineTuneJobS
             return _Verdict(Phase.FAILED, FailureReason.OOM_KILLED,
                             f"the trainer was killed for exceeding its memory limit ({spec.resources.memory}): "
                             "raise resources.memory, or lower training.batchSize / maxSeqLength")
-        detail = (summary.message if summary and summary.message else raw) or ""
+        detail = one_line((summary.message if summary and summary.message else raw) or "")
         if code in EXIT_CODE_REASONS:
             reason = EXIT_CODE_REASONS[code]
             return _Verdict(Phase.FAILED, reason,
@@ -197,9 +258,53 @@ def _failure(job: dict[str, Any], pod: dict[str, Any] | None, spec: FineTuneJobS
     if pod_status.get("reason") or pod_status.get("message"):
         return _Verdict(Phase.FAILED, FailureReason.POD_FAILED,
                         _short(f"{pod_status.get('reason', '')}: {pod_status.get('message', '')}".strip(": ")))
+    failed_at = parse_time(failed.get("lastTransitionTime")) or now
+    waited = (now - failed_at).total_seconds()
+    if waited < RESULT_GRACE_SECONDS:  # the pod's final state may reach us after the Job's
+        return _Verdict(Phase.RUNNING, Reason.FINISHING, "the Job failed; reading the trainer's exit status",
+                        requeue_after=max(1.0, RESULT_GRACE_SECONDS - waited))
     return _Verdict(Phase.FAILED, FailureReason.POD_FAILED,
                     _short(f"the Job failed ({job_reason or 'unknown reason'})"
                            + (f": {failed.get('message')}" if failed.get("message") else "")))
+
+
+def _disrupted(pod: dict[str, Any]) -> dict[str, Any] | None:
+    """The pod's DisruptionTarget condition (eviction, preemption, node drain, taint), if True."""
+    cond = _pod_condition(pod, "DisruptionTarget")
+    return cond if cond and cond.get("status") == "True" else None
+
+
+def _pod_gone(pod: dict[str, Any] | None, job_reason: str) -> _Verdict:
+    """The Job failed because its pod was deleted, evicted or lost before the trainer finished."""
+    what = f"the trainer pod {pod['metadata'].get('name')}" if pod else "the trainer pod"
+    disruption = _disrupted(pod) if pod else None
+    if disruption:
+        how = f"was disrupted ({disruption.get('reason')}: {disruption.get('message', '')})".rstrip(": )") + ")"
+    else:
+        how = "was deleted (or evicted) before the trainer finished"
+    return _Verdict(Phase.FAILED, FailureReason.POD_DELETED,
+                    _short(f"{what} {how}; the Job does not retry it ({job_reason or 'failed'}): "
+                           "delete and re-create the FineTuneJob to run again (checkpoints are resumed)"))
+
+
+def _completed(job: dict[str, Any], pod: dict[str, Any] | None, now: dt.datetime) -> _Verdict:
+    """Job Complete: a success only with the trainer's own completion record."""
+    term = terminated_state(pod)
+    summary = parse_summary((term or {}).get("message"))
+    if summary is not None and summary.outcome == "succeeded":
+        return _Verdict(Phase.SUCCEEDED, Reason.SUCCEEDED, "the adapter is trained and saved")
+    if term is not None:
+        return _Verdict(Phase.FAILED, FailureReason.RESULT_MISSING,
+                        "the trainer pod exited 0 without the trainer's completion record (no TrainerSummary in "
+                        "its termination message): the container did not run finetune-train to the end")
+    completed = parse_time(((job.get("status") or {}).get("completionTime"))) or now
+    waited = (now - completed).total_seconds()
+    if waited < RESULT_GRACE_SECONDS:
+        return _Verdict(Phase.RUNNING, Reason.FINISHING, "the Job completed; reading the trainer's result",
+                        requeue_after=max(1.0, RESULT_GRACE_SECONDS - waited))
+    return _Verdict(Phase.FAILED, FailureReason.RESULT_MISSING,
+                    "the Job completed but its trainer pod is gone, so the trainer's result was never read: "
+                    "re-create the FineTuneJob to run again")
 
 
 def _from_pod(pod: dict[str, Any] | None, spec: FineTuneJobSpec, now: dt.datetime,
@@ -241,8 +346,13 @@ def _from_pod(pod: dict[str, Any] | None, spec: FineTuneJobSpec, now: dt.datetim
 
 
 def _verdict(ftj: dict[str, Any], spec: FineTuneJobSpec, job: dict[str, Any] | None, pod: dict[str, Any] | None,
-             now: dt.datetime, job_expected: bool, image_pull_grace_seconds: float) -> _Verdict:
+             now: dt.datetime, job_expected: bool, image_pull_grace_seconds: float,
+             blocked: ChildrenBlocked | None) -> _Verdict:
     prev = ftj.get("status") or {}
+    if blocked is not None and job is None:
+        if blocked.final:
+            return _Verdict(Phase.FAILED, blocked.reason, _short(blocked.message))
+        return _Verdict(Phase.PENDING, blocked.reason, _short(blocked.message), stalled=True)
     if job is None:
         if prev.get("jobName") and not job_expected:
             return _Verdict(Phase.FAILED, FailureReason.JOB_DELETED,
@@ -252,11 +362,11 @@ def _verdict(ftj: dict[str, Any], spec: FineTuneJobSpec, job: dict[str, Any] | N
         if spec.suspend:
             return _Verdict(Phase.SUSPENDED, Reason.SUSPENDED, "suspended by spec.suspend")
         return _Verdict(Phase.PENDING, Reason.CREATING, "creating the trainer Job")
-    conds = _true_conditions(job)
+    conds = true_conditions(job)
     if "Complete" in conds or "SuccessCriteriaMet" in conds:
-        return _Verdict(Phase.SUCCEEDED, Reason.SUCCEEDED, "the adapter is trained and saved")
+        return _completed(job, pod, now)
     if "Failed" in conds or "FailureTarget" in conds:
-        return _failure(job, pod, spec)
+        return _failure(job, pod, spec, now)
     if (job.get("spec") or {}).get("suspend"):
         if spec.suspend:
             return _Verdict(Phase.SUSPENDED, Reason.SUSPENDED, "suspended by spec.suspend; set it to false to resume")
@@ -324,16 +434,37 @@ def _times(job: dict[str, Any] | None, pod: dict[str, Any] | None, prev: dict[st
     end = None
     if final:
         job_status = (job or {}).get("status") or {}
-        failed = _true_conditions(job).get("Failed") or _true_conditions(job).get("FailureTarget") or {}
+        failed = true_conditions(job).get("Failed") or true_conditions(job).get("FailureTarget") or {}
         end = ((term or {}).get("finishedAt") or job_status.get("completionTime")
                or failed.get("lastTransitionTime") or fmt_time(now))
     return start, end
 
 
+def job_finished(job: dict[str, Any] | None) -> bool:
+    return bool({"Complete", "SuccessCriteriaMet", "Failed", "FailureTarget"} & set(true_conditions(job)))
+
+
+def _final_is_trusted(prev: dict[str, Any], job: dict[str, Any] | None) -> bool:
+    """A recorded final phase stands unless the run's Job is still active: then it was not the
+    operator's verdict (a run failed for a failing image pull has its Job suspended, not finished)."""
+    if job is None or job_finished(job):
+        return True
+    return prev.get("reason") == FailureReason.IMAGE_PULL_FAILED and bool((job.get("spec") or {}).get("suspend"))
+
+
+FINAL_PHASES = frozenset(p.value for p in Phase if p.is_final)
+
+
+def is_final(phase: str | None) -> bool:
+    """``Phase.is_final`` for a phase as stored (a string, or None before the first status)."""
+    return phase in FINAL_PHASES
+
+
 def compute(ftj: dict[str, Any], job: dict[str, Any] | None, pod: dict[str, Any] | None, *,
             now: dt.datetime | None = None, job_expected: bool = False,
-            image_pull_grace_seconds: float = 300.0) -> Result:
-    """The FineTuneJob's operator-owned status, given its Job and the Job's latest Pod."""
+            image_pull_grace_seconds: float = 300.0, blocked: ChildrenBlocked | None = None) -> Result:
+    """The FineTuneJob's operator-owned status, given its Job (only this run's: the caller checks
+    the owner uid), the Job's latest Pod, and why creating the children failed, if it did."""
     now = now or dt.datetime.now(dt.timezone.utc)
     now_s = fmt_time(now)
     meta = ftj.get("metadata") or {}
@@ -341,7 +472,7 @@ def compute(ftj: dict[str, Any], job: dict[str, Any] | None, pod: dict[str, Any]
     generation = meta.get("generation")
     prev_phase = prev.get("phase")
 
-    if prev_phase in (Phase.SUCCEEDED, Phase.FAILED):
+    if is_final(prev_phase) and _final_is_trusted(prev, job):
         kept = {k: v for k, v in prev.items() if k in OWNED_FIELDS}
         kept["observedGeneration"] = generation
         kept["conditions"] = [{**c, "observedGeneration": generation} if generation is not None else c
@@ -357,7 +488,7 @@ def compute(ftj: dict[str, Any], job: dict[str, Any] | None, pod: dict[str, Any]
                   "completionTime": now_s}
         return _result(status, prev, v)
 
-    v = _verdict(ftj, spec, job, pod, now, job_expected, image_pull_grace_seconds)
+    v = _verdict(ftj, spec, job, pod, now, job_expected, image_pull_grace_seconds, blocked)
     final = v.phase.is_final
     status: dict[str, Any] = {
         "phase": v.phase.value,
@@ -407,7 +538,7 @@ def _result(status: dict[str, Any], prev: dict[str, Any], v: _Verdict) -> Result
         warning = v.phase is Phase.FAILED or v.stalled
         event = ("Warning" if warning else "Normal", status["reason"], f"{status['phase']}: {status['message']}")
     return Result(status=status, requeue_after=v.requeue_after, event=event, suspend_job=v.suspend_job,
-                  transitioned_to_final=v.phase.is_final and prev.get("phase") not in (Phase.SUCCEEDED, Phase.FAILED))
+                  transitioned_to_final=v.phase.is_final and not is_final(prev.get("phase")))
 
 
 def owned_part(status: dict[str, Any] | None) -> dict[str, Any]:
@@ -429,13 +560,22 @@ def merge_patch(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, An
     return patch
 
 
+def controller_uid(obj: dict[str, Any]) -> str | None:
+    """The uid of the object's controller (its controlling owner reference), if any."""
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller"):
+            return ref.get("uid")
+    return None
+
+
 def job_summary(job: dict[str, Any]) -> dict[str, Any]:
     """The part of a Job the operator keeps in memory."""
     meta = job.get("metadata") or {}
+    spec = job.get("spec") or {}
     return {
         "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace"), "uid": meta.get("uid"),
-                     "creationTimestamp": meta.get("creationTimestamp")},
-        "spec": {"suspend": (job.get("spec") or {}).get("suspend")},
+                     "creationTimestamp": meta.get("creationTimestamp"), "controllerUid": controller_uid(job)},
+        "spec": {"suspend": spec.get("suspend"), "ttlSecondsAfterFinished": spec.get("ttlSecondsAfterFinished")},
         "status": {k: v for k, v in (job.get("status") or {}).items()
                    if k in ("conditions", "startTime", "completionTime", "active", "failed", "succeeded")},
     }
@@ -448,7 +588,7 @@ def pod_summary(pod: dict[str, Any]) -> dict[str, Any]:
     return {
         "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace"), "uid": meta.get("uid"),
                      "creationTimestamp": meta.get("creationTimestamp"),
-                     "deletionTimestamp": meta.get("deletionTimestamp")},
+                     "deletionTimestamp": meta.get("deletionTimestamp"), "controllerUid": controller_uid(pod)},
         "spec": {"nodeName": (pod.get("spec") or {}).get("nodeName")},
         "status": {k: v for k, v in status.items()
                    if k in ("phase", "reason", "message", "conditions", "containerStatuses", "startTime")},

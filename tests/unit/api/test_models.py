@@ -93,3 +93,31 @@ def test_termination_message_fits_the_kubelet_limit():
     text = summary.to_termination_message()
     assert len(text.encode()) <= TERMINATION_MESSAGE_LIMIT
     assert json.loads(text)["reason"] == "InvalidData"
+
+
+@pytest.mark.parametrize("field, value, fragment", [
+    ("dataset", {"source": "/etc/shadow"}, "an absolute path must name a file baked into the trainer image"),
+    ("dataset", {"source": "/var/run/secrets/kubernetes.io/serviceaccount/token"}, "under /data/ or /models/"),
+    ("model", {"source": "/data/../proc/self/environ"}, "must not contain '.' or '..' path segments"),
+    ("dataset", {"source": "pvc://data/../../etc/passwd"}, "must not contain '.' or '..' path segments"),
+])
+def test_sources_only_in_the_documented_forms(field, value, fragment):
+    with pytest.raises(ValidationError, match=fragment):
+        spec(**{field: value})
+    assert spec(dataset={"source": "/data/train.jsonl"}).dataset.source == "/data/train.jsonl"
+
+
+@pytest.mark.parametrize("overrides, fragment", [
+    ({"scheduling": {"nodeSelector": {"bad key!": "x"}}}, "nodeSelector"),
+    ({"scheduling": {"nodeSelector": {"zone": "not a label value"}}}, "nodeSelector"),
+    ({"podLabels": {"-leading-dash": "x"}}, "podLabels"),
+    ({"podAnnotations": {"a/b/c": "x"}}, "podAnnotations"),
+    ({"scheduling": {"tolerations": [{"operator": "Equal", "value": "x"}]}}, "without key must use operator Exists"),
+    ({"scheduling": {"tolerations": [{"key": "k", "operator": "Exists", "value": "v"}]}}, "must not set value"),
+    ({"scheduling": {"tolerations": [{"key": "k", "operator": "Exists", "tolerationSeconds": 5}]}}, "NoExecute"),
+    ({"scheduling": {"priorityClassName": "Not_A_Name"}}, "priorityClassName"),
+    ({"model": {"source": "hf://org/m", "tokenSecretRef": {"name": "other-ns/hf"}}}, "tokenSecretRef"),
+])
+def test_pod_level_fields_follow_the_pod_apis_rules(overrides, fragment):
+    with pytest.raises(ValidationError, match=fragment):
+        spec(**overrides)

@@ -7,20 +7,25 @@ from finetune_operator import builders
 from finetune_operator.config import OperatorConfig
 
 
-def build(ftj, cfg):
+def children(ftj, cfg):
+    """Everything the operator creates for a run, in creation order (the Job last)."""
     spec = builders.parse_spec(ftj)
-    return {o["kind"]: o for o in builders.children(ftj, spec, cfg)}
+    return [*builders.pod_prerequisites(ftj, spec, cfg), builders.role_binding(ftj, cfg), builders.job(ftj, spec, cfg)]
+
+
+def build(ftj, cfg):
+    return {o["kind"]: o for o in children(ftj, cfg)}
 
 
 def pod_spec(job):
     return job["spec"]["template"]["spec"]
 
 
-def test_children_order_and_names(ftj, cfg):
-    objs = builders.children(ftj, builders.parse_spec(ftj), cfg)
-    assert [o["kind"] for o in objs] == ["ConfigMap", "ServiceAccount", "Role", "RoleBinding", "Job"]
-    assert objs[-1]["metadata"]["name"] == "demo-trainer"
-    assert objs[0]["metadata"]["name"] == "demo-config"
+def test_children_names_labels_and_owner(ftj, cfg):
+    objs = children(ftj, cfg)
+    assert [(o["kind"], o["metadata"]["name"]) for o in objs] == [
+        ("ConfigMap", "demo-config"), ("ServiceAccount", "demo-trainer"), ("RoleBinding", "demo-trainer"),
+        ("Job", "demo-trainer")]
     for o in objs:
         meta = o["metadata"]
         assert meta["namespace"] == "team-a"
@@ -32,24 +37,29 @@ def test_children_order_and_names(ftj, cfg):
             "controller": True, "blockOwnerDeletion": True}]
 
 
-@pytest.mark.parametrize("name", ["a" * 63, "b" * 200, "x.y." + "c" * 240, "short"])
-def test_names_fit_and_are_deterministic(name):
-    for suffix in ("trainer", "config", "cleanup"):
-        n = builders.child_name(name, suffix)
-        assert len(n) <= 63
-        assert n == builders.child_name(name, suffix)
-        assert n.endswith("-" + suffix)
-        assert n[0].isalnum()
-        assert "-." not in n and ".-" not in n
-    lv = builders.label_value(name)
-    assert len(lv) <= 63 and lv == builders.label_value(name)
-    assert lv[-1].isalnum()
+def test_the_trainer_is_bound_to_the_fixed_cluster_role_only(ftj, cfg):
+    binding = build(ftj, cfg)["RoleBinding"]
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                  "name": "finetune-trainer"}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "demo-trainer", "namespace": "team-a"}]
+    assert "Role" not in build(ftj, cfg)
 
 
-def test_long_names_do_not_collide():
-    a, b = "p" * 100 + "a", "p" * 100 + "b"
-    assert builders.job_name(a) != builders.job_name(b)
-    assert builders.label_value(a) != builders.label_value(b)
+def test_names_of_at_most_52_characters_give_children_within_63(ftj, cfg):
+    ftj["metadata"]["name"] = "n" * 52
+    for o in children(ftj, cfg):
+        assert len(o["metadata"]["name"]) <= 63
+    assert len(builders.cleanup_job_name("n" * 52)) <= 63
+    ftj["metadata"]["name"] = "n" * 53
+    with pytest.raises(builders.InvalidSpec, match="metadata.name must be at most 52 characters"):
+        builders.parse_spec(ftj)
+
+
+def test_dry_run_pod_is_the_jobs_pod(ftj, cfg):
+    job = build(ftj, cfg)["Job"]
+    pod = builders.dry_run_pod(job)
+    assert pod["spec"] == job["spec"]["template"]["spec"]
+    assert pod["metadata"]["labels"] == job["spec"]["template"]["metadata"]["labels"]
 
 
 def test_job_is_restricted_pss_compliant(ftj, cfg):
@@ -143,7 +153,7 @@ def test_job_spec_passthrough(ftj, cfg):
                         "suspend": True, "image": "my/trainer:1"})
     job = build(ftj, cfg)["Job"]
     assert job["spec"]["activeDeadlineSeconds"] == 3600
-    assert job["spec"]["ttlSecondsAfterFinished"] == 600
+    assert "ttlSecondsAfterFinished" not in job["spec"]  # set by the operator once the result is recorded
     assert job["spec"]["backoffLimit"] == 2
     assert job["spec"]["suspend"] is True
     assert pod_spec(job)["containers"][0]["image"] == "my/trainer:1"
@@ -220,44 +230,34 @@ def test_trainer_config_keeps_training_settings(ftj, cfg):
     assert tc.training.max_steps == 5 and tc.training.learning_rate == 0.001
 
 
-def test_role_is_scoped_to_own_status(ftj, cfg):
-    objs = build(ftj, cfg)
-    assert objs["Role"]["rules"] == [{"apiGroups": ["finetune.dev"], "resources": ["finetunejobs/status"],
-                                      "resourceNames": ["demo"], "verbs": ["patch"]}]
-    rb = objs["RoleBinding"]
-    assert rb["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "demo-trainer"}
-    assert rb["subjects"] == [{"kind": "ServiceAccount", "name": "demo-trainer", "namespace": "team-a"}]
-    assert objs["ServiceAccount"]["automountServiceAccountToken"] is False
+def test_the_trainer_service_account_does_not_mount_a_token_by_default(ftj, cfg):
+    assert build(ftj, cfg)["ServiceAccount"]["automountServiceAccountToken"] is False  # the Job's pod opts in
 
 
 def test_status_patch_off(ftj):
     cfg = OperatorConfig(status_patch=False)
-    objs = builders.children(ftj, builders.parse_spec(ftj), cfg)
-    assert [o["kind"] for o in objs] == ["ConfigMap", "Job"]
-    ps = pod_spec(objs[-1])
+    spec = builders.parse_spec(ftj)
+    assert [o["kind"] for o in builders.pod_prerequisites(ftj, spec, cfg)] == ["ConfigMap"]
+    ps = pod_spec(builders.job(ftj, spec, cfg))
     assert ps["automountServiceAccountToken"] is False and "serviceAccountName" not in ps
     env = {e["name"]: e for e in ps["containers"][0]["env"]}
     assert env["FINETUNE_STATUS_PATCH"]["value"] == "0"
 
 
-def test_long_name_children(ftj, cfg):
-    ftj["metadata"]["name"] = "n" * 120
-    for o in builders.children(ftj, builders.parse_spec(ftj), cfg):
-        assert len(o["metadata"]["name"]) <= 63
-        assert len(o["metadata"]["labels"]["finetune.dev/finetunejob"]) <= 63
-        assert o["metadata"]["annotations"]["finetune.dev/finetunejob"] == "n" * 120
-    role = builders.role(ftj)
-    assert role["rules"][0]["resourceNames"] == ["n" * 120]
-
-
 def test_cleanup_job(ftj, cfg):
     ftj["spec"]["output"]["retention"] = "Delete"
     job = builders.cleanup_job(ftj, builders.parse_spec(ftj), cfg)
+    ftj["spec"]["image"] = "tenant/custom:1"
+    job = builders.cleanup_job(ftj, builders.parse_spec(ftj), cfg)
     c = job["spec"]["template"]["spec"]["containers"][0]
-    assert c["command"][-1] == "/mnt/pvc/artifacts/team-a/demo"
+    assert c["command"] == ["finetune-train", "cleanup", "--output", "/mnt/pvc/artifacts/team-a/demo",
+                            "--run-id", "1111-2222"]
+    assert c["image"] == "trainer:test"  # the operator's image, never the tenant's
     assert job["metadata"]["labels"]["app.kubernetes.io/component"] == "cleanup"
-    assert "ownerReferences" not in job["metadata"]
+    assert job["metadata"]["ownerReferences"][0]["uid"] == "1111-2222"
+    assert job["metadata"]["ownerReferences"][0]["blockOwnerDeletion"] is False
     assert c["securityContext"]["runAsNonRoot"] is True
+    assert job["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
 
 
 def test_parse_pvc_source():

@@ -87,11 +87,73 @@ def test_succeeded_with_metrics_and_artifacts(ftj):
     assert r.transitioned_to_final
 
 
-def test_succeeded_without_summary_still_reports_location(ftj):
+def test_exit_0_without_the_trainers_completion_record_is_not_a_success(ftj):
     p = pod("Succeeded", scheduled=SCHEDULED, terminated={"exitCode": 0, "message": "some log tail"})
-    s = compute(ftj, job([{"type": "Complete"}]), p).status
-    assert s["artifacts"] == {"pvc": "artifacts", "path": "team-a/demo"}
-    assert "metrics" not in s
+    s = compute(ftj, job([{"type": "Complete"}], completionTime=T_END), p).status
+    assert (s["phase"], s["reason"]) == ("Failed", "ResultMissing")
+    assert "without the trainer's completion record" in s["message"]
+    assert "artifacts" not in s and "metrics" not in s
+
+
+def test_a_completed_job_waits_briefly_for_its_pods_final_state(ftj):
+    """The Job's watch may deliver Complete before the Pod's watch delivers the terminated state."""
+    just_now = st.fmt_time(NOW - dt.timedelta(seconds=5))
+    r = compute(ftj, job([{"type": "Complete"}], completionTime=just_now), pod("Running", scheduled=SCHEDULED, running=True))
+    assert (r.status["phase"], r.status["reason"]) == ("Running", "Finishing") and 0 < r.requeue_after <= 30
+    gone = compute(ftj, job([{"type": "Complete"}], completionTime=T_END), None).status
+    assert (gone["phase"], gone["reason"]) == ("Failed", "ResultMissing") and "pod is gone" in gone["message"]
+
+
+def test_a_failed_job_waits_briefly_for_its_pods_exit_status(ftj):
+    failed = [{"type": "Failed", "reason": "BackoffLimitExceeded", "lastTransitionTime": st.fmt_time(NOW)}]
+    r = compute(ftj, job(failed), pod("Running", scheduled=SCHEDULED, running=True))
+    assert (r.status["phase"], r.status["reason"]) == ("Running", "Finishing")
+
+
+def test_a_deleted_or_evicted_pod_is_named_as_such(ftj):
+    failed = [{"type": "Failed", "reason": "BackoffLimitExceeded"}]
+    gone = compute(ftj, job(failed), None).status
+    assert (gone["phase"], gone["reason"]) == ("Failed", "PodDeleted")
+    assert "was deleted (or evicted) before the trainer finished" in gone["message"]
+    deleting = pod("Failed", scheduled=SCHEDULED, terminated={"exitCode": 143, "reason": "Error"})
+    deleting["metadata"]["deletionTimestamp"] = T_END
+    assert compute(ftj, job(failed), deleting).status["reason"] == "PodDeleted"
+    evicted = pod("Failed", scheduled=SCHEDULED, terminated={"exitCode": 137, "reason": "Error"})
+    evicted["status"]["conditions"].append({"type": "DisruptionTarget", "status": "True",
+                                            "reason": "EvictionByEvictionAPI", "message": "Eviction API: evicting"})
+    s = compute(ftj, job(failed), evicted).status
+    assert s["reason"] == "PodDeleted" and "EvictionByEvictionAPI" in s["message"]
+
+
+def test_a_log_tail_becomes_its_last_meaningful_line(ftj):
+    tail = ("Traceback (most recent call last):\n  File \"/opt/venv/bin/finetune-train\", line 5, in <module>\n"
+            "    from finetune_trainer.cli import main\nModuleNotFoundError: No module named 'finetune_trainer'\n")
+    p = pod("Failed", scheduled=SCHEDULED, terminated={"exitCode": 1, "reason": "Error", "message": tail})
+    s = compute(ftj, job([{"type": "Failed", "reason": "BackoffLimitExceeded"}]), p).status
+    assert s["message"] == "ModuleNotFoundError: No module named 'finetune_trainer'"
+    assert cond(s, "Ready")["message"] == s["message"]
+
+
+def test_a_final_phase_the_running_job_contradicts_is_corrected(ftj):
+    """A status forged by someone else (say a trainer token) does not stick while the Job runs."""
+    ftj["status"] = {"phase": "Failed", "reason": "TrainerError", "message": "forged", "jobName": "demo-trainer"}
+    s = compute(ftj, job(active=1), pod("Running", scheduled=SCHEDULED, running=True)).status
+    assert (s["phase"], s["reason"]) == ("Running", "Running")
+    recorded = {"phase": "Succeeded", "reason": "Succeeded", "message": "done", "jobName": "demo-trainer",
+                "metrics": {"evalLoss": 1.0}}
+    ftj["status"] = recorded
+    kept = compute(ftj, job([{"type": "Complete"}]), None).status  # the pod is gone: the record stands
+    assert kept["metrics"] == {"evalLoss": 1.0} and kept["phase"] == "Succeeded"
+
+
+def test_a_missing_claim_is_named_not_blamed_on_gpus(ftj):
+    msg = ('0/5 nodes are available: persistentvolumeclaim "artifacts" not found. preemption: 0/5 nodes are '
+           'available: 5 Preemption is not helpful for scheduling.')
+    p = pod("Pending", scheduled={"status": "False", "reason": "Unschedulable", "message": msg})
+    s = compute(ftj, job(active=1), p).status
+    assert s["reason"] == "Unschedulable"
+    assert s["message"].startswith("PersistentVolumeClaim artifacts not found in the namespace")
+    assert "GPU" not in s["message"] and "nvidia.com/gpu" not in s["message"].split("(scheduler")[0]
 
 
 @pytest.mark.parametrize("code", [1, 2, 3, 4, 5])
@@ -246,7 +308,8 @@ def test_last_transition_time_preserved(ftj):
     assert later == first
     assert st.merge_patch(first, later) is None
     done = st.compute(ftj, job([{"type": "Complete"}]),
-                      pod("Succeeded", scheduled=SCHEDULED, terminated={"exitCode": 0}),
+                      pod("Succeeded", scheduled=SCHEDULED,
+                          terminated={"exitCode": 0, "message": summary_message(outcome="succeeded")}),
                       now=NOW + dt.timedelta(minutes=10)).status
     assert cond(done, "Ready")["lastTransitionTime"] == "2025-01-01T01:10:00Z"
     assert cond(done, "Stalled")["lastTransitionTime"] == cond(first, "Stalled")["lastTransitionTime"]
