@@ -45,6 +45,12 @@ class OutOfMemory(TrainerError):
     exit_code = ExitCode.OUT_OF_MEMORY
 
 
+class OutputExistsError(TrainerError):
+    """The output directory belongs to another run (see ``runrecord``)."""
+
+    exit_code = ExitCode.OUTPUT_EXISTS
+
+
 OOM_HINT = (
     "out of memory: try a smaller training.batchSize (raise gradientAccumulationSteps to keep the effective batch), "
     "training.gradientCheckpointing: true, peft.type: qlora, or a shorter training.maxSeqLength"

@@ -1,0 +1,87 @@
+"""Output directories belong to one run: claimed, resumed by the same run, refused to others,
+replaced on request, cleaned up file by file (never someone else's files)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from finetune_trainer import runrecord
+from finetune_trainer.errors import OutputExistsError
+
+
+def finished_result(root: Path, run_id: str, owner: str = "team-a/first") -> None:
+    """What a finished run leaves: its claim, artifacts listed in SHA256SUMS, _COMPLETE, checkpoints."""
+    runrecord.claim(root, run_id, owner)
+    (root / "adapter_model.safetensors").write_bytes(b"w" * 1000)
+    (root / "metrics.json").write_text("{}")
+    (root / "checkpoints" / "checkpoint-2").mkdir(parents=True)
+    (root / "checkpoints" / "checkpoint-2" / "state.pt").write_bytes(b"s" * 10)
+    (root / "SHA256SUMS").write_text("aa  adapter_model.safetensors\nbb  metrics.json\n")
+    (root / "_COMPLETE").write_text(json.dumps({"runId": run_id}))
+
+
+def test_a_new_directory_is_claimed_and_the_same_run_may_continue(tmp_path):
+    out = tmp_path / "out"
+    runrecord.claim(out, "uid-1", "team-a/first")
+    assert runrecord.read(out)["runId"] == "uid-1" and runrecord.read(out)["owner"] == "team-a/first"
+    runrecord.claim(out, "uid-1", "team-a/first")  # a retried or resumed pod of the same run
+
+
+def test_another_runs_result_is_refused_naming_it(tmp_path):
+    out = tmp_path / "out"
+    finished_result(out, "uid-1")
+    with pytest.raises(OutputExistsError, match=r"holds the result of run uid-1 \(FineTuneJob team-a/first\)"):
+        runrecord.claim(out, "uid-2", "team-a/second")
+    assert (out / "adapter_model.safetensors").read_bytes() == b"w" * 1000  # untouched
+
+
+def test_an_unclaimed_result_is_refused_but_unrelated_files_are_fine(tmp_path):
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / "adapter_config.json").write_text("{}")
+    with pytest.raises(OutputExistsError, match="a result that no recorded run owns"):
+        runrecord.claim(legacy, "uid-2")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.jsonl").write_text("{}\n")
+    runrecord.claim(data, "uid-2")  # next to the input data: allowed, the data is not ours to touch
+
+
+def test_replace_removes_only_the_other_runs_files(tmp_path):
+    out = tmp_path / "out"
+    finished_result(out, "uid-1")
+    (out / "train.jsonl").write_text("{}\n")
+    runrecord.claim(out, "uid-2", "team-a/second", replace=True)
+    assert runrecord.read(out)["runId"] == "uid-2"
+    assert sorted(p.name for p in out.iterdir()) == ["_RUN", "train.jsonl"]
+
+
+def test_cleanup_removes_this_runs_files_and_keeps_the_rest(tmp_path):
+    out = tmp_path / "data" / "log-intent"
+    out.mkdir(parents=True)
+    (out / "train.jsonl").write_text("{}\n")
+    (out / "eval.jsonl").write_text("{}\n")
+    finished_result(out, "uid-1")
+    result = runrecord.cleanup(out, "uid-1")
+    assert result["outcome"] == "removed" and "other files" in result["message"]
+    assert sorted(p.name for p in out.iterdir()) == ["eval.jsonl", "train.jsonl"]
+
+
+def test_cleanup_of_another_runs_directory_keeps_everything(tmp_path):
+    out = tmp_path / "out"
+    finished_result(out, "uid-1")
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    result = runrecord.cleanup(out, "uid-2")
+    assert result["outcome"] == "kept" and "run uid-1" in result["message"]
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    assert runrecord.cleanup(tmp_path / "missing", "uid-2")["outcome"] == "nothing"
+
+
+def test_cleanup_of_its_own_directory_leaves_nothing(tmp_path):
+    out = tmp_path / "out"
+    finished_result(out, "uid-1")
+    assert runrecord.cleanup(out, "uid-1")["outcome"] == "removed"
+    assert not out.exists()
