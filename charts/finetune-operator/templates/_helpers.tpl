@@ -96,7 +96,61 @@ string). Fails rendering when the file is missing, unparsable or empty.
 {{- if not $rules }}
 {{- fail "files/rbac-rules.yaml has no rules" }}
 {{- end }}
+{{- /* The `bind` rule names the trainer ClusterRole: the one this release creates. */}}
+{{- $trainerRole := include "finetune-operator.trainerClusterRole" . }}
+{{- $out := list }}
+{{- range $rules }}
+{{- if and (has "clusterroles" (default (list) .resources)) (has "bind" (default (list) .verbs)) }}
+{{- $out = append $out (merge (dict "resourceNames" (list $trainerRole)) (omit . "resourceNames")) }}
+{{- else }}
+{{- $out = append $out . }}
+{{- end }}
+{{- end }}
+{{- toYaml (dict "rules" $out) }}
+{{- end }}
+
+{{/*
+The trainer's PolicyRules (files/trainer-rules.yaml), as YAML under the key `rules`.
+*/}}
+{{- define "finetune-operator.trainerRules" -}}
+{{- $rules := fromYamlArray (required "files/trainer-rules.yaml is missing from the chart" (.Files.Get "files/trainer-rules.yaml")) }}
+{{- if or (not $rules) (kindIs "string" (first $rules)) }}
+{{- fail "files/trainer-rules.yaml is not a non-empty YAML list of PolicyRules" }}
+{{- end }}
 {{- toYaml (dict "rules" $rules) }}
+{{- end }}
+
+{{/*
+The ClusterRole the operator binds to each run's trainer ServiceAccount (--trainer-cluster-role).
+*/}}
+{{- define "finetune-operator.trainerClusterRole" -}}
+{{- printf "%s-trainer" (include "finetune-operator.fullname" .) }}
+{{- end }}
+
+{{/*
+The operator's user name as the API server sees it (admission policies match on it).
+*/}}
+{{- define "finetune-operator.operatorUser" -}}
+{{- printf "system:serviceaccount:%s:%s" .Release.Namespace (include "finetune-operator.serviceAccountName" .) }}
+{{- end }}
+
+{{/*
+Namespaces the operator never acts in, whatever the values say.
+*/}}
+{{- define "finetune-operator.protectedNamespaces" -}}
+{{- toJson (list "kube-system" "kube-public" "kube-node-lease") }}
+{{- end }}
+
+{{/*
+How the operator's namespaces are chosen: `clusterWide` (watch.clusterWide=true), `namespaces`
+(watch.namespaces, a Role per namespace) or `selector` (watch.namespaceSelector, enforced by an
+admission policy; the default).
+*/}}
+{{- define "finetune-operator.watchMode" -}}
+{{- if .Values.watch.clusterWide }}clusterWide
+{{- else if .Values.watch.namespaces }}namespaces
+{{- else }}selector
+{{- end }}
 {{- end }}
 
 {{/*
@@ -119,9 +173,48 @@ where FineTuneJobs are watched). Keep Lease rules in entries of their own in the
 {{- end }}
 
 {{/*
+matchConstraints.resourceRules of the operator's writes (what the namespace policies confine):
+Jobs, Pods, ConfigMaps, ServiceAccounts and RoleBindings; not its Events nor its Lease.
+*/}}
+{{- define "finetune-operator.operatorWriteRules" }}
+    resourceRules:
+      - apiGroups: [""]
+        apiVersions: ["*"]
+        resources: ["pods", "configmaps", "serviceaccounts"]
+        operations: ["CREATE", "UPDATE", "DELETE"]
+      - apiGroups: ["batch"]
+        apiVersions: ["*"]
+        resources: ["jobs"]
+        operations: ["CREATE", "UPDATE", "DELETE"]
+      - apiGroups: ["rbac.authorization.k8s.io"]
+        apiVersions: ["*"]
+        resources: ["rolebindings"]
+        operations: ["CREATE", "UPDATE", "DELETE"]
+{{- end }}
+
+{{/*
 Checks of value combinations that the JSON schema cannot express.
 */}}
 {{- define "finetune-operator.validate" -}}
+{{- $protected := include "finetune-operator.protectedNamespaces" . | fromJsonArray }}
+{{- range .Values.watch.namespaces }}
+{{- if has . $protected }}
+{{- fail (printf "watch.namespaces: %s is never allowed (the operator never acts in %s)" . (join ", " $protected)) }}
+{{- end }}
+{{- end }}
+{{- if and .Values.watch.clusterWide .Values.watch.namespaces }}
+{{- fail "watch.clusterWide=true and watch.namespaces are exclusive: set one" }}
+{{- end }}
+{{- $mode := include "finetune-operator.watchMode" . }}
+{{- if eq $mode "selector" }}
+{{- $sel := .Values.watch.namespaceSelector }}
+{{- if not (or $sel.matchLabels $sel.matchExpressions) }}
+{{- fail "watch.namespaceSelector is empty (it would select every namespace): give matchLabels or matchExpressions, list watch.namespaces, or set watch.clusterWide=true" }}
+{{- end }}
+{{- if not .Values.admissionPolicies.enabled }}
+{{- fail "watch.namespaceSelector is enforced by an admission policy: keep admissionPolicies.enabled=true, or list watch.namespaces, or set watch.clusterWide=true" }}
+{{- end }}
+{{- end }}
 {{- if and (gt (int .Values.replicas) 1) (not .Values.leaderElection.enabled) }}
 {{- fail "replicas > 1 needs leaderElection.enabled=true (otherwise several operators would reconcile the same FineTuneJobs)" }}
 {{- end }}

@@ -80,3 +80,14 @@ def one(objects: list[dict[str, Any]], kind: str, name: str | None = None, names
 
 def rules_file() -> dict[str, Any]:
     return yaml.safe_load(RULES_FILE.read_text())
+
+
+def operator_rules(trainer_cluster_role: str) -> list[dict[str, Any]]:
+    """rules_file() as the chart renders it: the `bind` rule names the release's trainer ClusterRole,
+    keys sorted like Helm's toYaml."""
+    out = []
+    for rule in rules_file():
+        if "clusterroles" in rule["resources"]:
+            rule = {**rule, "resourceNames": [trainer_cluster_role]}
+        out.append(dict(sorted(rule.items())))
+    return out

@@ -1,16 +1,15 @@
-"""The Helm chart: metadata, values documentation and schema, rendered objects (helm template)."""
+"""The Helm chart rendered by helm (lint, template): the objects of each watch mode, the admission
+policies, values the schema or the templates refuse, NOTES.txt. Needs the helm binary
+(hack/build-k8s-binaries.sh), hence integration; the server-side checks are in the other files."""
 
 from __future__ import annotations
 
 import json
-import re
 import shutil
 
 import pytest
 import yaml
-from chart_helpers import CHART, ROOT, find, one, render, rules_file, run_helm
-
-from finetune_api.crd import CRD_FILENAME
+from chart_helpers import CHART, find, one, operator_rules, render, rules_file, run_helm
 
 RESTRICTED_CONTAINER = {
     "allowPrivilegeEscalation": False,
@@ -18,108 +17,23 @@ RESTRICTED_CONTAINER = {
     "runAsNonRoot": True,
     "capabilities": {"drop": ["ALL"]},
 }
-
-# --- without helm -------------------------------------------------------------------------------
-
-
-def test_chart_metadata():
-    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
-    assert chart["apiVersion"] == "v2"
-    assert chart["name"] == "finetune-operator"
-    assert (chart["version"], chart["appVersion"]) == ("0.1.0", "0.1.0")
-    assert chart["type"] == "application"
-
-
-def test_chart_crd_is_the_generated_one():
-    """charts/finetune-operator/crds/ is written by `python -m finetune_api.crd --write`, like crds/."""
-    chart_copy = CHART / "crds" / CRD_FILENAME
-    assert chart_copy.read_text() == (ROOT / "crds" / CRD_FILENAME).read_text(), (
-        "the chart's CRD differs from crds/: run `python -m finetune_api.crd --write`")
-    assert sorted(p.name for p in (CHART / "crds").iterdir()) == [CRD_FILENAME]
-
-
-def test_every_value_is_documented():
-    """Each key in values.yaml has a comment line right above it (list items excepted)."""
-    lines = (CHART / "values.yaml").read_text().splitlines()
-    undocumented = []
-    item_indent = None  # content indent of the list item being read
-    for i, line in enumerate(lines):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        indent = len(line) - len(line.lstrip())
-        if item_indent is not None and indent >= item_indent:
-            continue
-        item_indent = None
-        if line.lstrip().startswith("- "):
-            item_indent = indent + 2
-            continue
-        m = re.match(r"^(\s*)([A-Za-z][\w.-]*):", line)
-        if not m:
-            continue
-        above = lines[i - 1].strip() if i else ""
-        if not above.startswith("#"):
-            undocumented.append(f"line {i + 1}: {line.strip()}")
-    assert not undocumented, "values without a comment:\n" + "\n".join(undocumented)
-
-
-def _schema_keys(schema: dict, prefix: str = "") -> set[str]:
-    keys = set()
-    for name, sub in schema.get("properties", {}).items():
-        keys.add(prefix + name)
-        if sub.get("type") == "object" and sub.get("additionalProperties") is False:
-            keys |= _schema_keys(sub, f"{prefix}{name}.")
-    return keys
-
-
-def _value_keys(values: dict, schema: dict, prefix: str = "") -> set[str]:
-    keys = set()
-    for name, value in values.items():
-        keys.add(prefix + name)
-        sub = schema.get("properties", {}).get(name, {})
-        if isinstance(value, dict) and sub.get("additionalProperties") is False:
-            keys |= _value_keys(value, sub, f"{prefix}{name}.")
-    return keys
-
-
-def test_schema_covers_exactly_the_values():
-    schema = json.loads((CHART / "values.schema.json").read_text())
-    values = yaml.safe_load((CHART / "values.yaml").read_text())
-    assert schema["additionalProperties"] is False
-    assert _value_keys(values, schema) == _schema_keys(schema) - {"global"}
-
-
-def test_rbac_rules_file_is_a_list_of_policy_rules():
-    rules = rules_file()
-    assert isinstance(rules, list) and rules, "files/rbac-rules.yaml must be a non-empty YAML list of PolicyRules"
-    for rule in rules:
-        assert set(rule) <= {"apiGroups", "resources", "verbs", "resourceNames", "nonResourceURLs"}, rule
-        assert rule["verbs"] and "*" not in rule["verbs"], f"least privilege: no wildcard verbs ({rule})"
-        assert "*" not in rule.get("resources", []) and "*" not in rule.get("apiGroups", []), rule
-    granted = {(g, r) for rule in rules for g in rule["apiGroups"] for r in rule["resources"]}
-    assert ("finetune.dev", "finetunejobs") in granted and ("finetune.dev", "finetunejobs/status") in granted
-    assert ("batch", "jobs") in granted
-
-
-def is_lease_rule(rule: dict) -> bool:
-    return "coordination.k8s.io" in rule["apiGroups"] and "leases" in rule["resources"]
-
-
-def lease_rules() -> list[dict]:
-    return [r for r in rules_file() if is_lease_rule(r)]
-
-
-def other_rules() -> list[dict]:
-    return [r for r in rules_file() if not is_lease_rule(r)]
-
+FULL = "ft-finetune-operator"
+OPERATOR_USER = f"system:serviceaccount:finetune-system:{FULL}"
+POLICIES = ["operator-protected-namespaces", "operator-opt-in", "operator-output", "finetunejob-requester",
+            "status-integrity"]
 
 # --- helm lint -----------------------------------------------------------------------------------
 
 LINT_CASES = {
     "defaults": {},
     "namespaced": {"watch": {"namespaces": ["team-a", "team-b"]}},
+    "cluster-wide": {"watch": {"clusterWide": True}},
+    "selector-expressions": {"watch": {"namespaceSelector": {"matchLabels": {"finetune.dev/enabled": None}, "matchExpressions": [
+        {"key": "tier", "operator": "In", "values": ["ml", "research"]}, {"key": "frozen", "operator": "DoesNotExist"}]}}},
     "ha-with-servicemonitor": {"replicas": 3, "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}}},
-    "no-metrics-no-rbac": {"metrics": {"enabled": False}, "rbac": {"create": False},
-                           "serviceAccount": {"create": False, "name": "existing"}},
+    "no-metrics-no-rbac-no-policies": {"metrics": {"enabled": False}, "rbac": {"create": False},
+                                       "serviceAccount": {"create": False, "name": "existing"},
+                                       "admissionPolicies": {"enabled": False}, "watch": {"clusterWide": True}},
 }
 
 
@@ -137,7 +51,7 @@ def test_helm_lint_is_clean(case, strict):
     assert "[WARNING]" not in result.stdout and "[ERROR]" not in result.stdout, result.stdout
 
 
-# --- helm template: the default (cluster-wide) install -------------------------------------------
+# --- helm template: the default install (namespaces opted in by label) ---------------------------
 
 
 @pytest.fixture(scope="module")
@@ -148,13 +62,19 @@ def default_objects():
 def test_default_render_has_the_expected_objects(default_objects):
     kinds = sorted((o["kind"], o["metadata"]["name"]) for o in default_objects)
     assert kinds == sorted([
-        ("ServiceAccount", "ft-finetune-operator"),
-        ("ClusterRole", "ft-finetune-operator"),
-        ("ClusterRoleBinding", "ft-finetune-operator"),
-        ("Role", "ft-finetune-operator-leader-election"),
-        ("RoleBinding", "ft-finetune-operator-leader-election"),
-        ("Service", "ft-finetune-operator-metrics"),
-        ("Deployment", "ft-finetune-operator"),
+        ("ServiceAccount", FULL),
+        ("ClusterRole", FULL),
+        ("ClusterRoleBinding", FULL),
+        ("ClusterRole", f"{FULL}-trainer"),
+        ("ClusterRole", f"{FULL}-edit"),
+        ("ClusterRole", f"{FULL}-view"),
+        ("Role", f"{FULL}-leader-election"),
+        ("RoleBinding", f"{FULL}-leader-election"),
+        ("Service", f"{FULL}-metrics"),
+        ("Deployment", FULL),
+        *[("ValidatingAdmissionPolicy", f"{FULL}-{p}") for p in POLICIES],
+        *[("ValidatingAdmissionPolicyBinding", f"{FULL}-{p}") for p in POLICIES if p != "operator-opt-in"],
+        ("ValidatingAdmissionPolicyBinding", f"{FULL}-operator-opt-in-0"),
     ])
     for obj in default_objects:
         labels = obj["metadata"]["labels"]
@@ -163,24 +83,40 @@ def test_default_render_has_the_expected_objects(default_objects):
         assert labels["app.kubernetes.io/managed-by"] == "Helm"
         assert labels["helm.sh/chart"] == "finetune-operator-0.1.0"
         assert labels["app.kubernetes.io/version"] == "0.1.0"
-        if obj["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
+        if obj["kind"] in ("ServiceAccount", "Role", "RoleBinding", "Service", "Deployment"):
             assert obj["metadata"]["namespace"] == "finetune-system"
 
 
 def test_rbac_rules_are_exactly_the_rules_file(default_objects):
     """The file's rules, split: Lease rules only in the release namespace (never cluster-wide, which
-    would let the operator take other controllers' Leases), the rest in the ClusterRole."""
-    cluster_role = one(default_objects, "ClusterRole", "ft-finetune-operator")["rules"]
-    lease_role = one(default_objects, "Role", "ft-finetune-operator-leader-election", "finetune-system")["rules"]
-    assert cluster_role == other_rules() and lease_role == lease_rules()
-    assert sorted(map(json.dumps, cluster_role + lease_role)) == sorted(map(json.dumps, rules_file()))
-    assert lease_rules(), "files/rbac-rules.yaml grants no Lease access, but leader election is on by default"
-    assert not any(is_lease_rule(r) for r in cluster_role)
-    for kind, name, ref in [("ClusterRoleBinding", "ft-finetune-operator", "ClusterRole"),
-                            ("RoleBinding", "ft-finetune-operator-leader-election", "Role")]:
+    would let the operator take other controllers' Leases), the rest in the ClusterRole, with
+    `bind` naming this release's trainer ClusterRole."""
+    cluster_role = one(default_objects, "ClusterRole", FULL)["rules"]
+    lease_role = one(default_objects, "Role", f"{FULL}-leader-election", "finetune-system")["rules"]
+    expected = operator_rules(f"{FULL}-trainer")
+    assert cluster_role == [r for r in expected if not is_lease_rule(r)]
+    assert lease_role == [r for r in expected if is_lease_rule(r)] and lease_role
+    assert {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"], "verbs": ["bind"],
+            "resourceNames": [f"{FULL}-trainer"]} in cluster_role
+    for kind, name, ref in [("ClusterRoleBinding", FULL, "ClusterRole"),
+                            ("RoleBinding", f"{FULL}-leader-election", "Role")]:
         binding = one(default_objects, kind, name)
-        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "ft-finetune-operator", "namespace": "finetune-system"}]
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": FULL, "namespace": "finetune-system"}]
         assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": ref, "name": name}
+
+
+def test_trainer_and_aggregated_cluster_roles(default_objects):
+    trainer = one(default_objects, "ClusterRole", f"{FULL}-trainer")
+    assert trainer["rules"] == [{"apiGroups": ["finetune.dev"], "resources": ["finetunejobs/status"], "verbs": ["patch"]}]
+    edit = one(default_objects, "ClusterRole", f"{FULL}-edit")
+    assert {k: v for k, v in edit["metadata"]["labels"].items() if k.startswith("rbac.")} == {
+        "rbac.authorization.k8s.io/aggregate-to-admin": "true", "rbac.authorization.k8s.io/aggregate-to-edit": "true"}
+    writes = {v for r in edit["rules"] if "finetunejobs/status" in r["resources"] for v in r["verbs"]}
+    assert writes == {"get", "list", "watch"}, "namespace editors must not write status"
+    view = one(default_objects, "ClusterRole", f"{FULL}-view")
+    assert {k: v for k, v in view["metadata"]["labels"].items() if k.startswith("rbac.")} == {
+        "rbac.authorization.k8s.io/aggregate-to-view": "true"}
+    assert {v for r in view["rules"] for v in r["verbs"]} == {"get", "list", "watch"}
 
 
 def test_no_lease_rules_without_leader_election():
@@ -204,7 +140,7 @@ def test_deployment_is_restricted(default_objects):
         assert container["securityContext"][key] == value, key
     # The read-only root filesystem needs a writable /tmp.
     assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
-    assert pod["serviceAccountName"] == "ft-finetune-operator"
+    assert pod["serviceAccountName"] == FULL
 
 
 def test_deployment_probes_resources_and_ports(default_objects):
@@ -234,6 +170,7 @@ def test_deployment_configures_the_operator(default_objects):
     _, container = _container(default_objects)
     env = _env(container)
     assert container["args"] == ["--all-namespaces"]
+    assert env["FINETUNE_OPERATOR_TRAINER_CLUSTER_ROLE"] == f"{FULL}-trainer"
     assert json.loads(env["FINETUNE_OPERATOR_GPU_TOLERATIONS"]) == [
         {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     unknown = [k for k in env if k.startswith(config.ENV_PREFIX) and
@@ -243,10 +180,11 @@ def test_deployment_configures_the_operator(default_objects):
     cfg = _operator_config(config, container, {"POD_NAMESPACE": "finetune-system", "HOSTNAME": "pod-0"})
     assert cfg.clusterwide and cfg.all_namespaces
     assert cfg.trainer_image == "ghcr.io/finetune-operator/trainer:0.1.0"
+    assert cfg.trainer_cluster_role == f"{FULL}-trainer"
     assert list(cfg.gpu_tolerations) == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     assert (cfg.metrics_port, cfg.health_port) == (8080, 8081)
     assert cfg.leader_election is True
-    assert (cfg.lease_name, cfg.lease_namespace) == ("ft-finetune-operator", "finetune-system")
+    assert (cfg.lease_name, cfg.lease_namespace) == (FULL, "finetune-system")
     assert (cfg.lease_duration_seconds, cfg.lease_renew_seconds) == (15, 5)
     assert (cfg.log_level, cfg.log_format) == ("INFO", "json")
     assert cfg.status_patch is True
@@ -266,26 +204,76 @@ def _operator_config(config, container, pod_env):
         return config.from_args(container["args"])
 
 
-# --- helm template: other values -----------------------------------------------------------------
+# --- watch modes ---------------------------------------------------------------------------------
+
+
+def _opt_in_bindings(objects) -> list[dict]:
+    return [b for b in find(objects, "ValidatingAdmissionPolicyBinding")
+            if b["spec"]["policyName"] == f"{FULL}-operator-opt-in"]
+
+
+def test_default_opt_in_binding_selects_namespaces_without_the_label(default_objects):
+    (binding,) = _opt_in_bindings(default_objects)
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    assert binding["spec"]["matchResources"]["namespaceSelector"] == {"matchExpressions": [
+        {"key": "finetune.dev/enabled", "operator": "NotIn", "values": ["true"]}]}
+    policy = one(default_objects, "ValidatingAdmissionPolicy", f"{FULL}-operator-opt-in")
+    assert "labelled finetune.dev/enabled=true (watch.namespaceSelector)" in policy["spec"]["validations"][0]["messageExpression"]
+
+
+def test_selector_requirements_are_negated_one_binding_each():
+    """not (a and b and c) == (not a) or (not b) or (not c): one binding per requirement. (Helm merges
+    maps with the defaults: null removes the default label.)"""
+    objects = render({"watch": {"namespaceSelector": {"matchLabels": {"team": "ml", "finetune.dev/enabled": None},
+                                                      "matchExpressions": [
+        {"key": "tier", "operator": "In", "values": ["gpu"]}, {"key": "env", "operator": "NotIn", "values": ["prod"]},
+        {"key": "ml", "operator": "Exists"}, {"key": "frozen", "operator": "DoesNotExist"}]}}})
+    selectors = [b["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"] for b in _opt_in_bindings(objects)]
+    assert selectors == [
+        [{"key": "team", "operator": "NotIn", "values": ["ml"]}],
+        [{"key": "tier", "operator": "NotIn", "values": ["gpu"]}],
+        [{"key": "env", "operator": "In", "values": ["prod"]}],
+        [{"key": "ml", "operator": "DoesNotExist"}],
+        [{"key": "frozen", "operator": "Exists"}],
+    ]
+    assert one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"] == ["--all-namespaces"]
 
 
 def test_namespaced_watch_gets_a_role_per_namespace_and_namespace_flags():
     from finetune_operator import config
     objects = render({"watch": {"namespaces": ["team-a", "team-b"]}})
+    expected = operator_rules(f"{FULL}-trainer")
     for ns in ("team-a", "team-b"):
-        assert one(objects, "Role", "ft-finetune-operator", ns)["rules"] == other_rules()
-        binding = one(objects, "RoleBinding", "ft-finetune-operator", ns)
-        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "ft-finetune-operator"}
+        assert one(objects, "Role", FULL, ns)["rules"] == [r for r in expected if not is_lease_rule(r)]
+        binding = one(objects, "RoleBinding", FULL, ns)
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": FULL}
         assert binding["subjects"][0]["namespace"] == "finetune-system"
-    assert not find(objects, "ClusterRole") and not find(objects, "ClusterRoleBinding")
+    # Only the trainer and aggregated ClusterRoles are cluster-wide; nothing binds them here.
+    assert sorted(o["metadata"]["name"] for o in find(objects, "ClusterRole")) == [
+        f"{FULL}-edit", f"{FULL}-trainer", f"{FULL}-view"]
+    assert not find(objects, "ClusterRoleBinding")
     # The Lease is in the release namespace: the file's Lease rules are granted there only.
-    assert one(objects, "Role", "ft-finetune-operator-leader-election", "finetune-system")["rules"] == lease_rules()
-    one(objects, "RoleBinding", "ft-finetune-operator-leader-election", "finetune-system")
+    assert one(objects, "Role", f"{FULL}-leader-election", "finetune-system")["rules"] == [
+        r for r in expected if is_lease_rule(r)]
+    (binding,) = _opt_in_bindings(objects)
+    assert binding["spec"]["matchResources"]["namespaceSelector"] == {"matchExpressions": [
+        {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["team-a", "team-b"]}]}
     _, container = _container(objects)
     assert container["args"] == ["--namespace=team-a", "--namespace=team-b"]
     cfg = _operator_config(config, container, {"POD_NAMESPACE": "finetune-system"})
     assert cfg.namespaces == ("team-a", "team-b") and not cfg.clusterwide
     assert cfg.lease_namespace == "finetune-system"
+
+
+def test_cluster_wide_only_when_asked():
+    objects = render({"watch": {"clusterWide": True}})
+    one(objects, "ClusterRoleBinding", FULL)
+    assert not _opt_in_bindings(objects) and not find(objects, "ValidatingAdmissionPolicy", f"{FULL}-operator-opt-in")
+    # kube-system & co. stay refused.
+    protected = one(objects, "ValidatingAdmissionPolicy", f"{FULL}-operator-protected-namespaces")
+    assert protected["spec"]["validations"][0]["expression"] == (
+        '!(request.namespace in ["kube-system","kube-public","kube-node-lease"])')
+    one(objects, "ValidatingAdmissionPolicyBinding", f"{FULL}-operator-protected-namespaces")
 
 
 def test_values_flow_into_the_deployment():
@@ -311,6 +299,10 @@ def test_values_flow_into_the_deployment():
     assert not find(objects, "Service")
     assert container["args"][-1] == "--log-level=DEBUG"
     assert pod["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    # The trainer repository is always an allowed spec.image.
+    policy = one(objects, "ValidatingAdmissionPolicy", f"{FULL}-finetunejob-requester")
+    variables = {v["name"]: v["expression"] for v in policy["spec"]["variables"]}
+    assert json.loads(variables["allowedImages"]) == ["registry.example/trainer"]
 
 
 def test_service_monitor_is_optional():
@@ -323,7 +315,47 @@ def test_service_monitor_is_optional():
     assert monitor["spec"]["selector"]["matchLabels"] == one(objects, "Service")["spec"]["selector"]
 
 
-# --- rejected values -----------------------------------------------------------------------------
+# --- admission policies as rendered --------------------------------------------------------------
+
+
+def test_policies_match_the_operator_by_its_service_account(default_objects):
+    for name in ("operator-protected-namespaces", "operator-opt-in", "operator-output"):
+        policy = one(default_objects, "ValidatingAdmissionPolicy", f"{FULL}-{name}")
+        assert policy["spec"]["matchConditions"] == [
+            {"name": "is-the-operator", "expression": f'request.userInfo.username == "{OPERATOR_USER}"'}]
+        assert policy["spec"]["failurePolicy"] == "Fail"
+    status = one(default_objects, "ValidatingAdmissionPolicy", f"{FULL}-status-integrity")
+    assert status["spec"]["matchConditions"][0]["expression"] == f'request.userInfo.username != "{OPERATOR_USER}"'
+    for binding in find(default_objects, "ValidatingAdmissionPolicyBinding"):
+        assert binding["spec"]["validationActions"] == ["Deny"]
+
+
+def test_status_policy_protects_every_status_field_but_progress(default_objects):
+    crd = yaml.safe_load((CHART / "crds" / "finetune.dev_finetunejobs.yaml").read_text())
+    fields = set(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"])
+    policy = one(default_objects, "ValidatingAdmissionPolicy", f"{FULL}-status-integrity")
+    messages = [v.get("message", "") for v in policy["spec"]["validations"]]
+    protected = {m.split()[0].removeprefix("status.") for m in messages if m.startswith("status.")}
+    assert protected == fields - {"progress"}
+
+
+def test_allowlists_flow_into_the_requester_policy():
+    objects = render({"admissionPolicies": {"enabled": True, "images": {"allowed": ["registry.example/ml/"]},
+                                            "priorityClasses": {"allowed": ["ml-batch"]},
+                                            "tolerations": {"allowedKeys": ["nvidia.com/gpu", "pool"]}}})
+    policy = one(objects, "ValidatingAdmissionPolicy", f"{FULL}-finetunejob-requester")
+    variables = {v["name"]: v["expression"] for v in policy["spec"]["variables"]}
+    assert json.loads(variables["allowedImages"]) == ["ghcr.io/finetune-operator/trainer", "registry.example/ml/"]
+    assert '["nvidia.com/gpu","pool"]' in variables["refusedTolerationKeys"]
+    assert any('["ml-batch"]' in v["expression"] for v in policy["spec"]["validations"])
+
+
+def test_policies_can_be_turned_off():
+    objects = render({"admissionPolicies": {"enabled": False}, "watch": {"namespaces": ["team-a"]}})
+    assert not find(objects, "ValidatingAdmissionPolicy") and not find(objects, "ValidatingAdmissionPolicyBinding")
+
+
+# --- values refused ------------------------------------------------------------------------------
 
 
 def _template_error(*args: str) -> str:
@@ -342,6 +374,13 @@ def test_schema_rejects_a_non_integer_replicas():
     (["--set", "replica=2"], "replica"),  # a typo: additionalProperties false
     (["--set", "watch.namespaces=team-a"], "namespaces"),  # a string, not a list
     (["--set-json", 'watch={"namespaces":["Not_A_Namespace"]}'], "namespaces"),
+    (["--set-json", 'watch={"namespaceSelector":{"matchExpressions":[{"key":"a","operator":"Maybe"}]}}'], "operator"),
+    (["--set-json", 'watch={"namespaceSelector":{"matchLabels":{"bad key!":"x"}}}'], "invalid propertyName 'bad key!'"),
+    (["--set", "watch.clusterWide=yes"], "clusterWide"),
+    (["--set-json", 'admissionPolicies={"images":{"allowed":["a\'b"]}}'], "allowed"),
+    (["--set-json", 'admissionPolicies={"priorityClasses":{"allowed":["Not A Class"]}}'], "allowed"),
+    (["--set-json", 'admissionPolicies={"tolerations":{"allowedKeys":["bad key!"]}}'], "allowedKeys"),
+    (["--set", "admissionPolicies.enabled=maybe"], "enabled"),
     (["--set", "metrics.port=70000"], "port"),
     (["--set", "logging.format=xml"], "format"),
     (["--set", "trainer.pullPolicy=Sometimes"], "pullPolicy"),
@@ -352,11 +391,21 @@ def test_schema_rejects_wrong_values(args, fragment):
     assert "schema" in err and fragment in err, err
 
 
+@pytest.mark.parametrize("namespace", ["kube-system", "kube-public", "kube-node-lease"])
+def test_protected_namespaces_fail_rendering(namespace):
+    err = _template_error("--set-json", f'watch={{"namespaces":["team-a","{namespace}"]}}')
+    assert f"watch.namespaces: {namespace} is never allowed" in err, err
+
+
 @pytest.mark.parametrize("args, fragment", [
     (["--set", "replicas=2", "--set", "leaderElection.enabled=false"], "needs leaderElection.enabled=true"),
     (["--set", "leaderElection.renewIntervalSeconds=20"], "renewIntervalSeconds must be below"),
     (["--set", "health.port=8080"], "must differ"),
     (["--set", "serviceAccount.create=false"], "serviceAccount.name is required"),
+    (["--set", "watch.clusterWide=true", "--set-json", 'watch.namespaces=["team-a"]'], "exclusive"),
+    (["--set-json", 'watch.namespaceSelector={"matchLabels":{"finetune.dev/enabled":null},"matchExpressions":[]}'],
+     "watch.namespaceSelector is empty"),
+    (["--set", "admissionPolicies.enabled=false"], "watch.namespaceSelector is enforced by an admission policy"),
 ])
 def test_inconsistent_values_fail_with_a_message(args, fragment):
     assert fragment in _template_error(*args)
@@ -383,11 +432,24 @@ def render_notes(tmp_path, *args: str) -> str:
 
 def test_notes_tell_what_to_do_next(tmp_path):
     notes = render_notes(tmp_path, "--namespace", "ops", "--set-json", 'watch={"namespaces":["team-a"]}')
-    assert "It watches FineTuneJobs in: team-a." in notes
+    assert "It acts in these namespaces only: team-a." in notes
     assert "kubectl -n ops rollout status deployment/ft-finetune-operator" in notes
     assert "kubectl -n team-a apply -f examples/pvc.yaml" in notes
     assert "kubectl -n team-a apply -f examples/sft-qlora-pvc.yaml" in notes
     assert "kubectl -n team-a get ftj -w" in notes
     assert "Metrics: http://ft-finetune-operator-metrics.ops.svc:8080/metrics" in notes
     default = render_notes(tmp_path / "default")
-    assert "every namespace" in default and "kubectl -n default get ftj -w" in default
+    assert "kubectl label namespace team-a finetune.dev/enabled=true" in default
+    assert "Admission policies are on" in default
+    wide = render_notes(tmp_path / "wide", "--set", "watch.clusterWide=true")
+    assert "every namespace but kube-system, kube-public and kube-node-lease" in wide
+
+
+def is_lease_rule(rule: dict) -> bool:
+    return "coordination.k8s.io" in rule["apiGroups"] and "leases" in rule["resources"]
+
+
+def test_rules_file_has_a_bind_rule_to_substitute():
+    """The chart replaces the bind rule's resourceNames; the file must carry exactly one such rule."""
+    binds = [r for r in rules_file() if "clusterroles" in r["resources"]]
+    assert len(binds) == 1 and binds[0]["verbs"] == ["bind"] and len(binds[0]["resourceNames"]) == 1
