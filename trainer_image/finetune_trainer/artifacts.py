@@ -33,7 +33,6 @@ COMPLETE_MARKER = "_COMPLETE"
 CHECKSUMS = "SHA256SUMS"
 STAGING_PREFIX = ".staging-"
 CHECKPOINTS = "checkpoints"
-NOT_ARTIFACTS = {COMPLETE_MARKER, CHECKSUMS, CHECKPOINTS, "progress.json"}
 
 
 def sha256_file(path: Path) -> str:

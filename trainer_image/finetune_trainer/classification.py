@@ -26,9 +26,10 @@ from typing import Iterable
 
 from finetune_api.training import DatasetFormat, Method
 
-from .data import FieldProblem, PreparedData, RecordFormat, normalize_text, register_format
+from .data import PreparedData
 from .errors import ConfigError, DataError, ModelNotFoundError, short
-from .methods import RunContext, TrainingMethod
+from .formats import formats_of
+from .methods import EvaluateRequest, RunContext, TrainingMethod, check_adapter_dir, evaluate_with_adapter
 
 log = logging.getLogger("finetune_trainer")
 
@@ -38,35 +39,6 @@ CONFUSION_PNG = "confusion_matrix.png"
 # BERT's pooler feeds only the head (and sentence-embedding checkpoints such as all-MiniLM never
 # trained it), so it counts as part of the head.
 HEAD_NAMES = ("classifier", "score", "pre_classifier", "pooler")
-
-
-# --- the record format ---------------------------------------------------------------------------
-
-
-def _validate(record: dict) -> dict:
-    if "text" not in record or record["text"] is None:
-        raise FieldProblem("text", "missing")
-    text = record["text"]
-    if not isinstance(text, str):
-        raise FieldProblem("text", f"expected a string, got {type(text).__name__} {short(text)}")
-    if "label" not in record or record["label"] is None:
-        raise FieldProblem("label", "missing")
-    label = record["label"]
-    if isinstance(label, bool) or not isinstance(label, (str, int)):
-        raise FieldProblem("label", f"expected a string (or integer) label, got {type(label).__name__} {short(label)}")
-    label = str(label).strip()
-    if not label:
-        raise FieldProblem("label", "expected a non-empty label, got an empty string")
-    return {"text": normalize_text(text), "label": label}
-
-
-register_format(RecordFormat(
-    name=DatasetFormat.CLASSIFICATION,
-    detect=lambda r: "label" in r,
-    validate=_validate,
-    trained_text=lambda r: r["text"],
-    example='{"text": "%LINK-3-UPDOWN: Interface Gi0/1, changed state to down", "label": "link-state"}',
-))
 
 
 # --- labels --------------------------------------------------------------------------------------
@@ -294,8 +266,9 @@ def head_modules(model, new_modules: list[str]) -> list[str]:
 
 class ClassificationMethod(TrainingMethod):
     name = Method.CLASSIFICATION
-    formats = frozenset({DatasetFormat.CLASSIFICATION})
+    formats = formats_of(Method.CLASSIFICATION)
     peft_task_type = "SEQ_CLS"
+    adapter_marker = LABEL_MAP_FILE
 
     def __init__(self):
         self.labels: list[str] = []
@@ -334,6 +307,34 @@ class ClassificationMethod(TrainingMethod):
     def evaluate(self, ctx: RunContext, model, examples: list) -> dict:
         return evaluate_classifier(model, examples, self.labels, ctx.tokenizer.pad_token_id,
                                    max(8, ctx.config.training.batch_size))
+
+    def evaluate_file(self, request: EvaluateRequest) -> dict:
+        """Reload base + adapter (head included), predict ``request.data`` and return the metrics.
+
+        Labels come from the adapter's label_map.json; without an adapter (the untrained head) they
+        are discovered from the data. Sequences are cut at 512 tokens, batches are at least 8."""
+        from .models import load_tokenizer
+
+        if request.adapter:
+            labels = read_label_map(check_adapter_dir(request.adapter))
+        _, records = request.records(DatasetFormat.CLASSIFICATION, deduplicate=False)
+        if not request.adapter:
+            found = {r.data["label"] for r in records}
+            labels = sorted(found, key=_label_sort_key(found))
+        ids = {x: i for i, x in enumerate(labels)}
+        for r in records:
+            if r.data["label"] not in ids:
+                raise DataError.at(Path(request.data).name, r.line, "label",
+                                   f"unknown label {short(r.data['label'])}; the adapter's labels are {short(labels, 300)}")
+        location = request.location()
+        tokenizer = load_tokenizer(location)
+        examples = encode(tokenizer, records, ids, min(request.max_seq_length, 512))
+        model, _ = load_classifier(location, labels, tokenizer, request.quantization)
+        batch_size = max(request.batch_size, 8)
+        result = request.summary(method="classification")
+        result.update(evaluate_with_adapter(
+            model, request, lambda m: evaluate_classifier(m, examples, labels, tokenizer.pad_token_id, batch_size)))
+        return result
 
     def build_trainer(self, ctx: RunContext, model, common_args: dict, callbacks: list):
         from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
@@ -444,48 +445,3 @@ def plot_confusion_matrices(path: Path, labels: list[str], final_cm: list[list[i
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
-
-
-# --- finetune-train evaluate ---------------------------------------------------------------------
-
-
-def evaluate_command(model_source: str, adapter: str | None, data: str, max_seq_length: int = 512,
-                     batch_size: int = 32, compare_base: bool = False, quantize: bool = False,
-                     labels: list[str] | None = None) -> dict:
-    """Reload base + adapter (head included), predict ``data`` and return the metrics.
-
-    Labels come from the adapter's label_map.json; without an adapter (the untrained head) pass
-    them or they are discovered from the data."""
-    from finetune_api.training import ModelSpec, QuantizationSpec
-
-    from .data import curate, read_records
-    from .models import load_tokenizer, resolve_source
-
-    if adapter:
-        if not (Path(adapter) / "adapter_config.json").is_file():
-            raise ModelNotFoundError(f"adapter {adapter}: no adapter_config.json there")
-        labels = read_label_map(adapter)
-    fmt, records = read_records(data, DatasetFormat.CLASSIFICATION)
-    records, _, _ = curate(records, fmt, 1, False)
-    name = Path(data).name
-    if labels is None:
-        found = {r.data["label"] for r in records}
-        labels = sorted(found, key=_label_sort_key(found))
-    ids = {x: i for i, x in enumerate(labels)}
-    for r in records:
-        if r.data["label"] not in ids:
-            raise DataError.at(name, r.line, "label", f"unknown label {short(r.data['label'])}; the adapter's labels are {short(labels, 300)}")
-    loc = resolve_source(ModelSpec(source=model_source))
-    tokenizer = load_tokenizer(loc)
-    examples = encode(tokenizer, records, ids, max_seq_length)
-    model, _ = load_classifier(loc, labels, tokenizer, QuantizationSpec() if quantize else None)
-    result: dict = {"method": "classification", "model": model_source, "adapter": adapter, "data": data}
-    if adapter:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, adapter)
-        if compare_base:
-            with model.disable_adapter():
-                result["base"] = evaluate_classifier(model, examples, labels, tokenizer.pad_token_id, batch_size)
-    result.update(evaluate_classifier(model, examples, labels, tokenizer.pad_token_id, batch_size))
-    return result

@@ -17,6 +17,7 @@ import sys
 import traceback
 
 from finetune_api.protocol import EXIT_CODE_REASONS, ExitCode, TrainerSummary
+from finetune_api.training import DatasetFormat
 
 from .config import DEFAULT_CONFIG_PATH, load_config
 from .errors import OOM_HINT, TrainerError, is_out_of_memory
@@ -115,11 +116,13 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .pipeline import evaluate_command
+    from .methods import EvaluateRequest, evaluate_command
 
     try:
-        result = evaluate_command(args.model, args.adapter, args.data, args.format, args.max_seq_length,
-                                  args.batch_size, args.compare_base, args.qlora)
+        result = evaluate_command(EvaluateRequest(
+            model=args.model, data=args.data, adapter=args.adapter, format=DatasetFormat(args.format),
+            max_seq_length=args.max_seq_length, batch_size=args.batch_size, compare_base=args.compare_base,
+            quantize=args.qlora))
     except BaseException as exc:  # noqa: BLE001
         if isinstance(exc, KeyboardInterrupt):
             raise
@@ -143,8 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", required=True, help="model source: a directory, hf://org/name or builtin:name")
     e.add_argument("--adapter", help="adapter directory (adapter_config.json + adapter_model.safetensors)")
     e.add_argument("--data", required=True, help="JSONL or JSON-array file")
-    e.add_argument("--format", default="auto", choices=["auto", "chat", "alpaca", "prompt-completion", "text", "sharegpt",
-                                                                 "classification", "preference"])
+    e.add_argument("--format", default="auto", choices=[f.value for f in DatasetFormat])
     e.add_argument("--max-seq-length", type=int, default=1024)
     e.add_argument("--batch-size", type=int, default=4)
     e.add_argument("--compare-base", action="store_true", help="also evaluate the base model without the adapter")

@@ -46,15 +46,18 @@ def load_config(path: str | os.PathLike) -> TrainerConfig:
         raise ConfigError(f"config file {p} does not exist (pass --config or set FINETUNE_CONFIG)") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {p}: {exc}") from None
-    try:
-        if p.suffix in (".yaml", ".yml"):
-            import yaml
+    if p.suffix in (".yaml", ".yml"):
+        import yaml
 
+        try:
             data = yaml.safe_load(text)
-        else:
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p.name}: not valid YAML: {exc}") from None
+    else:
+        try:
             data = json.loads(text)
-    except (ValueError, Exception) as exc:  # json.JSONDecodeError / yaml.YAMLError
-        raise ConfigError(f"{p.name}: not valid {'YAML' if p.suffix in ('.yaml', '.yml') else 'JSON'}: {exc}") from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{p.name}: not valid JSON: {exc}") from None
     return parse_config(data, p.name)
 
 

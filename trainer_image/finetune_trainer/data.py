@@ -1,14 +1,11 @@
-"""Dataset reading, record formats, curation and the train/validation split.
+"""Dataset reading, curation and the train/validation split.
 
 Everything here runs before any model is loaded, so bad data fails in seconds with one message
 naming the file, the line and the field, e.g.::
 
     train.jsonl:17: field "messages[2].role": expected one of system/user/assistant, got "bot"
 
-Formats are entries of :data:`FORMATS` (see :func:`register_format`): a detector, a validator
-that returns the normalized record, and the text that is trained on (for ``minChars``). A new
-method adds its record layout (classification ``text``/``label``, preference
-``prompt``/``chosen``/``rejected``) with one ``register_format`` call.
+The record formats (detection, validation, the trained-on text) are the table in ``formats.py``.
 """
 
 from __future__ import annotations
@@ -19,152 +16,12 @@ import random
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 from finetune_api.training import DatasetFormat, DatasetSpec
 
 from .errors import DataError, short
-
-
-class FieldProblem(Exception):
-    """A record-level problem; the reader adds the file and line."""
-
-    def __init__(self, field: str | None, problem: str):
-        super().__init__(problem)
-        self.field = field
-        self.problem = problem
-
-
-@dataclass(frozen=True)
-class RecordFormat:
-    name: DatasetFormat
-    detect: Callable[[dict], bool]
-    """True when a record's keys say it is in this format (detectors must not overlap)."""
-    validate: Callable[[dict], dict]
-    """Check types and return the normalized record (raise FieldProblem)."""
-    trained_text: Callable[[dict], str]
-    """The part that is trained on: answers, completion, output or text (``minChars`` applies to it)."""
-    example: str = ""
-    """One example line for messages and docs."""
-
-
-FORMATS: dict[DatasetFormat, RecordFormat] = {}
-
-
-def register_format(fmt: RecordFormat) -> RecordFormat:
-    FORMATS[fmt.name] = fmt
-    return fmt
-
-
-# --- normalization -------------------------------------------------------------------------------
-
-_TRAILING_SPACE = re.compile(r"[ \t]+\n")
-_MANY_NEWLINES = re.compile(r"\n{3,}")
-
-
-def normalize_text(text: str) -> str:
-    """Unify line endings, drop trailing spaces on lines and at both ends, squeeze 3+ newlines to 2.
-
-    Indentation and single spaces are kept (code and tables stay intact)."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u00a0", " ")
-    text = _TRAILING_SPACE.sub("\n", text)
-    text = _MANY_NEWLINES.sub("\n\n", text)
-    return text.strip()
-
-
-def _str_field(record: dict, key: str, *, required: bool = True, path: str | None = None) -> str | None:
-    path = path or key
-    if key not in record or record[key] is None:
-        if required:
-            raise FieldProblem(path, "missing")
-        return None
-    value = record[key]
-    if not isinstance(value, str):
-        raise FieldProblem(path, f"expected a string, got {type(value).__name__} {short(value)}")
-    return normalize_text(value)
-
-
-def _turns(record: dict, key: str, role_key: str, text_key: str, roles: dict[str, str], answer_role: str) -> list[dict]:
-    """Validate a list of turns; returns ``[{"role", "content"}]`` with roles mapped through ``roles``."""
-    if key not in record:
-        raise FieldProblem(key, "missing")
-    turns = record[key]
-    if not isinstance(turns, list):
-        raise FieldProblem(key, f"expected a list of turns, got {type(turns).__name__} {short(turns)}")
-    if not turns:
-        raise FieldProblem(key, "expected at least one turn, got an empty list")
-    out = []
-    for i, turn in enumerate(turns):
-        where = f"{key}[{i}]"
-        if not isinstance(turn, dict):
-            raise FieldProblem(where, f"expected an object with {role_key!r} and {text_key!r}, got {short(turn)}")
-        if role_key not in turn:
-            raise FieldProblem(f"{where}.{role_key}", "missing")
-        role = turn[role_key]
-        if not isinstance(role, str) or role not in roles:
-            raise FieldProblem(f"{where}.{role_key}", f"expected one of {'/'.join(roles)}, got {short(role)}")
-        content = _str_field(turn, text_key, path=f"{where}.{text_key}")
-        out.append({"role": roles[role], "content": content})
-    if not any(t["role"] == "assistant" for t in out):
-        raise FieldProblem(key, f"no {answer_role!r} turn: there is nothing to train on")
-    return out
-
-
-# --- the SFT formats -----------------------------------------------------------------------------
-
-CHAT_ROLES = {"system": "system", "user": "user", "assistant": "assistant"}
-SHAREGPT_ROLES = {"system": "system", "human": "user", "gpt": "assistant"}
-
-
-def _answers(record: dict) -> str:
-    return "\n".join(m["content"] for m in record["messages"] if m["role"] == "assistant")
-
-
-register_format(RecordFormat(
-    name=DatasetFormat.CHAT,
-    detect=lambda r: "messages" in r,
-    validate=lambda r: {"messages": _turns(r, "messages", "role", "content", CHAT_ROLES, "assistant")},
-    trained_text=_answers,
-    example='{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}',
-))
-register_format(RecordFormat(
-    name=DatasetFormat.SHAREGPT,
-    detect=lambda r: "conversations" in r,
-    # Converted to chat messages on the way in.
-    validate=lambda r: {"messages": _turns(r, "conversations", "from", "value", SHAREGPT_ROLES, "gpt")},
-    trained_text=_answers,
-    example='{"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello!"}]}',
-))
-register_format(RecordFormat(
-    name=DatasetFormat.ALPACA,
-    detect=lambda r: "instruction" in r,
-    validate=lambda r: {
-        "instruction": _str_field(r, "instruction"),
-        "input": _str_field(r, "input", required=False) or "",
-        "output": _str_field(r, "output"),
-    },
-    trained_text=lambda r: r["output"],
-    example='{"instruction": "Translate to French", "input": "cat", "output": "chat"}',
-))
-register_format(RecordFormat(
-    name=DatasetFormat.PROMPT_COMPLETION,
-    detect=lambda r: "completion" in r,
-    validate=lambda r: {"prompt": _str_field(r, "prompt"), "completion": _str_field(r, "completion")},
-    trained_text=lambda r: r["completion"],
-    example='{"prompt": "2+2=", "completion": "4"}',
-))
-register_format(RecordFormat(
-    name=DatasetFormat.TEXT,
-    detect=lambda r: "text" in r and "label" not in r,
-    validate=lambda r: {"text": _str_field(r, "text")},
-    trained_text=lambda r: r["text"],
-    example='{"text": "Plain text to continue."}',
-))
-
-
-def detect_format(record: dict) -> DatasetFormat | None:
-    matches = [f.name for f in FORMATS.values() if f.detect(record)]
-    return matches[0] if len(matches) == 1 else None
+from .formats import FORMATS, FieldProblem, RecordFormat, detect_format, method_hint
 
 
 # --- reading -------------------------------------------------------------------------------------
@@ -249,15 +106,13 @@ def read_records(path: str | Path, fmt: DatasetFormat, allowed: set[DatasetForma
                 known = "; ".join(f"{f.name.value}: {sorted(_keys_hint(f))}" for f in FORMATS.values())
                 raise DataError.at(name, lineno, None, f"cannot tell the record format from keys {sorted(raw)} (known formats: {known})")
             if allowed is not None and detected not in allowed:
-                raise DataError.at(name, lineno, None, f"records are in {detected.value!r} format, which this method cannot train on (it takes {', '.join(sorted(a.value for a in allowed))}){_method_hint(detected, allowed)}")
+                raise DataError.at(name, lineno, None, f"records are in {detected.value!r} format, which this method cannot train on (it takes {', '.join(sorted(a.value for a in allowed))}){_hint(detected, allowed)}")
             fmt, first_line = detected, lineno
         elif first_line is not None and detected is not None and detected is not fmt:
             raise DataError.at(name, lineno, None, f"mixed formats: this record looks like {detected.value!r} but the first record (line {first_line}) is {fmt.value!r}; every record must use the same format")
         if first_line is None:
             first_line = lineno
-        spec = FORMATS.get(fmt)
-        if spec is None:
-            raise DataError(f"{name}: dataset format {fmt.value!r} is not available for this method")
+        spec = FORMATS[fmt]
         try:
             data = spec.validate(raw)
         except FieldProblem as p:
@@ -270,26 +125,13 @@ def read_records(path: str | Path, fmt: DatasetFormat, allowed: set[DatasetForma
     return fmt, records
 
 
-def _method_hint(detected: DatasetFormat, allowed: set[DatasetFormat]) -> str:
-    """Which method does train on ``detected`` records, for the wrong-method message."""
-    if detected is DatasetFormat.PREFERENCE:
-        return "; preference (prompt/chosen/rejected) data is trained with method dpo"
-    if detected is DatasetFormat.CLASSIFICATION:
-        return "; text/label data is trained with method classification"
-    if DatasetFormat.PREFERENCE in allowed:
-        return "; it has no rejected answers: train on it with method sft"
-    if DatasetFormat.CLASSIFICATION in allowed:
-        return "; it has no labels: train on it with method sft"
-    return ""
+def _hint(detected: DatasetFormat, allowed: set[DatasetFormat]) -> str:
+    wanted = {FORMATS[a].method for a in allowed}
+    return method_hint(detected, wanted.pop()) if len(wanted) == 1 else ""
 
 
 def _keys_hint(f: RecordFormat) -> list[str]:
-    import json as _json
-
-    try:
-        return list(_json.loads(f.example))
-    except Exception:
-        return []
+    return list(json.loads(f.example))
 
 
 def _key(data: dict) -> str:

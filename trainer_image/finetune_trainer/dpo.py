@@ -29,90 +29,13 @@ from pathlib import Path
 
 from finetune_api.training import DatasetFormat, Method
 
-from .data import FieldProblem, RecordFormat, normalize_text, register_format
-from .errors import ConfigError, DataError, short
+from .errors import ConfigError, DataError
 from .evaluation import evaluate_lm
-from .methods import RunContext, TrainingMethod
+from .formats import answer_text, formats_of, is_chat_preference
+from .methods import EvaluateRequest, RunContext, TrainingMethod, open_adapter
 from .sft import common_prefix_length
 
 log = logging.getLogger("finetune_trainer")
-
-SFT_HINT = "for prompts with only good answers use method sft (prompt/completion or chat records)"
-ROLES = ("system", "user", "assistant")
-
-
-# --- the record format ---------------------------------------------------------------------------
-
-
-def _text(value, path: str) -> str:
-    if not isinstance(value, str):
-        raise FieldProblem(path, f"expected a string, got {type(value).__name__} {short(value)}")
-    return normalize_text(value)
-
-
-def _messages(value, path: str, assistant_only: bool) -> list[dict]:
-    if not isinstance(value, list) or not value:
-        raise FieldProblem(path, f"expected a non-empty list of messages, got {short(value)}")
-    out = []
-    for i, m in enumerate(value):
-        where = f"{path}[{i}]"
-        if not isinstance(m, dict):
-            raise FieldProblem(where, f"expected an object with 'role' and 'content', got {short(m)}")
-        role = m.get("role")
-        if role not in ROLES:
-            raise FieldProblem(f"{where}.role", f"expected one of {'/'.join(ROLES)}, got {short(role)}")
-        if assistant_only and role != "assistant":
-            raise FieldProblem(f"{where}.role", f"expected 'assistant' (an answer), got {short(role)}")
-        if "content" not in m or m["content"] is None:
-            raise FieldProblem(f"{where}.content", "missing")
-        out.append({"role": role, "content": _text(m["content"], f"{where}.content")})
-    return out
-
-
-def _answer(record: dict, key: str, chat: bool):
-    if key not in record or record[key] is None:
-        if key == "rejected":
-            raise FieldProblem("rejected", f"missing: DPO learns from a rejected answer next to each chosen one; {SFT_HINT}")
-        raise FieldProblem(key, "missing")
-    value = record[key]
-    if chat:
-        if isinstance(value, str):
-            return [{"role": "assistant", "content": normalize_text(value)}]
-        if isinstance(value, dict):
-            value = [value]
-        return _messages(value, key, assistant_only=True)
-    if isinstance(value, (list, dict)):
-        raise FieldProblem(key, "is a chat message (list), but the prompt is a string; give the prompt as a list of messages too")
-    return _text(value, key)
-
-
-def validate_preference(record: dict) -> dict:
-    if "prompt" not in record or record["prompt"] is None:
-        raise FieldProblem("prompt", "missing (preference records are {\"prompt\", \"chosen\", \"rejected\"})")
-    prompt = record["prompt"]
-    chat = isinstance(prompt, list)
-    prompt = _messages(prompt, "prompt", assistant_only=False) if chat else _text(prompt, "prompt")
-    if chat and prompt[-1]["role"] == "assistant":
-        raise FieldProblem(f"prompt[{len(prompt) - 1}].role", "the prompt ends with an assistant message; it should end with the user turn being answered")
-    return {"prompt": prompt, "chosen": _answer(record, "chosen", chat), "rejected": _answer(record, "rejected", chat)}
-
-
-def answer_text(answer) -> str:
-    return answer if isinstance(answer, str) else "\n".join(m["content"] for m in answer)
-
-
-register_format(RecordFormat(
-    name=DatasetFormat.PREFERENCE,
-    detect=lambda r: "chosen" in r or "rejected" in r,
-    validate=validate_preference,
-    trained_text=lambda r: answer_text(r["chosen"]),
-    example='{"prompt": "Is 10.0.0.1 a private address?", "chosen": "Yes: 10.0.0.0/8 is RFC 1918 space.", "rejected": "No."}',
-))
-
-
-def is_chat(data: dict) -> bool:
-    return isinstance(data["prompt"], list)
-
 
 # --- tokenization (as DPOTrainer does it) --------------------------------------------------------
 
@@ -126,7 +49,7 @@ def _ids(tokenizer, value, generation_prompt: bool = False) -> list[int]:
 
 def tokenize_pair(tokenizer, data: dict) -> dict:
     """{prompt_ids, chosen_ids, rejected_ids} like TRL's DPOTrainer (EOS appended to string answers)."""
-    if is_chat(data):
+    if is_chat_preference(data):
         prompt_ids = _ids(tokenizer, data["prompt"], generation_prompt=True)
         pc = _ids(tokenizer, data["prompt"] + data["chosen"])
         pr = _ids(tokenizer, data["prompt"] + data["rejected"])
@@ -274,14 +197,14 @@ def preference_metrics(model, pairs: list[dict], pad_id: int, beta: float, batch
 
 class DPOMethod(TrainingMethod):
     name = Method.DPO
-    formats = frozenset({DatasetFormat.PREFERENCE})
+    formats = formats_of(Method.DPO)
 
     def __init__(self):
         self.continuing = False
 
     def check_compatible(self, ctx: RunContext) -> None:
-        chat = [r for r in ctx.data.train + ctx.data.validation if is_chat(r.data)]
-        plain = [r for r in ctx.data.train + ctx.data.validation if not is_chat(r.data)]
+        chat = [r for r in ctx.data.train + ctx.data.validation if is_chat_preference(r.data)]
+        plain = [r for r in ctx.data.train + ctx.data.validation if not is_chat_preference(r.data)]
         if chat and plain:
             odd = plain[0] if len(plain) <= len(chat) else chat[0]
             kind = "a string prompt" if odd in plain else "a chat-message prompt"
@@ -323,6 +246,21 @@ class DPOMethod(TrainingMethod):
             return evaluate_lm(model, examples, ctx.tokenizer.pad_token_id, ctx.config.training.batch_size)
         return preference_metrics(model, examples, ctx.tokenizer.pad_token_id, ctx.config.training.dpo_beta,
                                   ctx.config.training.batch_size, self.continuing)
+
+    def evaluate_file(self, request: EvaluateRequest, beta: float = 0.1) -> dict:
+        """Preference metrics of base + adapter against the base model (the adapter disabled)."""
+        from .models import load_causal_lm, load_tokenizer
+
+        _, records = request.records(DatasetFormat.PREFERENCE)
+        location = request.location()
+        tokenizer = load_tokenizer(location)
+        pairs = tokenize_pairs(tokenizer, records, Path(request.data).name, request.max_seq_length)
+        model = load_causal_lm(location, request.quantization)
+        if request.adapter:
+            model = open_adapter(model, request.adapter)
+        result = request.summary(method="dpo", reference="base model")
+        result.update(preference_metrics(model, pairs, tokenizer.pad_token_id, beta, request.batch_size))
+        return result
 
     def build_trainer(self, ctx: RunContext, model, common_args: dict, callbacks: list):
         from trl import DPOConfig, DPOTrainer
@@ -404,32 +342,3 @@ def report_section(base: dict, final: dict, adapter: str | None, beta: float) ->
         lines.append(f"| {label} | {_f(base.get(key), pct)} | {_f(final.get(key), pct)} |")
     lines += ["", f"Pairs evaluated: {final.get('pairs')}.", ""]
     return lines
-
-
-# --- finetune-train evaluate ---------------------------------------------------------------------
-
-
-def evaluate_command(model_source: str, adapter: str | None, data: str, max_seq_length: int = 1024,
-                     batch_size: int = 4, quantize: bool = False, beta: float = 0.1) -> dict:
-    """Preference metrics of base + adapter against the base model (the adapter disabled)."""
-    from finetune_api.training import ModelSpec, QuantizationSpec
-
-    from .data import curate, read_records
-    from .errors import ModelNotFoundError
-    from .models import load_causal_lm, load_tokenizer, resolve_source
-
-    fmt, records = read_records(data, DatasetFormat.PREFERENCE)
-    records, _, _ = curate(records, fmt, 1, True)
-    loc = resolve_source(ModelSpec(source=model_source))
-    tokenizer = load_tokenizer(loc)
-    pairs = tokenize_pairs(tokenizer, records, Path(data).name, max_seq_length)
-    model = load_causal_lm(loc, QuantizationSpec() if quantize else None)
-    if adapter:
-        from peft import PeftModel
-
-        if not (Path(adapter) / "adapter_config.json").is_file():
-            raise ModelNotFoundError(f"adapter {adapter}: no adapter_config.json there")
-        model = PeftModel.from_pretrained(model, adapter)
-    result = {"method": "dpo", "model": model_source, "adapter": adapter, "data": data, "reference": "base model"}
-    result.update(preference_metrics(model, pairs, tokenizer.pad_token_id, beta, batch_size))
-    return result

@@ -8,6 +8,9 @@ pipeline calls, in order::
     -> evaluate (baseline) -> build_trainer -> trainer.train -> evaluate (final) -> samples
     -> save (+ merge)
 
+``finetune-train evaluate`` goes through the same seam: :func:`evaluate_command` picks the method
+from the data's record format (or the adapter's marker file) and calls its ``evaluate_file``.
+
 Everything else (config, data reading/curation/split via the format registry in ``data.py``,
 model sources, PEFT, progress, checkpoints and resume, atomic artifacts, summary and exit
 codes) is shared and lives in the pipeline.
@@ -18,14 +21,15 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from finetune_api.training import DatasetFormat, Method, TrainerConfig
+from finetune_api.training import DatasetFormat, Method, ModelSpec, QuantizationSpec, TrainerConfig
 
 from .artifacts import OutputDir
-from .data import PreparedData
-from .errors import ConfigError
-from .models import ModelLocation, load_causal_lm, load_tokenizer
+from .data import PreparedData, Record, curate, read_records
+from .errors import ConfigError, ModelNotFoundError
+from .formats import FORMATS
+from .models import ModelLocation, load_causal_lm, load_tokenizer, resolve_source
 from .progress import ProgressReporter
 
 
@@ -50,6 +54,38 @@ class RunContext:
     metrics: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class EvaluateRequest:
+    """``finetune-train evaluate``: a base model (plus an adapter) on a dataset file."""
+
+    model: str
+    data: str
+    adapter: str | None = None
+    format: DatasetFormat = DatasetFormat.AUTO
+    max_seq_length: int = 1024
+    batch_size: int = 4
+    compare_base: bool = False
+    """Also evaluate the base model with the adapter disabled (as ``result["base"]``)."""
+    quantize: bool = False
+    """Load the base model in 4-bit, as QLoRA trained it."""
+
+    def location(self) -> ModelLocation:
+        return resolve_source(ModelSpec(source=self.model))
+
+    @property
+    def quantization(self) -> QuantizationSpec | None:
+        return QuantizationSpec() if self.quantize else None
+
+    def records(self, fmt: DatasetFormat, allowed: set[DatasetFormat] | None = None,
+                deduplicate: bool = True) -> tuple[DatasetFormat, list[Record]]:
+        """The data file's records (validated, empty ones and optionally duplicates dropped)."""
+        fmt, records = read_records(self.data, fmt, allowed)
+        return fmt, curate(records, fmt, 1, deduplicate)[0]
+
+    def summary(self, **extra) -> dict:
+        return {"model": self.model, "adapter": self.adapter, "data": self.data, **extra}
+
+
 class TrainingMethod:
     """Base class: defaults suit causal-LM methods; override what differs."""
 
@@ -57,6 +93,8 @@ class TrainingMethod:
     formats: frozenset[DatasetFormat] = frozenset()
     """Record formats this method trains on (``auto`` detection is limited to these)."""
     peft_task_type: str = "CAUSAL_LM"
+    adapter_marker: str | None = None
+    """A file that only this method's adapters have (``evaluate`` picks the method by it)."""
 
     def load_tokenizer(self, ctx: RunContext):
         return load_tokenizer(ctx.location, ctx.config.model.trust_remote_code)
@@ -96,6 +134,10 @@ class TrainingMethod:
         model.save_pretrained(str(staging), safe_serialization=True)
         ctx.tokenizer.save_pretrained(str(staging))
 
+    def evaluate_file(self, request: EvaluateRequest) -> dict:
+        """``finetune-train evaluate``: the method's metrics of the model (+ adapter) on ``request.data``."""
+        raise NotImplementedError
+
     def merge(self, ctx: RunContext, adapter_dir: Path, target: Path) -> None:
         """Write the base model with the adapter merged in (16/32-bit base, also for qlora)."""
         from peft import PeftModel
@@ -128,3 +170,52 @@ def get_method(method: Method) -> TrainingMethod:
             raise ConfigError(f'field "method": {method.value!r} is not available in this trainer image') from None
         raise
     return getattr(module, cls_name)()
+
+
+# --- finetune-train evaluate ---------------------------------------------------------------------
+
+
+def evaluate_command(request: EvaluateRequest) -> dict:
+    """Evaluate with the method that fits the data (or the adapter): see :func:`evaluation_method`."""
+    return get_method(evaluation_method(request)).evaluate_file(request)
+
+
+def evaluation_method(request: EvaluateRequest) -> Method:
+    """The method whose metrics fit: the one of the given format, else the one whose marker file the
+    adapter has (a classification adapter's label_map.json), else the one of the detected format."""
+    fmt = request.format
+    if fmt is DatasetFormat.AUTO and request.adapter:
+        for method in METHODS:
+            marker = get_method(method).adapter_marker
+            if marker and (Path(request.adapter) / marker).is_file():
+                return method
+    if fmt is DatasetFormat.AUTO:
+        fmt = read_records(request.data, DatasetFormat.AUTO)[0]
+    return FORMATS[fmt].method
+
+
+def check_adapter_dir(adapter: str) -> Path:
+    path = Path(adapter)
+    if not (path / "adapter_config.json").is_file():
+        raise ModelNotFoundError(f"adapter {adapter}: no adapter_config.json there")
+    return path
+
+
+def open_adapter(model, adapter: str):
+    """``model`` with the LoRA adapter in directory ``adapter`` (for evaluation)."""
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, str(check_adapter_dir(adapter)))
+
+
+def evaluate_with_adapter(model, request: EvaluateRequest, evaluate: Callable[[Any], dict]) -> dict:
+    """``evaluate(model)`` with ``request.adapter`` loaded onto ``model``; with ``compare_base``,
+    also ``evaluate`` with the adapter disabled, as ``"base"``."""
+    result: dict = {}
+    if request.adapter:
+        model = open_adapter(model, request.adapter)
+        if request.compare_base:
+            with model.disable_adapter():
+                result["base"] = evaluate(model)
+    result.update(evaluate(model))
+    return result

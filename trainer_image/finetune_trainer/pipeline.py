@@ -1,17 +1,20 @@
-"""The training run, as one straight line of shared steps around a method.
+"""The training run: shared steps around a method.
+
+    prepare_inputs -> resume_point -> load_trainable_model -> baseline_evaluation -> fit
+    -> evaluate_sets (final) -> run_metrics -> write_artifacts -> publish
 
 Seam for methods
 ----------------
-A method (``sft`` here; ``classification`` and ``dpo`` plug in the same way) is a module with a
-``TrainingMethod`` subclass (see ``methods.py``), registered by dotted path in
-``methods.METHODS``. It declares the record formats it takes (``formats``; new layouts are one
-``data.register_format`` call) and implements ``prepare`` (tokenize), ``evaluate``,
-``build_trainer`` (gets the shared TrainingArguments kwargs and progress callbacks) and,
-optionally, ``load_model``/``check_compatible``/``samples``/``save``/``merge``. Everything else is
-shared and lives here: config, data read/curate/split (before any model loads), model source
-resolution, PEFT wrapping and parameter counts, baseline/final evaluation (+ the optional
-general-text forgetting check), checkpoints and resume, progress reporting, atomic artifacts,
-the termination summary and exit codes (``cli.py``).
+A method (``sft``, ``classification``, ``dpo``) is a module with a ``TrainingMethod`` subclass
+(see ``methods.py``), registered by dotted path in ``methods.METHODS``. Its record formats are
+the entries of ``formats.FORMATS`` that name it; it implements ``prepare`` (tokenize),
+``evaluate``, ``evaluate_file`` (``finetune-train evaluate``), ``build_trainer`` (gets the shared
+TrainingArguments kwargs and progress callbacks) and, optionally,
+``load_model``/``check_compatible``/``samples``/``save``/``merge``. Everything else is shared and
+lives here: config, data read/curate/split (before any model loads), model source resolution,
+PEFT wrapping and parameter counts, baseline/final evaluation (+ the optional general-text
+forgetting check), checkpoints and resume, progress reporting, atomic artifacts, the
+termination summary and exit codes (``cli.py``).
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ import logging
 import math
 import resource
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from finetune_api.protocol import ArtifactSummary, TrainerSummary
 from finetune_api.training import TrainerConfig
@@ -31,7 +36,7 @@ from . import forgetting, report
 from .artifacts import COMPLETE_MARKER, OutputDir
 from .data import load_dataset_spec
 from .errors import ConfigError
-from .methods import RunContext, get_method
+from .methods import RunContext, TrainingMethod, get_method
 from .models import load_peft_adapter, parameter_counts, resolve_source, wrap_peft
 from .progress import ProgressReporter, StatusPatcher, make_progress_callback
 
@@ -170,8 +175,8 @@ def summary_metrics(m: dict) -> dict[str, float]:
         "baselineRewardMargin": ("baseline", "rewardMargin"), "rewardMargin": ("final", "rewardMargin"),  # dpo
         "generalBaselinePerplexity": ("generalBaseline", "perplexity"), "generalPerplexity": ("generalFinal", "perplexity"),
     }
-    for key, (section, field) in pairs.items():
-        v = (m.get(section) or {}).get(field)
+    for key, (section, name) in pairs.items():
+        v = (m.get(section) or {}).get(name)
         if isinstance(v, (int, float)) and math.isfinite(v):
             out[key] = round(float(v), 6)
     for key in ("trainRuntimeSeconds", "tokensPerSecond", "steps", "trainableParameters", "finalTrainLoss", "peakMemoryBytes"):
@@ -194,21 +199,38 @@ def train(config: TrainerConfig, reporter: ProgressReporter | None = None) -> Tr
 
 
 def _train(config: TrainerConfig, out: OutputDir, reporter: ProgressReporter | None) -> TrainerSummary:
-    t0 = time.time()
+    started = time.time()
     if out.is_complete():
         log.warning("%s already holds a completed result (%s); not training again. Use a new output.dir, or delete "
                     "the directory, to train again.", out.root, COMPLETE_MARKER)
         return summary_from_output(out.root, note=f"{out.root} was already complete; nothing was trained")
     method = get_method(config.method)
-    reporter = reporter or make_reporter(config)
-    ctx = RunContext(config=config, out=out, reporter=reporter)
-    reporter.stage("loading")
+    ctx = RunContext(config=config, out=out, reporter=reporter or make_reporter(config))
+    ctx.reporter.stage("loading")
+    prepare_inputs(ctx, method)
+    resume_from = resume_point(ctx)
+    model, adapter = load_trainable_model(ctx, method)
+    baseline = baseline_evaluation(ctx, method, model, resume_from)
+    fitted = fit(ctx, method, model, resume_from)
+    ctx.reporter.stage("final-eval")
+    final = evaluate_sets(ctx, method, fitted.model)
+    log.info("final eval: %s", final.domain)
+    samples = method.samples(ctx, fitted.model)
+    metrics = run_metrics(ctx, adapter, fitted, baseline, final, samples, resume_from)
+    write_artifacts(ctx, method, fitted, metrics, started)
+    published = publish(out)
+    log.info("published %d files (%d bytes) to %s", len(published["files"]), published["size_bytes"], out.root)
+    out.remove_checkpoints()
+    ctx.reporter.update(stage="completed", final=True, step=fitted.steps, percent=100)
+    return TrainerSummary(outcome="succeeded", metrics=metrics["summary"], artifacts=artifact_summary(out.root))
 
-    # 1. Data, before any model is loaded: bad data fails in seconds.
+
+def prepare_inputs(ctx: RunContext, method: TrainingMethod) -> None:
+    """Data first (bad data fails in seconds, before any model loads), then the tokenizer,
+    the method's compatibility checks and tokenization."""
+    config = ctx.config
     ctx.data = load_dataset_spec(config.dataset, config.training.seed, set(method.formats))
     log.info("dataset: %s", ctx.data.report.summary())
-
-    # 2. Tokenizer, compatibility, tokenization.
     ctx.location = resolve_source(config.model)
     ctx.tokenizer = method.load_tokenizer(ctx)
     method.check_compatible(ctx)
@@ -216,9 +238,13 @@ def _train(config: TrainerConfig, out: OutputDir, reporter: ProgressReporter | N
     if config.training.early_stopping_patience and ctx.eval_dataset is None:
         raise ConfigError('field "training.earlyStoppingPatience": early stopping needs validation data')
 
-    # 3. Checkpoints from an earlier attempt of this same job?
+
+def resume_point(ctx: RunContext) -> str | None:
+    """The latest checkpoint of an earlier attempt of this same job (None: start fresh). Checkpoints
+    of a different training config are refused; the config's fingerprint is recorded for the next attempt."""
+    out = ctx.out
     out.prepare()
-    fingerprint = training_fingerprint(config)
+    fingerprint = training_fingerprint(ctx.config)
     resume_from = latest_checkpoint(out.checkpoints)
     state_file = out.checkpoints / RUN_STATE
     if resume_from:
@@ -229,10 +255,22 @@ def _train(config: TrainerConfig, out: OutputDir, reporter: ProgressReporter | N
         log.info("resuming from %s", Path(resume_from).name)
     out.checkpoints.mkdir(parents=True, exist_ok=True)
     state_file.write_text(json.dumps({"fingerprint": fingerprint}) + "\n")
+    return resume_from
 
-    # 4. Model + adapter.
+
+@dataclass
+class ModelInfo:
+    targets: str | list[str]
+    trainable: int
+    total: int
+    quantized: bool
+
+
+def load_trainable_model(ctx: RunContext, method: TrainingMethod):
+    """The method's model with a fresh LoRA adapter, or the configured one to continue from."""
     import torch
 
+    config = ctx.config
     torch.manual_seed(config.training.seed)
     model = method.load_model(ctx)
     if config.model.adapter:  # continue from an existing adapter (e.g. DPO after SFT)
@@ -243,31 +281,65 @@ def _train(config: TrainerConfig, out: OutputDir, reporter: ProgressReporter | N
     trainable, total = parameter_counts(model)
     quantized = any(type(m).__name__ == "Linear4bit" for m in model.modules())
     log.info("trainable parameters: %d of %d (%.3f%%), LoRA on %s", trainable, total, 100 * trainable / max(total, 1), targets)
+    return model, ModelInfo(targets, int(trainable), int(total), quantized)
 
-    # 5. Baseline (the LoRA B matrices start at zero, so the wrapped model is the base model).
-    baseline, general_baseline = {}, {}
-    baseline_file = out.checkpoints / BASELINE_STATE
+
+@dataclass
+class Evaluation:
+    domain: dict = field(default_factory=dict)
+    """On the validation set."""
+    general: dict = field(default_factory=dict)
+    """On evaluation.generalSource (the forgetting check)."""
+
+
+def evaluate_sets(ctx: RunContext, method: TrainingMethod, model) -> Evaluation:
+    return Evaluation(method.evaluate(ctx, model, ctx.eval_examples) if ctx.eval_examples else {},
+                      method.evaluate(ctx, model, ctx.general_examples) if ctx.general_examples else {})
+
+
+def baseline_evaluation(ctx: RunContext, method: TrainingMethod, model, resume_from: str | None) -> Evaluation:
+    """The model before training (the LoRA B matrices start at zero, so the wrapped model is the base
+    model); a resumed run reuses the first attempt's figures."""
+    baseline_file = ctx.out.checkpoints / BASELINE_STATE
     if baseline_file.is_file() and resume_from:
         saved = json.loads(baseline_file.read_text())
-        baseline, general_baseline = saved.get("baseline", {}), saved.get("generalBaseline", {})
-    elif config.evaluation.baseline and (ctx.eval_examples or ctx.general_examples):
-        reporter.stage("baseline-eval")
-        baseline = method.evaluate(ctx, model, ctx.eval_examples) if ctx.eval_examples else {}
-        general_baseline = method.evaluate(ctx, model, ctx.general_examples) if ctx.general_examples else {}
-        baseline_file.write_text(json.dumps({"baseline": baseline, "generalBaseline": general_baseline}) + "\n")
-        log.info("baseline eval: %s", baseline)
+        return Evaluation(saved.get("baseline", {}), saved.get("generalBaseline", {}))
+    if not (ctx.config.evaluation.baseline and (ctx.eval_examples or ctx.general_examples)):
+        return Evaluation()
+    ctx.reporter.stage("baseline-eval")
+    baseline = evaluate_sets(ctx, method, model)
+    baseline_file.write_text(json.dumps({"baseline": baseline.domain, "generalBaseline": baseline.general}) + "\n")
+    log.info("baseline eval: %s", baseline.domain)
+    return baseline
 
-    # 6. Train (resuming when a checkpoint exists).
+
+@dataclass
+class Fitted:
+    """What ``trainer.train()`` left: the trained model, its state and the run's figures."""
+
+    model: Any
+    state: Any
+    training_loss: float | None
+    runtime: float
+    optimizer: str
+
+    @property
+    def steps(self) -> int:
+        return int(self.state.global_step)
+
+
+def fit(ctx: RunContext, method: TrainingMethod, model, resume_from: str | None) -> Fitted:
+    """Train (resuming from ``resume_from`` when set), with progress reporting and early stopping."""
+    import torch
     from transformers import EarlyStoppingCallback
-
-    optimizer = choose_optimizer(config.training.optimizer)
-    progress_cb = make_progress_callback(reporter)
-    callbacks = [progress_cb]
-    if config.training.early_stopping_patience:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.training.early_stopping_patience))
-    trainer = method.build_trainer(ctx, model, common_training_args(ctx, optimizer), callbacks)
     from transformers.trainer_callback import PrinterCallback
 
+    t = ctx.config.training
+    optimizer = choose_optimizer(t.optimizer)
+    callbacks = [make_progress_callback(ctx.reporter)]
+    if t.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=t.early_stopping_patience))
+    trainer = method.build_trainer(ctx, model, common_training_args(ctx, optimizer), callbacks)
     trainer.remove_callback(PrinterCallback)  # stdout carries only our JSON progress lines
     if not torch.cuda.is_available():
         # TRL keeps QLoRA adapters in bf16; on a CPU (fp32 compute) train them in fp32.
@@ -276,81 +348,77 @@ def _train(config: TrainerConfig, out: OutputDir, reporter: ProgressReporter | N
                 p.data = p.data.float()
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    train_t0 = time.time()
+    started = time.time()
     result = trainer.train(resume_from_checkpoint=resume_from)
-    train_runtime = time.time() - train_t0
-    model = trainer.model
-    state = trainer.state
-    tokens_seen = int(state.num_input_tokens_seen or 0)
+    return Fitted(trainer.model, trainer.state, result.training_loss, time.time() - started, optimizer)
 
-    # 7. Final evaluation and samples.
-    reporter.stage("final-eval")
-    final = method.evaluate(ctx, model, ctx.eval_examples) if ctx.eval_examples else {}
-    general_final = method.evaluate(ctx, model, ctx.general_examples) if ctx.general_examples else {}
-    log.info("final eval: %s", final)
-    samples = method.samples(ctx, model)
-    peak, peak_kind = peak_memory()
 
-    # 8. Artifacts, staged then published.
-    reporter.stage("saving")
-    staging = out.staging
-    method.save(ctx, model, staging)
+def run_metrics(ctx: RunContext, adapter: ModelInfo, fitted: Fitted, baseline: Evaluation, final: Evaluation,
+                samples: list[dict], resume_from: str | None) -> dict:
+    """metrics.json: settings, sizes, speed, memory, the evaluations and the loss history."""
+    import torch
+
+    config, state = ctx.config, fitted.state
     history = [dict(h) for h in state.log_history]
-    train_losses = [{"step": h["step"], "loss": h["loss"], "learningRate": h.get("learning_rate"), "epoch": h.get("epoch")}
-                    for h in history if "loss" in h]
-    eval_losses = [{"step": h["step"], "evalLoss": h["eval_loss"], "epoch": h.get("epoch")} for h in history if "eval_loss" in h]
-    resumed_step = int(Path(resume_from).name.split("-")[-1]) if resume_from else 0
-    metrics = {
+    tokens_seen = int(state.num_input_tokens_seen or 0)
+    peak, peak_kind = peak_memory()
+    cuda = torch.cuda.is_available()
+    return {
         "method": config.method.value,
         "model": config.model.source,
         "peftType": config.peft.type.value,
-        "baseQuantization": config.peft.quantization.quant_type if quantized else None,
+        "baseQuantization": config.peft.quantization.quant_type if adapter.quantized else None,
         "loraR": config.peft.r,
         "loraAlpha": config.peft.alpha,
-        "targetModules": targets if isinstance(targets, str) else list(targets),
-        "trainableParameters": int(trainable),
-        "totalParameters": int(total),
-        "trainablePercent": 100.0 * trainable / max(total, 1),
+        "targetModules": adapter.targets if isinstance(adapter.targets, str) else list(adapter.targets),
+        "trainableParameters": adapter.trainable,
+        "totalParameters": adapter.total,
+        "trainablePercent": 100.0 * adapter.trainable / max(adapter.total, 1),
         "optimizerRequested": config.training.optimizer,
-        "optimizerUsed": optimizer,
-        "steps": int(state.global_step),
+        "optimizerUsed": fitted.optimizer,
+        "steps": fitted.steps,
         "totalSteps": int(state.max_steps),
         "epochs": float(state.epoch or 0.0),
-        "resumedFromStep": resumed_step,
-        "trainRuntimeSeconds": round(train_runtime, 3),
+        "resumedFromStep": int(Path(resume_from).name.split("-")[-1]) if resume_from else 0,
+        "trainRuntimeSeconds": round(fitted.runtime, 3),
         "totalRuntimeSeconds": None,
         "inputTokensSeen": tokens_seen,
-        "tokensPerSecond": round(tokens_seen / train_runtime, 2) if train_runtime > 0 and tokens_seen else None,
-        "finalTrainLoss": float(result.training_loss) if result.training_loss is not None else None,
+        "tokensPerSecond": round(tokens_seen / fitted.runtime, 2) if fitted.runtime > 0 and tokens_seen else None,
+        "finalTrainLoss": float(fitted.training_loss) if fitted.training_loss is not None else None,
         "peakMemoryBytes": peak,
         "peakMemoryKind": peak_kind,
-        "peakMemoryReservedBytes": int(torch.cuda.max_memory_reserved()) if torch.cuda.is_available() else None,
-        "device": "cuda:" + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
-        "baseline": baseline,
-        "final": final,
-        "generalBaseline": general_baseline,
-        "generalFinal": general_final,
+        "peakMemoryReservedBytes": int(torch.cuda.max_memory_reserved()) if cuda else None,
+        "device": "cuda:" + torch.cuda.get_device_name(0) if cuda else "cpu",
+        "baseline": baseline.domain,
+        "final": final.domain,
+        "generalBaseline": baseline.general,
+        "generalFinal": final.general,
         "dataset": ctx.data.report.to_json(),
-        "trainLosses": train_losses,
-        "evalLosses": eval_losses,
+        "trainLosses": [{"step": h["step"], "loss": h["loss"], "learningRate": h.get("learning_rate"), "epoch": h.get("epoch")}
+                        for h in history if "loss" in h],
+        "evalLosses": [{"step": h["step"], "evalLoss": h["eval_loss"], "epoch": h.get("epoch")}
+                       for h in history if "eval_loss" in h],
         "samples": samples,
     }
+
+
+def write_artifacts(ctx: RunContext, method: TrainingMethod, fitted: Fitted, metrics: dict, started: float) -> None:
+    """Adapter (+ merged model), loss plot, eval report, config and metrics, into the staging directory."""
+    config, staging = ctx.config, ctx.out.staging
+    ctx.reporter.stage("saving")
+    method.save(ctx, fitted.model, staging)
     if config.output.merge:
-        reporter.stage("merging")
+        ctx.reporter.stage("merging")
         method.merge(ctx, staging, staging / "merged")
-    report.plot_losses(staging / "loss.png", [{"step": h["step"], **h} for h in history])
+    report.plot_losses(staging / "loss.png", [{"step": h["step"], **h} for h in fitted.state.log_history])
     extra_report = method.finalize(ctx, metrics, staging)
-    extra_report += forgetting.apply(metrics, Path(config.evaluation.general_source).name if config.evaluation.general_source else None)
-    report.write_eval_report(staging / "eval_report.md", metrics, samples, extra_report)
+    general_name = Path(config.evaluation.general_source).name if config.evaluation.general_source else None
+    extra_report += forgetting.apply(metrics, general_name)
+    report.write_eval_report(staging / "eval_report.md", metrics, metrics["samples"], extra_report)
     (staging / "trainer_config.json").write_text(json.dumps(config.to_wire(), indent=2) + "\n")
-    metrics["totalRuntimeSeconds"] = round(time.time() - t0, 3)
+    metrics["totalRuntimeSeconds"] = round(time.time() - started, 3)
     metrics["summary"] = summary_metrics(metrics)
     report.write_metrics(staging / "metrics.json", metrics)
-    published = publish(out)
-    log.info("published %d files (%d bytes) to %s", len(published["files"]), published["size_bytes"], out.root)
-    out.remove_checkpoints()
-    reporter.update(stage="completed", final=True, step=int(state.global_step), percent=100)
-    return TrainerSummary(outcome="succeeded", metrics=metrics["summary"], artifacts=artifact_summary(out.root))
 
 
 def publish(out: OutputDir) -> dict:
@@ -364,73 +432,3 @@ def latest_checkpoint(path: Path) -> str | None:
     from transformers.trainer_utils import get_last_checkpoint
 
     return get_last_checkpoint(str(path))
-
-
-# --- finetune-train evaluate ---------------------------------------------------------------------
-
-
-def evaluate_command(model_source: str, adapter: str | None, data: str, fmt: str = "auto", max_seq_length: int = 1024,
-                     batch_size: int = 4, compare_base: bool = False, quantize: bool = False) -> dict:
-    """Loss/perplexity of a base model (plus adapter) on a dataset file, as the trainer computes them.
-
-    Classification adapters (label_map.json) and classification data get accuracy/F1/confusion
-    matrix instead; preference data gets the DPO preference metrics."""
-    from finetune_api.training import DatasetFormat, ModelSpec, QuantizationSpec
-
-    other = method_evaluation(model_source, adapter, data, fmt, max_seq_length, batch_size, compare_base, quantize)
-    if other is not None:
-        return other
-
-    from .data import curate, read_records
-    from .models import load_causal_lm, load_tokenizer
-    from .sft import SFTMethod, tokenize_records
-
-    method = SFTMethod()
-    dfmt, records = read_records(data, DatasetFormat(fmt), set(method.formats))
-    records, _, _ = curate(records, dfmt, 1, True)
-    loc = resolve_source(ModelSpec(source=model_source))
-    tokenizer = load_tokenizer(loc)
-    if dfmt.value in ("chat", "sharegpt") and not getattr(tokenizer, "chat_template", None):
-        raise ConfigError(f"model {model_source} has no chat template, but {Path(data).name} is {dfmt.value} data")
-    examples = tokenize_records(tokenizer, dfmt, records, Path(data).name, True, max_seq_length)
-    model = load_causal_lm(loc, QuantizationSpec() if quantize else None)
-    result: dict = {"model": model_source, "adapter": adapter, "data": data, "format": dfmt.value}
-    if adapter:
-        from peft import PeftModel
-
-        if not (Path(adapter) / "adapter_config.json").is_file():
-            from .errors import ModelNotFoundError
-
-            raise ModelNotFoundError(f"adapter {adapter}: no adapter_config.json there")
-        if compare_base:
-            result["base"] = evaluate_lm_for(model, tokenizer, examples, batch_size)
-        model = PeftModel.from_pretrained(model, adapter)
-    result.update(evaluate_lm_for(model, tokenizer, examples, batch_size))
-    return result
-
-
-def method_evaluation(model_source: str, adapter: str | None, data: str, fmt: str, max_seq_length: int, batch_size: int,
-                      compare_base: bool, quantize: bool) -> dict | None:
-    """The classification / preference evaluations, or None for causal-LM loss and perplexity."""
-    from finetune_api.training import DatasetFormat
-
-    from . import classification, dpo  # registers their record formats
-    from .data import read_records
-
-    if fmt == "auto":
-        if adapter and (Path(adapter) / classification.LABEL_MAP_FILE).is_file():
-            fmt = DatasetFormat.CLASSIFICATION.value
-        else:
-            fmt = read_records(data, DatasetFormat.AUTO)[0].value
-    if fmt == DatasetFormat.CLASSIFICATION.value:
-        return classification.evaluate_command(model_source, adapter, data, min(max_seq_length, 512), max(batch_size, 8),
-                                               compare_base, quantize)
-    if fmt == DatasetFormat.PREFERENCE.value:
-        return dpo.evaluate_command(model_source, adapter, data, max_seq_length, batch_size, quantize)
-    return None
-
-
-def evaluate_lm_for(model, tokenizer, examples, batch_size) -> dict:
-    from .evaluation import evaluate_lm
-
-    return evaluate_lm(model, examples, tokenizer.pad_token_id, batch_size)

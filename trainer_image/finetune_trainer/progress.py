@@ -22,12 +22,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, TextIO
 
+from finetune_api import GROUP, PLURAL, VERSION
 from finetune_api.protocol import TrainingProgress
 
 log = logging.getLogger("finetune_trainer")
 
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
-API_GROUP_PATH = "/apis/finetune.dev/v1alpha1"
 
 
 def now_rfc3339() -> str:
@@ -50,6 +50,17 @@ def write_atomic(path: str | os.PathLike, text: str) -> None:
         except OSError:
             pass
         raise
+
+
+def status_path(namespace: str, name: str) -> str:
+    """The FineTuneJob's status subresource."""
+    return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status"
+
+
+def progress_patch(progress: TrainingProgress) -> bytes:
+    """The merge patch the trainer sends: ``status.progress`` and nothing else (phase, conditions,
+    metrics and artifacts are the operator's; the operator also refuses anything else)."""
+    return json.dumps({"status": {"progress": progress.to_wire()}}).encode()
 
 
 class StatusPatcher:
@@ -85,7 +96,7 @@ class StatusPatcher:
         scheme = env.get("FINETUNE_STATUS_SCHEME", "https")  # http only for tests
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
-        url = f"{scheme}://{host}:{port}{API_GROUP_PATH}/namespaces/{ns}/finetunejobs/{name}/status"
+        url = f"{scheme}://{host}:{port}{status_path(ns, name)}"
         ctx = None
         if scheme == "https":
             ctx = ssl.create_default_context(cafile=str(ca_file)) if ca_file.is_file() else ssl.create_default_context()
@@ -97,8 +108,7 @@ class StatusPatcher:
         if not final and self._last is not None and now - self._last < self.interval:
             return False
         self._last = now
-        body = json.dumps({"status": {"progress": progress.to_wire()}}).encode()
-        req = urllib.request.Request(self.url, data=body, method="PATCH", headers={
+        req = urllib.request.Request(self.url, data=progress_patch(progress), method="PATCH", headers={
             "Content-Type": "application/merge-patch+json",
             "Authorization": f"Bearer {self.token}",
             "Accept": "application/json",

@@ -19,7 +19,8 @@ from finetune_api.training import DatasetFormat, Method
 from .data import Record
 from .errors import ConfigError, DataError
 from .evaluation import evaluate_lm, generate
-from .methods import RunContext, TrainingMethod
+from .formats import formats_of
+from .methods import EvaluateRequest, RunContext, TrainingMethod, evaluate_with_adapter
 
 log = logging.getLogger("finetune_trainer")
 
@@ -141,18 +142,21 @@ def tokenize_records(tokenizer, fmt: DatasetFormat, records: list[Record], file:
     return out
 
 
+def check_chat_template(tokenizer, fmt: DatasetFormat, model_source: str, data_name: str) -> None:
+    """Chat records are rendered with the tokenizer's chat template: refuse a model without one."""
+    if fmt in CHAT_FORMATS and not has_chat_template(tokenizer):
+        raise ConfigError(
+            f"model {model_source} has no chat template, but {data_name} is {fmt.value} data that is rendered "
+            "with one; use a model with a chat template (an instruct/chat model) or prompt-completion/text data"
+        )
+
+
 class SFTMethod(TrainingMethod):
     name = Method.SFT
-    formats = frozenset({DatasetFormat.CHAT, DatasetFormat.SHAREGPT, DatasetFormat.ALPACA,
-                         DatasetFormat.PROMPT_COMPLETION, DatasetFormat.TEXT})
+    formats = formats_of(Method.SFT)
 
     def check_compatible(self, ctx: RunContext) -> None:
-        if ctx.data.format in CHAT_FORMATS and not has_chat_template(ctx.tokenizer):
-            raise ConfigError(
-                f"model {ctx.config.model.source} has no chat template, but {ctx.data.train_name} is "
-                f"{ctx.data.format.value} data that is rendered with one; use a model with a chat template "
-                "(an instruct/chat model) or prompt-completion/text data"
-            )
+        check_chat_template(ctx.tokenizer, ctx.data.format, ctx.config.model.source, ctx.data.train_name)
 
     def prepare(self, ctx: RunContext) -> None:
         from datasets import Dataset
@@ -179,6 +183,22 @@ class SFTMethod(TrainingMethod):
 
     def evaluate(self, ctx: RunContext, model, examples: list) -> dict:
         return evaluate_lm(model, examples, ctx.tokenizer.pad_token_id, ctx.config.training.batch_size)
+
+    def evaluate_file(self, request: EvaluateRequest) -> dict:
+        """Loss and perplexity per trained token, tokenized as for training."""
+        from .models import load_causal_lm, load_tokenizer
+
+        fmt, records = request.records(request.format, set(self.formats))
+        location = request.location()
+        tokenizer = load_tokenizer(location)
+        name = Path(request.data).name
+        check_chat_template(tokenizer, fmt, request.model, name)
+        examples = tokenize_records(tokenizer, fmt, records, name, True, request.max_seq_length)
+        model = load_causal_lm(location, request.quantization)
+        result = request.summary(format=fmt.value)
+        result.update(evaluate_with_adapter(
+            model, request, lambda m: evaluate_lm(m, examples, tokenizer.pad_token_id, request.batch_size)))
+        return result
 
     def build_trainer(self, ctx: RunContext, model, common_args: dict, callbacks: list):
         from trl import SFTConfig, SFTTrainer

@@ -11,8 +11,9 @@ import pytest
 import helpers
 from finetune_api.protocol import ExitCode
 from finetune_api.training import DatasetFormat, DatasetSpec
-from finetune_trainer.data import load_dataset_spec, normalize_text, read_records
+from finetune_trainer.data import load_dataset_spec, read_records
 from finetune_trainer.errors import DataError
+from finetune_trainer.formats import normalize_text
 
 SFT_FORMATS = {DatasetFormat.CHAT, DatasetFormat.SHAREGPT, DatasetFormat.ALPACA, DatasetFormat.PROMPT_COMPLETION, DatasetFormat.TEXT}
 
@@ -81,6 +82,25 @@ def test_auto_detection_refuses_unknown_layout_and_other_methods_data(tmp_path):
     path = helpers.write_jsonl(tmp_path / "train.jsonl", [{"question": "q", "answer": "a"}])
     with pytest.raises(DataError, match=r"train.jsonl:1: cannot tell the record format from keys \['answer', 'question'\]"):
         read_records(path, DatasetFormat.AUTO, SFT_FORMATS)
+
+
+@pytest.mark.parametrize("rows,hint", [
+    ([{"prompt": "p", "chosen": "good", "rejected": "bad"}] * 2, "preference (prompt/chosen/rejected) data is trained with method dpo"),
+    ([{"text": "link down on gi0/1", "label": "link"}] * 2, "text/label data is trained with method classification"),
+])
+def test_sft_on_other_methods_data_names_the_method_in_a_fresh_process(tmp_path, rows, hint):
+    """The hint must not depend on which method modules happen to be imported already: a fresh
+    interpreter running method sft (nothing else imported) on DPO or classification records."""
+    import subprocess
+    import sys
+
+    data = helpers.write_jsonl(tmp_path / "train.jsonl", rows)
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps(_cfg(tmp_path, data)))
+    r = subprocess.run([sys.executable, "-m", "finetune_trainer", "--config", str(cfg)], capture_output=True, text=True)
+    assert r.returncode == ExitCode.INVALID_DATA, r.stderr[-2000:]
+    message = json.loads((tmp_path / "out.termination").read_text())["message"]
+    assert message.startswith("train.jsonl:1: records are in") and message.endswith(hint), message
 
 
 def test_curation_normalizes_dedups_drops_short_and_counts(tmp_path):

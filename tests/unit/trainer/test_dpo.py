@@ -16,6 +16,7 @@ import helpers
 from finetune_api.protocol import ExitCode
 from finetune_api.training import DatasetFormat
 from finetune_trainer import dpo
+from finetune_trainer.formats import validate_preference
 from finetune_trainer.data import read_records
 from finetune_trainer.errors import DataError
 
@@ -131,7 +132,7 @@ def test_chat_message_form(tiny_model, tmp_path):
 
 
 def test_chosen_and_rejected_strings_with_a_chat_prompt_become_assistant_messages():
-    rec = dpo.validate_preference({"prompt": [{"role": "user", "content": "hi"}], "chosen": "hello", "rejected": "go away"})
+    rec = validate_preference({"prompt": [{"role": "user", "content": "hi"}], "chosen": "hello", "rejected": "go away"})
     assert rec["chosen"] == [{"role": "assistant", "content": "hello"}]
     assert rec["rejected"] == [{"role": "assistant", "content": "go away"}]
 

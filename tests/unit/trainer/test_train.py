@@ -123,12 +123,12 @@ def test_each_format_trains(tiny_model, tmp_path, fmt):
         assert (r.out / "merged" / "model.safetensors").is_file()
         assert any(line.endswith("  merged/model.safetensors") for line in (r.out / "SHA256SUMS").read_text().splitlines())
         # The merged model alone scores what base + adapter score.
-        from finetune_trainer.pipeline import evaluate_command
+        from finetune_trainer.methods import EvaluateRequest, evaluate_command
 
-        with_adapter = evaluate_command(str(tiny_model), str(r.out), str(data))
-        merged = evaluate_command(str(r.out / "merged"), None, str(data))
+        with_adapter = evaluate_command(EvaluateRequest(str(tiny_model), str(data), adapter=str(r.out)))
+        merged = evaluate_command(EvaluateRequest(str(r.out / "merged"), str(data)))
         assert merged["tokens"] == with_adapter["tokens"] and merged["loss"] == pytest.approx(with_adapter["loss"], rel=1e-4)
-        assert evaluate_command(str(tiny_model), None, str(data))["loss"] != pytest.approx(merged["loss"], rel=1e-4)
+        assert evaluate_command(EvaluateRequest(str(tiny_model), str(data)))["loss"] != pytest.approx(merged["loss"], rel=1e-4)
     assert verify_checksums(r.out) == []
 
 
