@@ -3,7 +3,10 @@
 # hack/k8s-tools/, into a cache outside git:
 #
 #   ${FINETUNE_CACHE_DIR:-$HOME/.cache/finetune-operator}/k8s/v1.35.4/bin/
-#     etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm
+#     etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm kubelet kube-proxy
+#
+# kubelet and kube-proxy run the dev cluster's real node (its container runtime comes from
+# hack/build-node-binaries.sh).
 #
 # A warm cache (every binary present and the stamp matching the pinned versions) returns in
 # well under a second. A cold build needs only the Go module proxy; parallelism is GO_BUILD_P (2).
@@ -16,7 +19,7 @@ HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 TOOLS_DIR="${HACK_DIR}/k8s-tools"
 CACHE_DIR="${FINETUNE_CACHE_DIR:-${HOME}/.cache/finetune-operator}"
 BIN_DIR="${CACHE_DIR}/k8s/${K8S_VERSION}/bin"
-BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm)
+BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm kubelet kube-proxy)
 
 if [[ "${1:-}" == "--print-bin-dir" ]]; then
   echo "${BIN_DIR}"
@@ -54,7 +57,8 @@ done
 total_start=${SECONDS}
 build etcd "${STAGE}/etcd" "" go.etcd.io/etcd/server/v3
 build kubernetes "${STAGE}/" "${kv}" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kubelet \
+  k8s.io/kubernetes/cmd/kube-proxy
 build kwok "${STAGE}/" "-X sigs.k8s.io/kwok/pkg/consts.Version=0.7.0" sigs.k8s.io/kwok/cmd/kwok
 build helm "${STAGE}/" "-X helm.sh/helm/v3/internal/version.version=v3.22.0" helm.sh/helm/v3/cmd/helm
 
