@@ -48,23 +48,33 @@ image-deps:
 images: image-deps
 	bash hack/build-images.sh
 
-# Kubernetes, etcd, kwok and helm built from their Go modules into a cache outside git.
-k8s-bin:
-	@echo "==> building (or reusing) Kubernetes binaries"
+# Kubernetes (control plane, kubelet, kube-proxy), etcd, kwok, helm and the dev node's runtime
+# (containerd, CNI plugins, crictl, the fake GPU device plugin, pause) built from their Go modules
+# into a cache outside git. runc comes with BuildKit (`make images`).
+k8s-bin: node-deps
+	@echo "==> building (or reusing) Kubernetes binaries and the dev node's runtime"
 	bash hack/build-k8s-binaries.sh
+	bash hack/build-node-binaries.sh
 
-test: install k8s-bin
+# Debian packages the dev node needs: iptables (kube-proxy's Service rules), conntrack, and
+# busybox-static (the node's small test image).
+.PHONY: node-deps
+node-deps:
+	@dpkg -s iptables conntrack busybox-static >/dev/null 2>&1 || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iptables conntrack busybox-static; }
+
+test: install k8s-bin images
 	@echo "==> running the test suite"
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: install
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-test-integration: install k8s-bin
+test-integration: install k8s-bin images
 	$(PY) -m pytest tests/integration tests/e2e $(PYTEST_ARGS)
 
-demo: install k8s-bin
-	@echo "==> running the log-intent demo on a local control plane"
+demo: install k8s-bin images
+	@echo "==> running the log-intent demo on a local cluster with a real node"
 	$(PY) hack/demo.py
 
 # Regenerate the CRD (crds/ and the chart's copy) from the pydantic models, and docs/api.md from the CRD.

@@ -1,5 +1,5 @@
-"""A real local Kubernetes cluster for tests and the demo: control plane on loopback, kwok GPU nodes,
-and an optional development-only node that runs pods as local processes."""
+"""A real local Kubernetes cluster for tests and the demo: control plane on this machine, kwok GPU
+nodes for scale, and a real node (kubelet + containerd + kube-proxy) that runs pods' images."""
 
 from .cluster import DEFAULT_NODES, GPU_TOLERATION, DevCluster, FakeNode
 from .controlplane import ControlPlane

@@ -1,4 +1,4 @@
-"""finetune-devcluster up|down|env|build: the local cluster by hand."""
+"""finetune-devcluster up|down|env|node|build: the local cluster by hand."""
 
 from __future__ import annotations
 
@@ -15,10 +15,24 @@ DEFAULT_WORKDIR = Path("/tmp/finetune-devcluster")
 
 
 def _env_lines(workdir: Path) -> str:
-    return f"export KUBECONFIG={workdir / 'admin.kubeconfig'}\nexport PATH={binaries.bin_dir()}:$PATH"
+    return (f"export KUBECONFIG={workdir / 'admin.kubeconfig'}\n"
+            f"export PATH={binaries.bin_dir()}:{binaries.node_dir() / 'bin'}:$PATH\n"
+            f"export CONTAINER_RUNTIME_ENDPOINT=unix://{workdir / 'node' / 'containerd-run' / 'containerd.sock'}\n"
+            f"export CONTAINERD_ADDRESS={workdir / 'node' / 'containerd-run' / 'containerd.sock'} "
+            "CONTAINERD_NAMESPACE=k8s.io")
 
 
-def up(workdir: Path, with_local_runner: bool, fake_gpus: int) -> None:
+def node_exec(workdir: Path, argv: list[str]) -> None:
+    """Run argv inside the node's namespaces (PID, mount, network), e.g. `crictl logs`, `iptables-save`."""
+    pidfile = workdir / "node" / "init.pid"
+    if not pidfile.exists() or not Path(f"/proc/{pidfile.read_text().strip()}").exists():
+        raise SystemExit(f"no dev node running from {workdir}")
+    path = f"{binaries.node_dir() / 'bin'}:{binaries.bin_dir()}:{os.environ.get('PATH', '')}"
+    os.execvpe("nsenter", ["nsenter", f"--target={pidfile.read_text().strip()}", "--pid", "--mount", "--net",
+                           "--", *(argv or ["bash"])], {**os.environ, "PATH": path})
+
+
+def up(workdir: Path, with_node: bool, gpus: int) -> None:
     """Run the cluster in the foreground until SIGINT/SIGTERM."""
     pidfile = workdir / "devcluster.pid"
     workdir.mkdir(parents=True, exist_ok=True)
@@ -32,18 +46,20 @@ def up(workdir: Path, with_local_runner: bool, fake_gpus: int) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    dev = DevCluster(workdir)
+    dev = DevCluster(workdir, dev_node=with_node, gpus=gpus)
     t0 = time.monotonic()
     dev.start()
     try:
-        if with_local_runner:
-            dev.start_local_runner(fake_gpus=fake_gpus)
+        if with_node:
+            dev.start_node()
         pidfile.write_text(str(os.getpid()))
         print(f"devcluster ready in {time.monotonic() - t0:.1f}s at {dev.server}; logs in {workdir / 'logs'}")
         print(_env_lines(workdir), flush=True)
         while not stop:
-            for proc in dev.control_plane.procs + [p for p in (dev.kwok, dev.local_runner) if p]:
+            for proc in dev.control_plane.procs + [p for p in (dev.kwok,) if p]:
                 proc.check_alive()
+            if dev.node and dev.node_started:
+                dev.node.check_alive()
             time.sleep(1)
     finally:
         print("stopping devcluster", flush=True)
@@ -71,21 +87,27 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="finetune-devcluster", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_up = sub.add_parser("up", help="start the cluster in the foreground (Ctrl-C stops it)")
-    p_up.add_argument("--with-local-runner", action="store_true", help="add the node that runs pods locally")
-    p_up.add_argument("--fake-gpus", type=int, default=1, help="nvidia.com/gpu advertised by the local runner")
-    for p in (p_up, sub.add_parser("down", help="stop a cluster started by `up`"),
-              sub.add_parser("env", help="print shell exports for kubectl/helm")):
+    p_up.add_argument("--with-node", action="store_true",
+                      help="add the real node (kubelet + containerd + kube-proxy) that runs pods")
+    p_up.add_argument("--gpus", type=int, default=1, help="fake nvidia.com/gpu devices the node advertises")
+    p_node = sub.add_parser("node", help="run a command inside the node's namespaces (default: bash)")
+    p_node.add_argument("argv", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...], e.g. -- crictl ps -a")
+    for p in (p_up, p_node, sub.add_parser("down", help="stop a cluster started by `up`"),
+              sub.add_parser("env", help="print shell exports for kubectl/helm/crictl/ctr")):
         p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
-    sub.add_parser("build", help="build the pinned binaries (hack/build-k8s-binaries.sh)")
+    sub.add_parser("build", help="build the pinned binaries (hack/build-k8s-binaries.sh, build-node-binaries.sh)")
     args = parser.parse_args(argv)
     if args.cmd == "up":
-        up(args.workdir.resolve(), args.with_local_runner, args.fake_gpus)
+        up(args.workdir.resolve(), args.with_node, args.gpus)
+    elif args.cmd == "node":
+        node_exec(args.workdir.resolve(), args.argv[1:] if args.argv[:1] == ["--"] else args.argv)
     elif args.cmd == "down":
         down(args.workdir.resolve())
     elif args.cmd == "env":
         print(_env_lines(args.workdir.resolve()))
     else:
         binaries.build()
+        binaries.ensure_node_binaries()
 
 
 if __name__ == "__main__":

@@ -1,9 +1,7 @@
-"""The dev cluster: control plane + kwok-simulated GPU nodes (+ optionally the local runner node)."""
+"""The dev cluster: control plane + kwok-simulated GPU nodes + a real node (kubelet + containerd)."""
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +11,7 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from .controlplane import ControlPlane, free_port
+from .node import NODE_NAME, DevNode
 from .procs import ManagedProcess
 
 STAGES_FILE = Path(__file__).with_name("kwok_stages.yaml")
@@ -59,14 +58,18 @@ DEFAULT_NODES = (
 
 
 class DevCluster:
-    """ControlPlane plus kwok with `nodes`; `start_local_runner()` adds a node that really runs pods."""
+    """ControlPlane plus kwok with `nodes`; with `dev_node`, `start_node()` adds the real node
+    (finetune_devcluster.node) with `gpus` fake GPUs. The node's namespaces and link are made at
+    start() (the apiserver listens on the link), its kubelet and containerd by `start_node()`."""
 
-    def __init__(self, workdir: Path | str, nodes: tuple[FakeNode, ...] = DEFAULT_NODES) -> None:
+    def __init__(self, workdir: Path | str, nodes: tuple[FakeNode, ...] = DEFAULT_NODES, dev_node: bool = True,
+                 gpus: int = 1) -> None:
         self.control_plane = ControlPlane(workdir)
         self.workdir = self.control_plane.workdir
         self.nodes = nodes
         self.kwok: ManagedProcess | None = None
-        self.local_runner: ManagedProcess | None = None
+        self.node = DevNode(self.workdir / "node", self.control_plane.logs, gpus) if dev_node else None
+        self.node_started = False
 
     @property
     def kubeconfig(self) -> Path:
@@ -82,8 +85,11 @@ class DevCluster:
 
     def start(self, timeout: float = 60.0) -> DevCluster:
         """Start the control plane and kwok, register the fake nodes and wait until they are Ready."""
-        cp = self.control_plane.start(timeout)
         try:
+            if self.node:
+                self.control_plane.logs.mkdir(parents=True, exist_ok=True)
+                self.control_plane.address = self.node.prepare().host_ip
+            cp = self.control_plane.start(timeout)
             self.kwok = ManagedProcess("kwok", [
                 str(cp.bin_dir / "kwok"), f"--kubeconfig={cp.kubeconfig}", f"--config={STAGES_FILE}",
                 f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",
@@ -112,31 +118,75 @@ class DevCluster:
                      and not any(t.key == "node.kubernetes.io/not-ready" for t in (n.spec.taints or []))}
             if ready >= set(names):
                 return
-            for proc in (self.kwok, self.local_runner):
-                if proc:
-                    proc.check_alive()
+            if self.kwok:
+                self.kwok.check_alive()
+            if self.node_started and self.node:
+                self.node.check_alive()
             time.sleep(0.2)
         raise TimeoutError(f"nodes {names} not Ready after {timeout}s; logs in {self.control_plane.logs}")
 
-    def start_local_runner(self, fake_gpus: int = 1, timeout: float = 30.0) -> None:
-        """Start the local-run agent (finetune_devcluster.localnode) as a child process."""
-        if self.local_runner:
-            return
-        from .localnode import NODE_NAME
-        env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-        self.local_runner = ManagedProcess("local-runner", [
-            sys.executable, "-m", "finetune_devcluster.localnode", "--kubeconfig", str(self.kubeconfig),
-            "--workdir", str(self.workdir / "local-runner"), "--fake-gpus", str(fake_gpus),
-        ], self.control_plane.logs, env=env)
+    def start_node(self, timeout: float = 180.0) -> str:
+        """Start the real node's kubelet, containerd, kube-proxy and device plugin (once); wait until
+        the Node is Ready and advertises its GPUs. Returns the node name."""
+        if not self.node:
+            raise RuntimeError("this DevCluster was made with dev_node=False")
+        if not self.node_started:
+            self.node_started = True
+            self.node.start(self.control_plane, timeout)
+            with self.api_client() as api:
+                core = client.CoreV1Api(api)
+                self._wait_nodes_ready(core, [NODE_NAME], timeout)
+                self._wait_gpus(core, timeout)
+        return NODE_NAME
+
+    def _wait_gpus(self, core: client.CoreV1Api, timeout: float) -> None:
+        """Wait until the device plugin's GPUs are allocatable on the node."""
+        assert self.node
+        want = str(self.node.gpus)
+        deadline = time.monotonic() + timeout
+        while (core.read_node(NODE_NAME).status.allocatable or {}).get("nvidia.com/gpu", "0") != want:
+            self.node.check_alive()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{NODE_NAME} does not advertise {want} nvidia.com/gpu after {timeout}s; "
+                                   f"logs in {self.control_plane.logs}")
+            time.sleep(0.2)
+
+    def local_claim(self, namespace: str, name: str, host_dir: Path, size: str = "10Gi",
+                    timeout: float = 60.0) -> str:
+        """A PersistentVolumeClaim `name` bound to a `local` PersistentVolume on the dev node backed
+        by `host_dir` (created if missing); returns the PV's name once the claim is Bound. The
+        kubelet hands a local volume to the pod's fsGroup, so non-root trainers can write to it."""
+        host_dir.mkdir(parents=True, exist_ok=True)
+        pv = f"{namespace}-{name}"
         with self.api_client() as api:
-            self._wait_nodes_ready(client.CoreV1Api(api), [NODE_NAME], timeout)
+            core = client.CoreV1Api(api)
+            core.create_persistent_volume({
+                "apiVersion": "v1", "kind": "PersistentVolume",
+                "metadata": {"name": pv, "labels": {"finetune.dev/claim-namespace": namespace}},
+                "spec": {"capacity": {"storage": size}, "accessModes": ["ReadWriteOnce"], "storageClassName": "",
+                         "persistentVolumeReclaimPolicy": "Retain", "local": {"path": str(host_dir)},
+                         "claimRef": {"namespace": namespace, "name": name},
+                         "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                             {"key": "kubernetes.io/hostname", "operator": "In", "values": [NODE_NAME]}]}]}}}})
+            core.create_namespaced_persistent_volume_claim(namespace, {
+                "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name},
+                "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "", "volumeName": pv,
+                         "resources": {"requests": {"storage": size}}}})
+            deadline = time.monotonic() + timeout
+            while core.read_namespaced_persistent_volume_claim(name, namespace).status.phase != "Bound":
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"claim {namespace}/{name} not Bound after {timeout}s")
+                time.sleep(0.2)
+        return pv
 
     def stop(self) -> None:
-        """Stop the local runner, kwok and the control plane."""
-        for proc in (self.local_runner, self.kwok):
-            if proc:
-                proc.stop()
-        self.local_runner = self.kwok = None
+        """Stop kwok, the node and the control plane."""
+        if self.kwok:
+            self.kwok.stop()
+        self.kwok = None
+        if self.node:
+            self.node.stop()
+        self.node_started = False
         self.control_plane.stop()
 
     def __enter__(self) -> DevCluster:

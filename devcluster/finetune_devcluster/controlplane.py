@@ -17,6 +17,7 @@ from .binaries import ensure_binaries
 from .procs import ManagedProcess
 
 SERVICE_CIDR = "10.0.0.0/24"
+SERVICE_IP = "10.0.0.1"  # the `kubernetes` Service
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
 
 
@@ -31,8 +32,8 @@ def _openssl(*args: str) -> None:
     subprocess.run(["openssl", *args], check=True, capture_output=True)
 
 
-def _ec_cert(pki: Path, name: str, subject: str, ext: str) -> None:
-    """Write pki/name.{key,crt}: a P-256 key and a cert signed by pki/ca."""
+def issue_cert(pki: Path, name: str, subject: str, ext: str) -> None:
+    """Write pki/name.{key,crt}: a P-256 key and a cert signed by pki/ca (`ext`: openssl extensions)."""
     (pki / f"{name}.ext").write_text(ext + "\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n")
     _openssl("req", "-new", "-nodes", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
              "-keyout", str(pki / f"{name}.key"), "-out", str(pki / f"{name}.csr"), "-subj", subject)
@@ -42,23 +43,35 @@ def _ec_cert(pki: Path, name: str, subject: str, ext: str) -> None:
 
 
 def make_pki(pki: Path) -> None:
-    """CA, apiserver serving cert, admin client cert (O=system:masters), service-account key pair."""
+    """CA, admin client cert (O=system:masters), the apiserver's client cert for kubelets
+    (O=system:masters), service-account key pair. The serving cert: `serving_cert`."""
     pki.mkdir(parents=True, exist_ok=True)
     _openssl("req", "-x509", "-new", "-nodes", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
              "-keyout", str(pki / "ca.key"), "-out", str(pki / "ca.crt"), "-days", "3650",
              "-subj", "/CN=finetune-devcluster-ca", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    sans = ",".join(["IP:127.0.0.1", "IP:10.0.0.1", "DNS:localhost", "DNS:kubernetes", "DNS:kubernetes.default",
-                     "DNS:kubernetes.default.svc", "DNS:kubernetes.default.svc.cluster.local"])
-    _ec_cert(pki, "apiserver", "/CN=kube-apiserver",
-             f"subjectAltName={sans}\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth")
-    _ec_cert(pki, "admin", "/O=system:masters/CN=admin",
-             "keyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth")
+    client = "keyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth"
+    issue_cert(pki, "admin", "/O=system:masters/CN=admin", client)
+    issue_cert(pki, "apiserver-kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client", client)
     _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(pki / "sa.key"))
     _openssl("ec", "-in", str(pki / "sa.key"), "-pubout", "-out", str(pki / "sa.pub"))
 
 
-def write_kubeconfig(path: Path, server: str, pki: Path) -> None:
-    """An admin kubeconfig with the certificates embedded (JSON is valid YAML)."""
+def serving_cert(pki: Path, address: str) -> None:
+    """The apiserver serving cert for 127.0.0.1, `address`, the `kubernetes` Service IP and names;
+    made again when `address` changed since the last start (pki/apiserver.address)."""
+    marker = pki / "apiserver.address"
+    if (pki / "apiserver.crt").exists() and marker.exists() and marker.read_text() == address:
+        return
+    sans = ",".join(dict.fromkeys([
+        "IP:127.0.0.1", f"IP:{address}", f"IP:{SERVICE_IP}", "DNS:localhost", "DNS:kubernetes",
+        "DNS:kubernetes.default", "DNS:kubernetes.default.svc", "DNS:kubernetes.default.svc.cluster.local"]))
+    issue_cert(pki, "apiserver", "/CN=kube-apiserver",
+             f"subjectAltName={sans}\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth")
+    marker.write_text(address)
+
+
+def write_kubeconfig(path: Path, server: str, pki: Path, user: str = "admin") -> None:
+    """A kubeconfig for the client cert pki/<user>.crt, certificates embedded (JSON is valid YAML)."""
     def b64(name: str) -> str:
         return base64.b64encode((pki / name).read_bytes()).decode()
 
@@ -66,19 +79,24 @@ def write_kubeconfig(path: Path, server: str, pki: Path) -> None:
         "apiVersion": "v1", "kind": "Config", "current-context": "finetune-devcluster",
         "clusters": [{"name": "finetune-devcluster",
                       "cluster": {"server": server, "certificate-authority-data": b64("ca.crt")}}],
-        "users": [{"name": "admin", "user": {"client-certificate-data": b64("admin.crt"),
-                                              "client-key-data": b64("admin.key")}}],
+        "users": [{"name": user, "user": {"client-certificate-data": b64(f"{user}.crt"),
+                                           "client-key-data": b64(f"{user}.key")}}],
         "contexts": [{"name": "finetune-devcluster",
-                      "context": {"cluster": "finetune-devcluster", "user": "admin"}}],
+                      "context": {"cluster": "finetune-devcluster", "user": user}}],
     }
     path.write_text(json.dumps(config, indent=2))
 
 
 class ControlPlane:
-    """A single-node control plane whose state lives in `workdir`; stop() removes every process."""
+    """A single-node control plane whose state lives in `workdir`; stop() removes every process.
 
-    def __init__(self, workdir: Path | str) -> None:
+    The apiserver listens on `address` (loopback unless a dev node gave it the host end of its
+    link, an address its pods reach through the `kubernetes` Service); the other components
+    on 127.0.0.1."""
+
+    def __init__(self, workdir: Path | str, address: str = "127.0.0.1") -> None:
         self.workdir = Path(workdir).resolve()
+        self.address = address
         self.pki = self.workdir / "pki"
         self.logs = self.workdir / "logs"
         self.kubeconfig = self.workdir / "admin.kubeconfig"
@@ -93,10 +111,11 @@ class ControlPlane:
         self.bin_dir = ensure_binaries()
         t0 = time.monotonic()
         self.logs.mkdir(parents=True, exist_ok=True)
-        if not (self.pki / "sa.pub").exists():
+        if not (self.pki / "apiserver-kubelet-client.crt").exists():
             make_pki(self.pki)
+        serving_cert(self.pki, self.address)
         self.port = free_port()
-        self.server = f"https://127.0.0.1:{self.port}"
+        self.server = f"https://{self.address}:{self.port}"
         write_kubeconfig(self.kubeconfig, self.server, self.pki)
         try:
             self._start_components(timeout)
@@ -123,15 +142,21 @@ class ControlPlane:
                     f"--initial-cluster=default=http://127.0.0.1:{peer_port}",
                     "--unsafe-no-fsync=true", "--log-level=warn")
         self._poll(f"{etcd_url}/health", timeout, "etcd", tls=False)
-        self._spawn("kube-apiserver", f"--etcd-servers={etcd_url}", "--bind-address=127.0.0.1",
-                    "--advertise-address=127.0.0.1", f"--secure-port={self.port}",
+        # Loopback cannot be a Service endpoint: without a node, the `kubernetes` Service has none.
+        reconciler = "none" if self.address.startswith("127.") else "lease"
+        self._spawn("kube-apiserver", f"--etcd-servers={etcd_url}", f"--bind-address={self.address}",
+                    f"--advertise-address={self.address}", f"--secure-port={self.port}",
                     f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
                     f"--client-ca-file={pki / 'ca.crt'}",
                     f"--service-account-issuer={SA_ISSUER}", f"--service-account-key-file={pki / 'sa.pub'}",
                     f"--service-account-signing-key-file={pki / 'sa.key'}",
                     f"--service-cluster-ip-range={SERVICE_CIDR}", "--authorization-mode=Node,RBAC",
                     "--enable-admission-plugins=NodeRestriction", "--allow-privileged=true",
-                    "--endpoint-reconciler-type=none", "--profiling=false")
+                    f"--endpoint-reconciler-type={reconciler}", "--profiling=false",
+                    f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+                    f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+                    f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+                    "--kubelet-preferred-address-types=InternalIP")
         self._poll(f"{self.server}/readyz", timeout, "kube-apiserver")
         auth = [f"--kubeconfig={kc}", f"--authentication-kubeconfig={kc}", f"--authorization-kubeconfig={kc}",
                 "--bind-address=127.0.0.1", "--leader-elect=false"]

@@ -2,9 +2,10 @@
 `pytest_plugins = ["finetune_devcluster.pytest_plugin"]` in tests/conftest.py.
 
 Fixtures: `cluster` (session: control plane + kwok GPU nodes), `kube_api` (ApiClient), `namespace`
-(fresh per test, deleted after), `kubectl` (runs kubectl against the cluster), `local_runner`
-(session, started on first use: the node that really runs pods), `wait_for` (polling with a
-diagnostic dump on timeout).
+(fresh per test, deleted after), `kubectl` (runs kubectl against the cluster), `dev_node`
+(session, started on first use: the real node, kubelet + containerd, that runs pods), `images`
+(session: the operator and trainer images built from the Dockerfiles and loaded into the node),
+`wait_for` (polling with a diagnostic dump on timeout).
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from typing import Any, Protocol
 import pytest
 from kubernetes import client
 
+from . import images as product_images
 from .cluster import DevCluster
-from .localnode import NODE_NAME
 
 
 class Kubectl(Protocol):
@@ -111,10 +112,20 @@ def namespace(kube_api: client.ApiClient, request: pytest.FixtureRequest) -> Ite
 
 
 @pytest.fixture(scope="session")
-def local_runner(cluster: DevCluster) -> str:
-    """Start the local-run node (once per session); returns its node name."""
-    cluster.start_local_runner()
-    return NODE_NAME
+def dev_node(cluster: DevCluster) -> str:
+    """Start the real node (once per session); returns its node name."""
+    t0 = time.monotonic()
+    name = cluster.start_node()
+    print(f"\ndevcluster: node {name} Ready in {time.monotonic() - t0:.1f}s")
+    return name
+
+
+@pytest.fixture(scope="session")
+def images(cluster: DevCluster, dev_node: str) -> product_images.Images:
+    """The operator and trainer images (built from the Dockerfiles, or reused when their inputs
+    are unchanged), loaded into the node's containerd."""
+    assert cluster.node
+    return product_images.build_and_load(cluster.node)
 
 
 @pytest.fixture(name="wait_for")

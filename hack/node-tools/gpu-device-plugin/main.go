@@ -58,7 +58,7 @@ func (p *plugin) PreStartContainer(context.Context, *pluginapi.PreStartContainer
 	return &pluginapi.PreStartContainerResponse{}, nil
 }
 
-// serve listens on socket and serves the plugin until the socket file disappears.
+// serve listens on socket and serves the plugin until stopped.
 func serve(p *plugin, socket string) (*grpc.Server, error) {
 	_ = os.Remove(socket)
 	lis, err := net.Listen("unix", socket)
@@ -99,24 +99,29 @@ func main() {
 	}
 	socket := filepath.Join(*dir, *name+".sock")
 	var server *grpc.Server
-	for {
-		if _, err := os.Stat(socket); err != nil || server == nil { // first start, or the kubelet restarted
-			if server != nil {
-				server.Stop()
-			}
-			var err error
-			if server, err = serve(p, socket); err != nil {
-				log.Fatalf("serve %s: %v", socket, err)
-			}
-			if err := register(*dir, *name, *resource); err != nil {
-				log.Printf("register with the kubelet: %v (retrying)", err)
-				server.Stop()
-				server = nil
-				_ = os.Remove(socket)
-			} else {
-				log.Printf("registered %d x %s (%s)", *count, *resource, socket)
-			}
+	for ; ; time.Sleep(time.Second) {
+		if _, err := os.Stat(socket); err == nil && server != nil {
+			continue // serving and registered
 		}
-		time.Sleep(time.Second)
+		if server != nil { // the kubelet restarted and removed our socket
+			server.Stop()
+			server = nil
+		}
+		if _, err := os.Stat(filepath.Join(*dir, "kubelet.sock")); err != nil {
+			continue // the kubelet is not up yet
+		}
+		s, err := serve(p, socket)
+		if err != nil {
+			log.Printf("serve %s: %v (retrying)", socket, err)
+			continue
+		}
+		if err := register(*dir, *name, *resource); err != nil {
+			log.Printf("register with the kubelet: %v (retrying)", err)
+			s.Stop()
+			_ = os.Remove(socket)
+			continue
+		}
+		server = s
+		log.Printf("registered %d x %s (%s)", *count, *resource, socket)
 	}
 }

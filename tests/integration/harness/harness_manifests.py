@@ -10,7 +10,8 @@ from finetune_devcluster import GPU_TOLERATION
 
 def gpu_job(name: str, gpus: int = 1, annotations: dict[str, str] | None = None,
             node_selector: dict[str, str] | None = None) -> dict[str, Any]:
-    """A Job whose single pod requests `gpus` nvidia.com/gpu and tolerates the GPU taint."""
+    """A Job whose single pod requests `gpus` nvidia.com/gpu, tolerates the GPU taint and runs on
+    kwok nodes only (`type: kwok`, which the real dev node does not have)."""
     return {
         "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
         "spec": {
@@ -20,7 +21,7 @@ def gpu_job(name: str, gpus: int = 1, annotations: dict[str, str] | None = None,
                 "spec": {
                     "restartPolicy": "Never",
                     "tolerations": [GPU_TOLERATION],
-                    "nodeSelector": node_selector or {},
+                    "nodeSelector": {"type": "kwok", **(node_selector or {})},
                     "containers": [{"name": "trainer", "image": "example.invalid/trainer:1",
                                     "resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}],
                 },

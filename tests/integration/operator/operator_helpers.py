@@ -28,10 +28,10 @@ GROUP, VERSION, PLURAL = "finetune.dev", "v1alpha1", "finetunejobs"
 
 
 
-# The simulated runs belong on the kwok nodes: keep them off the local-runner node (which really
-# runs pods), whichever test of the session started it.
-NOT_LOCAL_RUNNER = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-    {"matchExpressions": [{"key": "finetune.dev/local-runner", "operator": "DoesNotExist"}]}]}}}
+# The simulated runs belong on the kwok nodes: keep them off the real dev node (which runs pods'
+# images), whichever test of the session started it.
+NOT_DEV_NODE = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+    {"matchExpressions": [{"key": "finetune.dev/dev-node", "operator": "DoesNotExist"}]}]}}}
 
 
 def minimal_ftj(name: str, **spec: Any) -> dict[str, Any]:
@@ -45,7 +45,7 @@ def minimal_ftj(name: str, **spec: Any) -> dict[str, Any]:
             "model": {"source": "builtin:smollm2-135m-instruct"},
             "dataset": {"source": "pvc://data/train.jsonl"},
             "output": {"pvc": "artifacts"},
-            "scheduling": {"affinity": NOT_LOCAL_RUNNER},
+            "scheduling": {"affinity": NOT_DEV_NODE},
         },
     }
     for key, value in spec.items():
