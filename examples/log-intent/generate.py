@@ -46,7 +46,8 @@ from pathlib import Path
 LABELS = ("link-state", "dhcp", "auth", "routing", "anomaly")
 EVAL_VENDORS = ("ios", "nxos", "junos", "eos", "linux")
 TRAIN_ONLY_VENDORS = ("iosxr", "asa", "huawei", "comware", "procurve", "fortios", "panos", "mikrotik", "windows",
-                      "bsd", "sonicwall", "sophos", "meraki", "f5", "fastiron", "sonic", "netgear")
+                      "bsd", "sonicwall", "sophos", "meraki", "f5", "fastiron", "sonic", "netgear", "ciscosb", "ubiquiti",
+                      "omniswitch", "wlc", "checkpoint", "watchguard", "zyxel", "esxi", "bmc")
 HOLDOUT_VENDORS = ("sros", "exos", "os10")
 VENDORS = EVAL_VENDORS + TRAIN_ONLY_VENDORS + HOLDOUT_VENDORS
 SPLITS = ("train", "eval", "holdout")
@@ -706,6 +707,118 @@ TEMPLATES: list[Template] = [
     # More Junos (training templates only; eval's Junos templates are untouched)
     *_t("anomaly", "junos", "train", "RT_IDS",
         "RT_SCREEN_TCP: SYN flood! source: {ip}:{port}, destination: {ip2}:443, zone name: untrust, interface name: {jn_if}"),
+    # Small-business switches, wireless controllers, server management, more firewalls and the
+    # mail/web/file daemons whose logins are auth events too.
+    # Cisco small-business switches (CBS/SG)
+    *_t("link-state", "ciscosb", "train", None,
+        "%LINK-[[W-Down|I-Up]]:  {sb_if}",
+        "%TRUNK-[[W-PORTNOTACTIVE|I-PORTACTIVE]]: Port {sb_if} is [[not active|active]] in Port-channel po{small}"),
+    *_t("dhcp", "ciscosb", "train", None,
+        "%DHCP_SNOOPING-W-DHCPUNTRUSTED: DHCP server reply received on untrusted port {sb_if}, packet discarded"),
+    *_t("auth", "ciscosb", "train", None,
+        "%AAA-W-REJECT: New ssh connection for user {user}, source {ip} destination {ip2}  REJECTED",
+        "%AAA-I-CONNECT: User CLI session for user {user} over ssh , source {ip} destination  {ip2} ACCEPTED"),
+    *_t("anomaly", "ciscosb", "train", None,
+        "%STORM-W-BROADCAST: [[Broadcast|Multicast]] storm detected on {sb_if}, traffic limited",
+        "%ENV-E-FANFAIL: Fan {small} is not operational"),
+    # Ubiquiti (UniFi, EdgeOS)
+    *_t("link-state", "ubiquiti", "train", "switch",
+        "port {small} link [[down|up 1000Mbps full-duplex]]"),
+    *_t("dhcp", "ubiquiti", "train", "dhcpd",
+        "DHCPOFFER on {ip} to {mac} ({client}) via {lnx_if}"),
+    *_t("routing", "ubiquiti", "train", "zebra",
+        "Nexthop {ip} for {ip2}/{plen} unreachable, route removed"),
+    # Alcatel-Lucent OmniSwitch
+    *_t("link-state", "omniswitch", "train", None,
+        "swCmm portMgr INFO: Port {small}/{small}/{small}{small} link [[DOWN|UP]]"),
+    *_t("auth", "omniswitch", "train", None,
+        "swCmm sessionMgr WARNING: Authentication failed for user {user} from {ip} (ssh)"),
+    *_t("routing", "omniswitch", "train", None,
+        "swCmm ospf INFO: Neighbor {ip} state [[FULL -> DOWN|LOADING -> FULL]] (vlan {vlan})"),
+    *_t("anomaly", "omniswitch", "train", None,
+        "swCmm chassisSupervision ALARM: Power supply {small} failure, chassis running on reduced power"),
+    # Cisco wireless LAN controller (AireOS)
+    *_t("auth", "wlc", "train", None,
+        "*Dot1x_NW_MsgTask_0: %DOT1X-3-AUTH_FAIL: Authentication failed for client {mac} on AP {host}",
+        "*aaaQueueReader: %AAA-3-RADIUS_SERVER_FAILED: RADIUS server {ip}:1812 failed to respond to request (ID {small}) for client {mac} / user '{user}'"),
+    *_t("dhcp", "wlc", "train", None,
+        "*DHCP Socket Task: %DHCP-3-NO_OFFER: No DHCP offer received from server {ip} for client {mac}"),
+    *_t("anomaly", "wlc", "train", None,
+        "*apfRogueTask_2: %APF-4-ROGUE_DETECTED: Rogue AP {mac} detected on AP {host}, RSSI -{small}0"),
+    # Check Point, WatchGuard, Zyxel firewalls
+    *_t("auth", "checkpoint", "train", None,
+        'product: SmartConsole; action: Failed Log In; user: {user}; src: {ip}; reason: Wrong user name or password',
+        'product: Mobile Access; action: Log In; user: {user}; src: {ip}; auth_status: Successful Login'),
+    *_t("anomaly", "checkpoint", "train", None,
+        'product: SmartDefense; action: Drop; attack: [[SYN Attack|Port Scan|Network Quota]]; src: {ip}; dst: {ip2}; Attack Info: threshold of {count} exceeded'),
+    *_t("link-state", "checkpoint", "train", None,
+        'product: ClusterXL; action: Info; fw_message: Interface {lnx_if} is [[down (Cluster Control Protocol packets are not received)|up]]'),
+    *_t("auth", "watchguard", "train", None,
+        'msg_id="3E00-0002" Authentication of [[Firebox-DB|RADIUS]] user [{user}@{ip}] rejected, password is incorrect'),
+    *_t("link-state", "watchguard", "train", None,
+        'msg_id="1C00-0001" Interface {wg_if} link status changed to [[down|up]]'),
+    *_t("anomaly", "watchguard", "train", None,
+        'msg_id="3000-0148" [[SYN flood|UDP flood|ICMP flood]] attack against {ip} from {ip2} detected.'),
+    *_t("dhcp", "zyxel", "train", None,
+        'msg="DHCP server assigned {ip} to {client}({mac_upper})" note="DHCP ACK"'),
+    *_t("auth", "zyxel", "train", None,
+        'msg="Failed login attempt to Device from http/https (incorrect password or inexistent username)" src="{ip}" user="{user}"'),
+    *_t("link-state", "zyxel", "train", None,
+        'msg="Port {small} is link [[down|up]]" note="Port Status"'),
+    # Server management: VMware ESXi, iDRAC/iLO, IPMI
+    *_t("link-state", "esxi", "train", "vmkernel",
+        "cpu{small}:{pid})vmnic{small}: NIC Link is [[Down|Up 10000 Mbps]]"),
+    *_t("auth", "esxi", "train", "hostd",
+        "[[Accepted password for user root from {ip}|Rejected password for user {user} from {ip}]]",
+        "Cannot login {user}@{ip}"),
+    *_t("anomaly", "esxi", "train", "vmkernel",
+        "cpu{small}:{pid})WARNING: Heap: {small}: Heap globalCartel-{small} already at its maximum size. Cannot expand.",
+        "cpu{small}:{pid})ScsiDeviceIO: SCSI device naa.{hex2} performance has deteriorated. I/O latency increased from average value of {small}00 microseconds to {count} microseconds."),
+    *_t("anomaly", "bmc", "train", None,
+        "[[iDRAC|iLO]]: [[Fan {small} RPM is less than the lower critical threshold|The power supply {small} is not receiving input power|The system inlet temperature is greater than the upper critical threshold]]",
+        "SEL: Temperature #0x{small}0 | Upper Critical going high | Asserted",
+        "SEL: Memory #0x{small}2 | Correctable ECC | Asserted"),
+    *_t("auth", "bmc", "train", None,
+        "[[iDRAC|iLO]]: Login failed from {ip} for user {user} (invalid credentials)",
+        "[[iDRAC|iLO]]: Session opened for user {user} from {ip} using [[redfish|web|ssh]]"),
+    # Mail, web and file daemons: their logins are auth events
+    *_t("auth", "linux", "train", "dovecot",
+        "auth: pam_unix(dovecot:auth): authentication failure; logname= uid=0 euid=0 tty=dovecot ruser={user} rhost={ip}",
+        "imap-login: Disconnected (auth failed, {small} attempts in {small} secs): user=<{user}>, method=PLAIN, rip={ip}, lip={ip2}"),
+    *_t("auth", "linux", "train", "postfix/smtpd",
+        "warning: unknown[{ip}]: SASL LOGIN authentication failed: authentication failure"),
+    *_t("auth", "linux", "train", "vsftpd",
+        '[{user}] FAIL LOGIN: Client "{ip}"'),
+    *_t("auth", "linux", "train", "apache2",
+        '[auth_basic:error] [pid {pid}] [client {ip}:{port}] AH01617: user {user}: authentication failure for "/admin": Password Mismatch'),
+    # More Linux network daemons
+    *_t("link-state", "linux", "train", "ifplugd(eth0)",
+        "Link beat [[lost|detected]]."),
+    *_t("link-state", "linux", "train", "systemd-networkd",
+        "{lnx_if}: Link [[UP|DOWN]]"),
+    *_t("link-state", "linux", "train", "switchd",
+        "{swp}: link [[down|up]], speed [[10G|25G|100G]]"),
+    *_t("dhcp", "linux", "train", "dhcrelay",
+        "Forwarded BOOTREQUEST for {mac} to {ip}",
+        "Forwarded BOOTREPLY for {mac} to {ip}"),
+    *_t("dhcp", "linux", "train", "dhcpd",
+        "peer [[dhcp-failover|failover-peer]]: peer holds all free leases"),
+    *_t("dhcp", "linux", "train", "NetworkManager",
+        "<info>  [{epoch}] dhcp4 ({lnx_if}): option ip_address           => '{ip}'"),
+    *_t("routing", "linux", "train", "keepalived",
+        "VRRP_Instance(VI_{small}) Entering [[MASTER|BACKUP|FAULT]] STATE"),
+    *_t("routing", "linux", "train", "ospf6d",
+        "Neighbor {ip} state change [[Full -> Init (InactivityTimer)|Loading -> Full (LoadingDone)]] on {lnx_if}"),
+    *_t("routing", "linux", "train", "bird",
+        "{bird_bgp}: Error: Hold timer expired",
+        "{bird_ospf}: Adjacency to {ip} on {lnx_if} [[lost|established]]"),
+    *_t("anomaly", "linux", "train", "kernel",
+        "{lnx_if}: {small}{small} output errors, {count} packets dropped (tx ring full)",
+        "EDAC MC{small}: {small} UE memory read error on CPU_SrcID#1_MC#0_Chan#0_DIMM#1"),
+    *_t("anomaly", "windows", "train", "Microsoft-Windows-Kernel-Power",
+        "137: The system firmware has changed the processor's maximum frequency due to a thermal event."),
+    *_t("auth", "windows", "train", "Microsoft-Windows-Security-Auditing",
+        "6273: Network Policy Server denied access to a user. User: Account Name: CORP\\{user} Calling Station Identifier: {mac_dash} Reason: Authentication failed due to a user credentials mismatch."),
     # ---------------------------------------------------------------- holdout vendors
     # Vendors whose templates are all in the holdout split: no training or eval template uses their
     # syntax, so the holdout split measures what a new vendor does to the classifier. Written
@@ -978,6 +1091,9 @@ FILLERS = {
     "sp_if": lambda r: f"Port{r.randint(1, 8)}",
     "f5_if": lambda r: f"{r.randint(1, 2)}.{r.randint(1, 8)}",
     "fi_if": lambda r: f"{r.randint(1, 4)}/{r.randint(1, 2)}/{r.randint(1, 48)}",
+    "sb_if": lambda r: f"{r.choice(('gi', 'te', 'fa'))}1/0/{r.randint(1, 52)}",
+    "wg_if": lambda r: r.choice(("External", "Trusted", "Optional-1", "eth0", "eth1", "eth3")),
+    "swp": lambda r: f"swp{r.randint(1, 54)}",
 }
 
 SLOT = re.compile(r"\{(\w+)\}")
@@ -1059,8 +1175,17 @@ def _tagged(t: Template, b: str, r: random.Random, host: str) -> str:
     return f"{stamp} {host} {tag} {b}"
 
 
+def _plain(t: Template, b: str, r: random.Random, host: str) -> str:
+    """Stamp and sender, no program tag (the vendor's own tag is in the message)."""
+    return f"{r.choice(('', _pri(r)))}{_stamp_bsd(r) if r.random() < 0.7 else _stamp_iso(r)} {host} {b}"
+
+
 # Headers of the vendors that only the training split (or only the holdout split) uses.
 EXTRA_HEADERS = {
+    **{v: _plain for v in ("ciscosb", "omniswitch", "wlc", "watchguard", "zyxel", "bmc")},
+    "ubiquiti": _tagged,
+    "checkpoint": lambda t, b, r, host: f"{_stamp_bsd(r)} {host} CheckPoint {r.randint(100, 65000)} - [{b}]",
+    "esxi": lambda t, b, r, host: f"{_stamp_iso(r)} {host} {t.program}: {b}",
     "bsd": _tagged,
     # BIG-IP writes the level before the program tag.
     "f5": lambda t, b, r, host: (f"{_stamp_bsd(r)} {host} {r.choice(('err', 'notice', 'info', 'warning', 'crit'))} "
