@@ -110,7 +110,6 @@ NAME_RULES = [
     {
         "rule": f"self.metadata.name.size() <= {MAX_NAME_LENGTH}",
         "message": f"metadata.name must be at most {MAX_NAME_LENGTH} characters (the trainer Job is named <name>-trainer)",
-        "fieldPath": ".metadata.name",
         "reason": "FieldValueInvalid",
     },
 ]

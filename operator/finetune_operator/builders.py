@@ -216,7 +216,8 @@ def parse_spec(ftj: dict[str, Any]) -> FineTuneJobSpec:
         raise InvalidSpec(f"invalid spec: metadata.name must be at most {MAX_NAME_LENGTH} characters "
                           f"(the trainer Job is named <name>-trainer); {name!r} has {len(name)}")
     try:
-        spec = FineTuneJobSpec.model_validate(ftj.get("spec") or {})
+        # strict, as the API server is: "yes" is not a boolean, "2" not an integer
+        spec = FineTuneJobSpec.model_validate_json(json.dumps(ftj.get("spec") or {}), strict=True)
     except pydantic.ValidationError as e:
         errors = "; ".join(f"spec.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" if err["loc"] else err["msg"]
                            for err in e.errors())

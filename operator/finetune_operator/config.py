@@ -51,7 +51,7 @@ class OperatorConfig:
     """Holder identity in the Lease; defaults to the pod name (HOSTNAME) plus the process id."""
     status_patch: bool = True
     """Let the trainer patch its own ``status.progress`` (a per-job ServiceAccount bound to ``trainer_cluster_role``)."""
-    trainer_cluster_role: str = "finetune-trainer"
+    trainer_cluster_role: str = "finetune-operator-trainer"
     """The ClusterRole each trainer ServiceAccount is bound to (in its namespace): patch on finetunejobs/status
     only. The chart creates it; the operator never creates Roles, so it cannot grant anything else."""
     status_patch_interval_seconds: float = 10.0
@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status-patch", dest="status_patch", action=argparse.BooleanOptionalAction,
                    default=_env_bool("STATUS_PATCH", True),
                    help="give each trainer a ServiceAccount allowed to patch its own FineTuneJob status")
-    p.add_argument("--trainer-cluster-role", default=_env("TRAINER_CLUSTER_ROLE", "finetune-trainer"),
+    p.add_argument("--trainer-cluster-role", default=_env("TRAINER_CLUSTER_ROLE", "finetune-operator-trainer"),
                    help="ClusterRole bound to each trainer's ServiceAccount (patch on finetunejobs/status)")
     p.add_argument("--status-patch-interval", type=float, default=float(_env("STATUS_PATCH_INTERVAL", "10")))
     p.add_argument("--image-pull-grace", type=float, default=float(_env("IMAGE_PULL_GRACE", "300")))

@@ -15,6 +15,7 @@ import os
 import ssl
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -67,15 +68,22 @@ def ssl_context(info: Any) -> ssl.SSLContext | bool:
 class KubeClient:
     """``await client.get('/api/v1/namespaces/ns/pods/x')`` etc. Raises ApiError on HTTP errors."""
 
-    def __init__(self, info: Any, *, on_request: Any = None, limit: int = 50):
+    def __init__(self, info: Any, *, limit: int = 50, on_request: Callable[[str], None] | None = None):
         self.info = info
         self.server = str(info.server).rstrip("/")
         self._session: aiohttp.ClientSession | None = None
         self._ssl = ssl_context(info)
         self._token = info.token
         self._token_read = time.monotonic()
-        self._on_request = on_request
         self._limit = limit
+        self._trace: list[aiohttp.TraceConfig] = []
+        if on_request is not None:  # aiohttp's public request tracing: on_request(method) per request sent
+            trace = aiohttp.TraceConfig()
+
+            async def count(session: Any, context: Any, params: aiohttp.TraceRequestStartParams) -> None:
+                on_request(params.method.upper())
+            trace.on_request_start.append(count)
+            self._trace.append(trace)
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json", "User-Agent": "finetune-operator"}
@@ -95,7 +103,7 @@ class KubeClient:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(ssl=self._ssl, limit=self._limit),
-                timeout=aiohttp.ClientTimeout(total=30),
+                timeout=aiohttp.ClientTimeout(total=30), trace_configs=self._trace,
             )
         return self._session
 
@@ -111,8 +119,6 @@ class KubeClient:
         if body is not None:
             headers["Content-Type"] = content_type
             data = json.dumps(body)
-        if self._on_request is not None:
-            self._on_request(method, path)
         for attempt in range(4):
             try:
                 async with session.request(method, self.server + path, data=data, headers=headers,
@@ -145,24 +151,6 @@ class KubeClient:
 
     async def delete(self, path: str, body: Any = None) -> Any:
         return await self.request("DELETE", path, body)
-
-
-def install_request_counter(callback: Any) -> None:
-    """Count every HTTP request of this process's aiohttp sessions (kopf's watches and patches
-    included): ``callback(method)`` per request. Feeds finetune_operator_api_requests_total."""
-    if getattr(aiohttp.ClientSession._request, "_finetune_counted", False):
-        return
-    original = aiohttp.ClientSession._request
-
-    async def counted(self: aiohttp.ClientSession, method: str, *args: Any, **kwargs: Any) -> Any:
-        try:
-            callback(method.upper())
-        except Exception:  # noqa: BLE001
-            pass
-        return await original(self, method, *args, **kwargs)
-
-    counted._finetune_counted = True  # type: ignore[attr-defined]
-    aiohttp.ClientSession._request = counted  # type: ignore[method-assign]
 
 
 # --- paths ------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import kopf
 from . import config as config_mod
 from . import handlers, metrics
 from .health import HealthServer
-from .kube import KubeClient, install_request_counter
+from .kube import KubeClient
 from .leader import LeaderElector
 from .reconciler import Reconciler
 
@@ -105,8 +105,7 @@ async def run(cfg: config_mod.OperatorConfig) -> int:
     global _CFG
     _CFG = cfg
     info = connection_info(cfg)
-    install_request_counter(lambda method: metrics.API_REQUESTS.labels(method=method).inc())
-    client = KubeClient(info)
+    client = KubeClient(info, on_request=lambda method: metrics.API_REQUESTS.labels(method=method).inc())
     metrics.serve(cfg.metrics_port)
     stop = asyncio.Event()
     ready = asyncio.Event()

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import logging
 import time
@@ -40,7 +41,7 @@ logger = logging.getLogger("finetune_operator")
 Key = tuple[str, str]  # (namespace, FineTuneJob name)
 STATUS_DELAY = 0.3  # coalesce bursts of Job/Pod events into one status computation
 BUSY_STATUS_DELAY = 1.0  # while children are being created, non-final status writes wait
-BLOCKED_RETRY = 30.0  # a namespace not opted in, or over quota: try the children again this often
+BLOCKED_RETRY = 10.0  # a namespace not opted in, or over quota: try the children again this often
 JOB_EXPECTED_FOR = 120.0  # a created Job not seen in the view after this long is looked at as missing
 PREREQUISITES_CHECK = 30.0  # re-create a deleted ConfigMap/ServiceAccount/RoleBinding at most this often
 POD_EXPECTED_WITHIN = 20.0  # a Job without a pod after this long may be missing its prerequisites
@@ -89,9 +90,10 @@ class Reconciler:
         self.client = client
         self.views = Views()
         self.queue: WorkQueue[Key] = WorkQueue(self._process, self._count_failure)
-        self.phases = metrics.PhaseTracker()
+        self.job_metrics = metrics.JobMetrics()
         self.last_written: dict[Key, dict[str, Any]] = {}
         self.last_write_at: dict[Key, float] = {}
+        self.unseen_writes: set[Key] = set()  # written here, not yet delivered back by the watch
         self.expected_jobs: dict[Key, tuple[str, float]] = {}  # created, not yet in the view: (ftj uid, when)
         self.blocked: dict[Key, status_mod.ChildrenBlocked] = {}
         self.prerequisites_checked: dict[Key, float] = {}
@@ -106,7 +108,8 @@ class Reconciler:
         for state in (self.last_written, self.last_write_at, self.expected_jobs, self.blocked,
                       self.prerequisites_checked):
             state.pop(key, None)  # type: ignore[attr-defined]
-        self.phases.forget(key)
+        self.unseen_writes.discard(key)
+        self.job_metrics.forget(key)
         self.queue.forget(key)
 
     async def _process(self, key: Key) -> None:
@@ -148,14 +151,13 @@ class Reconciler:
         pod = status_mod.latest_pod(self.views.pods_of(key, job["metadata"]["uid"])) if job else None
 
         stored = ftj.get("status") or {}
-        baseline = self.last_written.get(key)
-        if baseline is None or status_mod.owned_part(stored) != baseline:
-            baseline = status_mod.owned_part(stored)  # never written here, or changed by someone else
+        baseline = self._baseline(key, stored)
         view = {**ftj, "status": {**stored, **baseline}}
         result = status_mod.compute(view, job, pod, job_expected=expected is not None,
                                     image_pull_grace_seconds=self.cfg.image_pull_grace_seconds,
                                     blocked=self.blocked.get(key))
-        self.phases.set(key, result.status.get("phase"))
+        self.job_metrics.set(key, {**stored, **result.status}, int(((ftj.get("spec") or {}).get("resources") or {})
+                                                               .get("gpus", 1)), dt.datetime.now(dt.timezone.utc))
         if not await self._write_status(key, ftj, baseline, result):
             return
         final = status_mod.is_final(result.status.get("phase"))
@@ -163,11 +165,22 @@ class Reconciler:
             await self._converge_job(ftj, job, final, result.suspend_job)
             if not final and self._prerequisites_due(key, job, pod):
                 await self.ensure_prerequisites(ftj)
+            if not final and pod is None and not (job.get("spec") or {}).get("suspend"):
+                self.enqueue(key, POD_EXPECTED_WITHIN)  # no event may come: look again for lost prerequisites
         blocked = self.blocked.get(key)
         if blocked is not None and not blocked.final and job is None:
             self.enqueue(key, BLOCKED_RETRY)
         if result.requeue_after:
             self.enqueue(key, result.requeue_after)
+
+    def _baseline(self, key: Key, stored: dict[str, Any]) -> dict[str, Any]:
+        """The status to diff against: what this process wrote last, until the watch shows it;
+        after that what is stored, so a change someone else made is seen (and corrected)."""
+        written, owned = self.last_written.get(key), status_mod.owned_part(stored)
+        if written is None or owned == written:
+            self.unseen_writes.discard(key)
+            return owned
+        return written if key in self.unseen_writes else owned
 
     async def _write_status(self, key: Key, ftj: dict[str, Any], baseline: dict[str, Any],
                             result: status_mod.Result) -> bool:
@@ -192,6 +205,7 @@ class Reconciler:
         metrics.STATUS_WRITES.inc()
         self.last_written[key] = result.status
         self.last_write_at[key] = time.monotonic()
+        self.unseen_writes.add(key)
         meta = ftj["metadata"]
         if result.event:
             etype, reason, message = result.event

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from operator_helpers import Ftj, make_namespace, minimal_ftj, provision_claims, sim
+from operator_helpers import Ftj, make_namespace, minimal_ftj, provision_claims, sim, summary_json
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -18,17 +18,22 @@ def phase(ftjs: Ftj, name: str) -> str | None:
     return ftjs.status(name).get("phase")
 
 
-def test_sigkill_mid_run_and_restart(ftjs: Ftj, namespace: str, start_operator: Any, wait_for: Any) -> None:
+def test_a_run_that_finishes_while_the_operator_is_down_ends_succeeded_after_restart(
+        ftjs: Ftj, namespace: str, start_operator: Any, wait_for: Any) -> None:
     op = start_operator(namespace)
-    ftjs.create(minimal_ftj("survivor", podAnnotations=sim(duration="6s")))
+    ftjs.create(minimal_ftj("survivor", podAnnotations=sim(duration="6s", termination_message=summary_json(
+        outcome="succeeded", metrics={"evalLoss": 0.75}))))
     wait_for(lambda: phase(ftjs, "survivor") == "Running", timeout=60, namespace=namespace)
     op.kill()
     # while the operator is down: the run finishes, and a new FineTuneJob arrives
-    ftjs.create(minimal_ftj("while-down", podAnnotations=sim(duration="1s")))
-    time.sleep(7)
-    assert phase(ftjs, "while-down") is None
+    ftjs.create(minimal_ftj("while-down"))
+    wait_for(lambda: any(c.type == "Complete" and c.status == "True"
+                         for j in ftjs.jobs("survivor") for c in j.status.conditions or []),
+             timeout=60, namespace=namespace, description="survivor's Job completes with no operator running")
+    assert phase(ftjs, "survivor") == "Running"  # nobody has reported it yet
     start_operator(namespace)
     wait_for(lambda: phase(ftjs, "survivor") == "Succeeded", timeout=60, namespace=namespace)
+    assert ftjs.status("survivor")["metrics"] == {"evalLoss": 0.75}
     wait_for(lambda: phase(ftjs, "while-down") == "Succeeded", timeout=60, namespace=namespace)
     assert len(ftjs.jobs("survivor")) == 1 and len(ftjs.jobs("while-down")) == 1
 

@@ -40,7 +40,7 @@ def test_children_names_labels_and_owner(ftj, cfg):
 def test_the_trainer_is_bound_to_the_fixed_cluster_role_only(ftj, cfg):
     binding = build(ftj, cfg)["RoleBinding"]
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                                  "name": "finetune-trainer"}
+                                  "name": "finetune-operator-trainer"}
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "demo-trainer", "namespace": "team-a"}]
     assert "Role" not in build(ftj, cfg)
 
