@@ -8,17 +8,13 @@ the Deployment's rollout (generation, ReplicaSets), not on a running operator.
 from __future__ import annotations
 
 import json
-import sys
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "unit" / "chart"))
-from chart_helpers import CHART, render, rules_file, run_helm  # noqa: E402
+from chart_helpers import CHART, operator_rules, render, run_helm
 
 CRD_NAME = "finetunejobs.finetune.dev"
 
@@ -33,6 +29,9 @@ def server_dry_run(kubectl, objects: list[dict[str, Any]]) -> str:
 VALUE_SETS = {
     "defaults": {},
     "namespaced": "namespaced",  # filled in with the test namespace
+    "cluster-wide": {"watch": {"clusterWide": True}},
+    "selector-expressions": {"watch": {"namespaceSelector": {"matchExpressions": [
+        {"key": "tier", "operator": "In", "values": ["ml"]}, {"key": "frozen", "operator": "DoesNotExist"}]}}},
     "ha-no-metrics": {"replicas": 3, "metrics": {"enabled": False}, "extraArgs": ["--log-level=DEBUG"]},
 }
 
@@ -44,7 +43,8 @@ def test_every_rendered_object_passes_server_side_dry_run(case, cluster, kubectl
         values = {"watch": {"namespaces": [namespace]}}
     objects = render(values, release="dry", namespace=namespace, include_crds=True)
     kinds = {o["kind"] for o in objects}
-    assert {"CustomResourceDefinition", "Deployment", "ServiceAccount"} <= kinds
+    assert {"CustomResourceDefinition", "Deployment", "ServiceAccount", "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding"} <= kinds
     out = server_dry_run(kubectl, objects)
     for obj in objects:
         assert f"{obj['kind'].lower()}" in out.lower()
@@ -121,9 +121,10 @@ def test_helm_install_upgrade_uninstall(cluster, kubectl, namespace, wait_for):
 def _install_upgrade_uninstall(release: Release, kubectl, namespace: str, wait_for) -> None:
     name, full = release.name, release.fullname
 
-    # install: cluster-wide
+    # install: defaults (namespaces opted in by label)
     out = release.helm("install", name, str(CHART)).stdout
     assert "STATUS: deployed" in out and "get ftj -w" in out
+    assert "kubectl label namespace team-a finetune.dev/enabled=true" in out
     crd = get(kubectl, "crd", CRD_NAME)
     assert crd is not None, "helm install did not install the CRD from crds/"
     deployment = get(kubectl, "deployment", full, namespace)
@@ -141,10 +142,21 @@ def _install_upgrade_uninstall(release: Release, kubectl, namespace: str, wait_f
     assert get(kubectl, "service", f"{full}-metrics", namespace) is not None
     cluster_role = get(kubectl, "clusterrole", full)
     lease_role = get(kubectl, "role", f"{full}-leader-election", namespace)
-    assert cluster_role["rules"] == _server_form([r for r in rules_file() if not _is_lease(r)])
-    assert lease_role["rules"] == _server_form([r for r in rules_file() if _is_lease(r)])
+    rules = operator_rules(f"{full}-trainer")
+    assert cluster_role["rules"] == _server_form([r for r in rules if not _is_lease(r)])
+    assert lease_role["rules"] == _server_form([r for r in rules if _is_lease(r)])
     binding = get(kubectl, "clusterrolebinding", full)
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": full, "namespace": namespace}]
+    assert get(kubectl, "clusterrole", f"{full}-trainer")["rules"] == [
+        {"apiGroups": ["finetune.dev"], "resources": ["finetunejobs/status"], "verbs": ["patch"]}]
+    assert env_of(deployment)["FINETUNE_OPERATOR_TRAINER_CLUSTER_ROLE"] == f"{full}-trainer"
+    policies = _policies(kubectl, name)
+    assert set(policies) == {f"{full}-{p}" for p in POLICIES}
+    for policy in policies.values():  # the server compiled every CEL expression without a warning
+        assert not policy.get("status", {}).get("typeChecking", {}).get("expressionWarnings"), policy["status"]
+    opt_in = get(kubectl, "validatingadmissionpolicybinding", f"{full}-operator-opt-in-0")
+    assert opt_in["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"][0] == {
+        "key": "finetune.dev/enabled", "operator": "NotIn", "values": ["true"]}
     # The controller-manager picks the Deployment up (a ReplicaSet); no image is pulled here.
     wait_for(lambda: (get(kubectl, "deployment", full, namespace) or {}).get("status", {}).get("observedGeneration") == 1,
              description="deployment observed", namespace=namespace, objects=("deployments", "replicasets"))
@@ -167,7 +179,10 @@ def _install_upgrade_uninstall(release: Release, kubectl, namespace: str, wait_f
     # RBAC moved from the ClusterRole to a Role in the watched namespace.
     assert get(kubectl, "clusterrole", full) is None and get(kubectl, "clusterrolebinding", full) is None
     role = get(kubectl, "role", full, namespace)
-    assert role["rules"] == _server_form([r for r in rules_file() if not _is_lease(r)])
+    assert role["rules"] == _server_form([r for r in rules if not _is_lease(r)])
+    opt_in = get(kubectl, "validatingadmissionpolicybinding", f"{full}-operator-opt-in-0")
+    assert opt_in["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"][0] == {
+        "key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": [namespace]}
     assert get(kubectl, "role", f"{full}-leader-election", namespace) is not None
     assert get(kubectl, "rolebinding", full, namespace)["roleRef"]["name"] == full
     # The new pod template starts a rollout: a second ReplicaSet.
@@ -183,10 +198,21 @@ def _install_upgrade_uninstall(release: Release, kubectl, namespace: str, wait_f
     for kind, obj_name, ns in [("deployment", full, namespace), ("serviceaccount", full, namespace),
                                ("service", f"{full}-metrics", namespace), ("role", full, namespace),
                                ("rolebinding", full, namespace), ("role", f"{full}-leader-election", namespace),
-                               ("clusterrole", full, None)]:
+                               ("clusterrole", full, None), ("clusterrole", f"{full}-trainer", None),
+                               ("clusterrole", f"{full}-edit", None), ("clusterrole", f"{full}-view", None)]:
         assert get(kubectl, kind, obj_name, ns) is None, f"{kind}/{obj_name} survived helm uninstall"
+    assert _policies(kubectl, name) == {}
     assert get(kubectl, "crd", CRD_NAME) is not None
     assert release.helm("status", name, check=False).returncode != 0
+
+
+POLICIES = ["operator-protected-namespaces", "operator-opt-in", "operator-output", "finetunejob-requester",
+            "status-integrity"]
+
+
+def _policies(kubectl, release: str) -> dict[str, dict[str, Any]]:
+    out = kubectl("get", "validatingadmissionpolicies", "-l", f"app.kubernetes.io/instance={release}", "-o", "json")
+    return {p["metadata"]["name"]: p for p in json.loads(out.stdout)["items"]}
 
 
 def _replicasets(kubectl, namespace: str, release: str) -> list[dict[str, Any]]:

@@ -19,6 +19,9 @@ RESTRICTED_CONTAINER = {
 }
 FULL = "ft-finetune-operator"
 OPERATOR_USER = f"system:serviceaccount:finetune-system:{FULL}"
+# The opt-in bindings leave the protected namespaces to their own policy (a clearer message).
+NOT_PROTECTED = {"key": "kubernetes.io/metadata.name", "operator": "NotIn",
+                 "values": ["kube-system", "kube-public", "kube-node-lease"]}
 POLICIES = ["operator-protected-namespaces", "operator-opt-in", "operator-output", "finetunejob-requester",
             "status-integrity"]
 
@@ -216,7 +219,7 @@ def test_default_opt_in_binding_selects_namespaces_without_the_label(default_obj
     (binding,) = _opt_in_bindings(default_objects)
     assert binding["spec"]["validationActions"] == ["Deny"]
     assert binding["spec"]["matchResources"]["namespaceSelector"] == {"matchExpressions": [
-        {"key": "finetune.dev/enabled", "operator": "NotIn", "values": ["true"]}]}
+        {"key": "finetune.dev/enabled", "operator": "NotIn", "values": ["true"]}, NOT_PROTECTED]}
     policy = one(default_objects, "ValidatingAdmissionPolicy", f"{FULL}-operator-opt-in")
     assert "labelled finetune.dev/enabled=true (watch.namespaceSelector)" in policy["spec"]["validations"][0]["messageExpression"]
 
@@ -229,7 +232,8 @@ def test_selector_requirements_are_negated_one_binding_each():
         {"key": "tier", "operator": "In", "values": ["gpu"]}, {"key": "env", "operator": "NotIn", "values": ["prod"]},
         {"key": "ml", "operator": "Exists"}, {"key": "frozen", "operator": "DoesNotExist"}]}}})
     selectors = [b["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"] for b in _opt_in_bindings(objects)]
-    assert selectors == [
+    assert all(s[1] == NOT_PROTECTED for s in selectors)
+    assert [s[:1] for s in selectors] == [
         [{"key": "team", "operator": "NotIn", "values": ["ml"]}],
         [{"key": "tier", "operator": "NotIn", "values": ["gpu"]}],
         [{"key": "env", "operator": "In", "values": ["prod"]}],
@@ -257,7 +261,7 @@ def test_namespaced_watch_gets_a_role_per_namespace_and_namespace_flags():
         r for r in expected if is_lease_rule(r)]
     (binding,) = _opt_in_bindings(objects)
     assert binding["spec"]["matchResources"]["namespaceSelector"] == {"matchExpressions": [
-        {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["team-a", "team-b"]}]}
+        {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["team-a", "team-b"]}, NOT_PROTECTED]}
     _, container = _container(objects)
     assert container["args"] == ["--namespace=team-a", "--namespace=team-b"]
     cfg = _operator_config(config, container, {"POD_NAMESPACE": "finetune-system"})
@@ -374,13 +378,16 @@ def test_schema_rejects_a_non_integer_replicas():
     (["--set", "replica=2"], "replica"),  # a typo: additionalProperties false
     (["--set", "watch.namespaces=team-a"], "namespaces"),  # a string, not a list
     (["--set-json", 'watch={"namespaces":["Not_A_Namespace"]}'], "namespaces"),
-    (["--set-json", 'watch={"namespaceSelector":{"matchExpressions":[{"key":"a","operator":"Maybe"}]}}'], "operator"),
+    (["--set-json", 'watch={"namespaceSelector":{"matchExpressions":[{"key":"a","operator":"Maybe"}]}}'],
+     "/watch/namespaceSelector/matchExpressions/0/operator"),
     (["--set-json", 'watch={"namespaceSelector":{"matchLabels":{"bad key!":"x"}}}'], "invalid propertyName 'bad key!'"),
-    (["--set", "watch.clusterWide=yes"], "clusterWide"),
-    (["--set-json", 'admissionPolicies={"images":{"allowed":["a\'b"]}}'], "allowed"),
-    (["--set-json", 'admissionPolicies={"priorityClasses":{"allowed":["Not A Class"]}}'], "allowed"),
-    (["--set-json", 'admissionPolicies={"tolerations":{"allowedKeys":["bad key!"]}}'], "allowedKeys"),
-    (["--set", "admissionPolicies.enabled=maybe"], "enabled"),
+    (["--set", "watch.clusterWide=yes"], "/watch/clusterWide"),
+    (["--set-json", 'admissionPolicies={"images":{"allowed":["a\'b"]}}'], "/admissionPolicies/images/allowed/0"),
+    (["--set-json", 'admissionPolicies={"priorityClasses":{"allowed":["Not A Class"]}}'],
+     "/admissionPolicies/priorityClasses/allowed/0"),
+    (["--set-json", 'admissionPolicies={"tolerations":{"allowedKeys":["bad key!"]}}'],
+     "/admissionPolicies/tolerations/allowedKeys/0"),
+    (["--set", "admissionPolicies.enabled=maybe"], "/admissionPolicies/enabled"),
     (["--set", "metrics.port=70000"], "port"),
     (["--set", "logging.format=xml"], "format"),
     (["--set", "trainer.pullPolicy=Sometimes"], "pullPolicy"),

@@ -1,0 +1,597 @@
+"""The chart's RBAC and ValidatingAdmissionPolicies against a real API server: each watch mode is
+`helm install`ed, then real requests are sent as the operator (its ServiceAccount's TokenRequest
+token), as tenants, as a trainer ServiceAccount and as a cluster admin (impersonation), and the
+answers checked, messages included.
+
+The policies are cluster-wide objects that apply to every requester, so one release at a time is
+installed (a class-scoped fixture) and uninstalled before the next class starts.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from chart_helpers import CHART, run_helm
+from kubernetes import client, config
+
+from finetune_devcluster.accounts import service_account_kubeconfig
+
+PROTECTED = ("kube-system", "kube-public", "kube-node-lease")
+OPT_IN_LABEL = "finetune.dev/enabled"
+
+
+@dataclass
+class Release:
+    """A helm release and the namespaces its tests use: `team` (opted in) and `other` (not)."""
+
+    name: str
+    namespace: str
+    team: str
+    other: str
+    kubectl_bin: str
+    admin_kubeconfig: str
+    operator_kubeconfig: Path
+    admin_api: client.ApiClient
+    tmp: Path
+    clients: list[client.ApiClient] = field(default_factory=list)
+
+    def api_client(self, kubeconfig: Path) -> client.ApiClient:
+        """A Python API client authenticated by that kubeconfig (closed with the release)."""
+        api = config.new_client_from_config(str(kubeconfig))
+        self.clients.append(api)
+        return api
+
+    @property
+    def fullname(self) -> str:
+        return f"{self.name}-finetune-operator"
+
+    @property
+    def operator_user(self) -> str:
+        return f"system:serviceaccount:{self.namespace}:{self.fullname}"
+
+    def run(self, kubeconfig: str | Path, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([self.kubectl_bin, f"--kubeconfig={kubeconfig}", *args], input=input,
+                              capture_output=True, text=True, timeout=60)
+
+    def as_admin(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return self.run(self.admin_kubeconfig, *args, input=input)
+
+    def as_user(self, user: str, *args: str, input: str | None = None,
+                groups: tuple[str, ...] = ("system:authenticated",)) -> subprocess.CompletedProcess[str]:
+        return self.as_admin(f"--as={user}", *[f"--as-group={g}" for g in groups], *args, input=input)
+
+    def as_operator(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        """With the operator ServiceAccount's own (TokenRequest) token, not impersonation."""
+        return self.run(self.operator_kubeconfig, *args, input=input)
+
+
+def create(run, namespace: str, obj: dict[str, Any], *extra: str) -> subprocess.CompletedProcess[str]:
+    return run("create", "-n", namespace, "-f", "-", *extra, input=json.dumps(obj))
+
+
+def allowed(result: subprocess.CompletedProcess[str]) -> None:
+    assert result.returncode == 0, f"refused:\n{result.stderr}"
+
+
+def refused(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
+    """Assert a 403 whose message contains every fragment; returns the message."""
+    assert result.returncode != 0, f"accepted, should have been refused:\n{result.stdout}"
+    assert "Forbidden" in result.stderr or "forbidden" in result.stderr, result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr, f"{fragment!r} not in:\n{result.stderr}"
+    return result.stderr
+
+
+def patch_status(api: client.ApiClient, namespace: str, name: str, status: dict[str, Any]) -> str | None:
+    """A JSON merge patch of a FineTuneJob's status subresource, sent as the operator and the trainer
+    send it (no GET first: neither may read it). None when accepted, else the server's 403 message."""
+    request = api.param_serialize(
+        "PATCH", f"/apis/finetune.dev/v1alpha1/namespaces/{namespace}/finetunejobs/{name}/status",
+        header_params={"Content-Type": "application/merge-patch+json", "Accept": "application/json"},
+        body={"status": status}, auth_settings=["BearerToken"])
+    response = api.call_api(*request)
+    response.read()
+    if response.status == 200:
+        return None
+    assert response.status == 403, response.data
+    return json.loads(response.data)["message"]
+
+
+def can_i_rows(listing: str) -> dict[str, str]:
+    """`kubectl auth can-i --list` output: {resource: its line} (non-resource URL lines left out)."""
+    return {line.split()[0]: line for line in listing.splitlines()[1:] if line.strip() and not line.startswith(" ")}
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:5]}"
+
+
+# --- objects -------------------------------------------------------------------------------------
+
+
+def ftj(name: str, **spec: Any) -> dict[str, Any]:
+    body = {"apiVersion": "finetune.dev/v1alpha1", "kind": "FineTuneJob", "metadata": {"name": name},
+            "spec": {"model": {"source": "builtin:smollm2-135m-instruct"},
+                     "dataset": {"source": "pvc://data/train.jsonl"}, "output": {"pvc": "artifacts"}}}
+    body["spec"].update(spec)
+    return body
+
+
+def trainer_job(name: str, **pod: Any) -> dict[str, Any]:
+    """A Job shaped like the operator's trainer Job `<name>`: its own ServiceAccount, configMap,
+    emptyDir and PVC volumes only (suspended: no pods are needed)."""
+    pod_spec = {"serviceAccountName": name, "restartPolicy": "Never",
+                "containers": [{"name": "trainer", "image": "ghcr.io/finetune-operator/trainer:0.1.0"}],
+                "volumes": [{"name": "config", "configMap": {"name": name.removesuffix("-trainer") + "-config"}},
+                            {"name": "tmp", "emptyDir": {}},
+                            {"name": "output", "persistentVolumeClaim": {"claimName": "artifacts"}}]}
+    pod_spec.update(pod)
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+            "spec": {"suspend": True, "backoffLimit": 0, "template": {"spec": pod_spec}}}
+
+
+def rolebinding(name: str, role_kind: str, role: str, subjects: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role},
+            "subjects": subjects}
+
+
+def sa_subject(name: str, namespace: str) -> dict[str, str]:
+    return {"kind": "ServiceAccount", "name": name, "namespace": namespace}
+
+
+def pod(name: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}
+
+
+# --- installing a release ------------------------------------------------------------------------
+
+
+@contextmanager
+def install(cluster, kube_api: client.ApiClient, tmp: Path, values: Callable[[str], dict[str, Any]],
+            label_team: bool) -> Iterator[Release]:
+    """Create the namespaces, `helm install` with values(team namespace), yield the Release,
+    uninstall and delete the namespaces."""
+    core = client.CoreV1Api(kube_api)
+    suffix = uuid.uuid4().hex[:5]
+    release_ns, team, other = f"ftsys-{suffix}", f"team-{suffix}", f"other-{suffix}"
+    for ns, labels in ((release_ns, {}), (team, {OPT_IN_LABEL: "true"} if label_team else {}), (other, {})):
+        core.create_namespace({"metadata": {"name": ns, "labels": labels}})
+    name = f"p{suffix}"
+    kubeconfig = str(cluster.kubeconfig)
+    sets = [a for key, value in values(team).items() for a in ("--set-json", f"{key}={json.dumps(value)}")]
+    try:
+        run_helm("install", name, str(CHART), "--namespace", release_ns, "--kubeconfig", kubeconfig, *sets,
+                 timeout=180)
+        sa = f"{name}-finetune-operator"
+        operator_kc = service_account_kubeconfig(kube_api, cluster.kubeconfig, release_ns, sa, tmp / f"{sa}.kubeconfig")
+        release = Release(name, release_ns, team, other, str(cluster.control_plane.bin_dir / "kubectl"), kubeconfig,
+                          operator_kc, kube_api, tmp)
+        try:
+            yield release
+        finally:
+            for api in release.clients:
+                api.close()
+    finally:
+        run_helm("uninstall", name, "--namespace", release_ns, "--kubeconfig", kubeconfig, "--wait",
+                 "--ignore-not-found", check=False, timeout=180)
+        for ns in (release_ns, team, other):
+            core.delete_namespace(ns)
+
+
+def wait_enforced(probe, *fragments: str, timeout: float = 30.0) -> None:
+    """Policies and bindings take effect a moment after they are created: poll a dry-run request
+    that the policy refuses until it is refused."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if result.returncode != 0 and all(f in result.stderr for f in fragments):
+            return
+        assert time.monotonic() < deadline, f"policy not enforced after {timeout}s: {result.stdout}{result.stderr}"
+        time.sleep(0.3)
+
+
+def wait_policies(release: Release, opt_in: bool) -> None:
+    dry = "--dry-run=server"
+    wait_enforced(lambda: create(release.as_operator, "kube-system", trainer_job("probe-trainer"), dry),
+                  "never acts in")
+    if opt_in:
+        wait_enforced(lambda: create(release.as_operator, release.other, trainer_job("probe-trainer"), dry),
+                      "not opted in")
+    wait_enforced(lambda: create(release.as_operator, release.team, trainer_job("probe-trainer", hostNetwork=True),
+                                 dry), "hostNetwork")
+    wait_enforced(lambda: create(release.as_admin, release.team,
+                                 ftj("probe", scheduling={"priorityClassName": "system-node-critical"}), dry),
+                  "priorityClassName")
+    probe = unique("probe")
+    allowed(create(release.as_admin, release.team, ftj(probe)))
+    wait_enforced(lambda: release.as_admin("patch", "-n", release.team, "ftj", probe, "--subresource=status",
+                                           "--type=merge", "-p", '{"status":{"phase":"Failed"}}', dry),
+                  "may not write the status")
+
+
+# --- the default mode: namespaces opted in by label ----------------------------------------------
+
+SELECTOR_VALUES = {"admissionPolicies": {"enabled": True, "images": {"allowed": ["registry.example/ml/"]},
+                                         "priorityClasses": {"allowed": ["ml-batch"]},
+                                         "tolerations": {"allowedKeys": ["nvidia.com/gpu"]}}}
+
+
+@pytest.fixture(scope="class")
+def selector_release(cluster, kube_api, tmp_path_factory) -> Iterator[Release]:
+    with install(cluster, kube_api, tmp_path_factory.mktemp("selector"), lambda _: SELECTOR_VALUES,
+                 label_team=True) as release:
+        wait_policies(release, opt_in=True)
+        yield release
+
+
+@pytest.fixture(scope="class")
+def tenants(selector_release) -> dict[str, str]:
+    """alice: the built-in `edit` ClusterRole in the team namespace; bob: FineTuneJobs only
+    (the chart's `<fullname>-edit` ClusterRole), no Secrets, no pods."""
+    r = selector_release
+    alice, bob = unique("alice"), unique("bob")
+    allowed(r.as_admin("create", "rolebinding", "alice-edit", "-n", r.team, "--clusterrole=edit", f"--user={alice}"))
+    allowed(r.as_admin("create", "rolebinding", "bob-ftj", "-n", r.team, f"--clusterrole={r.fullname}-edit",
+                       f"--user={bob}"))
+    allowed(r.as_admin("create", "secret", "generic", "hub-token", "-n", r.team, "--from-literal=token=x"))
+    deadline = time.monotonic() + 30  # the aggregation controller fills `edit` shortly after install
+    while r.as_user(alice, "auth", "can-i", "create", "finetunejobs.finetune.dev", "-n", r.team).returncode != 0:
+        assert time.monotonic() < deadline, "edit never aggregated the FineTuneJob rules"
+        time.sleep(0.3)
+    return {"alice": alice, "bob": bob}
+
+
+class TestSelectorMode:
+    """Defaults (namespaces opted in by the label finetune.dev/enabled=true) with allowlists set."""
+
+    # --- the operator ----------------------------------------------------------------------------
+
+    def test_operator_creates_a_trainer_job_in_an_opted_in_namespace(self, selector_release):
+        r = selector_release
+        allowed(create(r.as_operator, r.team, trainer_job(unique("ok") + "-trainer")))
+        # The cleanup Job runs without a token, under the namespace's default ServiceAccount.
+        allowed(create(r.as_operator, r.team, trainer_job(unique("run") + "-cleanup", serviceAccountName="default",
+                                                           automountServiceAccountToken=False)))
+
+    @pytest.mark.parametrize("namespace", PROTECTED)
+    def test_operator_never_writes_in_protected_namespaces(self, selector_release, namespace):
+        r = selector_release
+        refused(create(r.as_operator, namespace, trainer_job("x-trainer")),
+                f"finetune-operator may not CREATE jobs in namespace {namespace}",
+                "it never acts in kube-system, kube-public, kube-node-lease")
+        refused(create(r.as_operator, namespace, {"apiVersion": "v1", "kind": "ConfigMap",
+                                                  "metadata": {"name": "x-config"}}),
+                f"may not CREATE configmaps in namespace {namespace}")
+
+    def test_operator_cannot_write_in_a_namespace_not_opted_in(self, selector_release):
+        r = selector_release
+        msg = refused(create(r.as_operator, r.other, trainer_job("x-trainer")),
+                      f"finetune-operator may not CREATE jobs in namespace {r.other}: the namespace is not opted in",
+                      "labelled finetune.dev/enabled=true (watch.namespaceSelector)")
+        assert "ValidatingAdmissionPolicy" in msg
+        refused(create(r.as_operator, r.other, {"apiVersion": "v1", "kind": "ServiceAccount",
+                                                "metadata": {"name": "x-trainer"}}), "not opted in")
+        # Labelling the namespace opts it in.
+        allowed(r.as_admin("label", "namespace", r.other, f"{OPT_IN_LABEL}=true"))
+        try:
+            deadline = time.monotonic() + 30
+            while create(r.as_operator, r.other, trainer_job("y-trainer"), "--dry-run=server").returncode != 0:
+                assert time.monotonic() < deadline, "labelled namespace still refused"
+                time.sleep(0.3)
+        finally:
+            r.as_admin("label", "namespace", r.other, f"{OPT_IN_LABEL}-")
+
+    @pytest.mark.parametrize("pod_fields, fragment", [
+        ({"serviceAccountName": "default"},
+         "spec.template.spec.serviceAccountName must be {job} (the run's own ServiceAccount) or "
+         "automountServiceAccountToken false, not default"),
+        ({"serviceAccountName": "ci-trainer"}, "not ci-trainer"),
+        ({"volumes": [{"name": "root", "hostPath": {"path": "/"}}]},
+         "volumes may be configMap, emptyDir or persistentVolumeClaim only; refused: root"),
+        ({"volumes": [{"name": "tok", "projected": {"sources": [{"serviceAccountToken": {"path": "t"}}]}}]},
+         "refused: tok"),
+        ({"hostNetwork": True}, "hostNetwork, hostPID and hostIPC must be false"),
+        ({"hostPID": True}, "hostNetwork, hostPID and hostIPC must be false"),
+        ({"containers": [{"name": "t", "image": "x", "securityContext": {"privileged": True}}]},
+         "containers may not be privileged nor add capabilities (t)"),
+        ({"initContainers": [{"name": "i", "image": "x", "securityContext": {"capabilities": {"add": ["SYS_ADMIN"]}}}]},
+         "may not be privileged nor add capabilities"),
+    ], ids=["default-sa", "foreign-sa", "hostpath", "projected-token", "hostnetwork", "hostpid", "privileged",
+            "init-capabilities"])
+    def test_operator_jobs_are_confined(self, selector_release, pod_fields, fragment):
+        r = selector_release
+        job = unique("bad") + "-trainer"
+        refused(create(r.as_operator, r.team, trainer_job(job, **pod_fields)), f"denied request: Job {job}: ",
+                fragment.format(job=job))
+
+    def test_operator_binds_only_the_trainer_role_to_the_runs_own_service_account(self, selector_release):
+        r = selector_release
+        trainer_role = f"{r.fullname}-trainer"
+        good = unique("run") + "-trainer"
+        allowed(create(r.as_operator, r.team, rolebinding(good, "ClusterRole", trainer_role, [sa_subject(good, r.team)])))
+        # The built-in powerful roles: RBAC's escalation check refuses (no bind, permissions not held).
+        for role in ("admin", "cluster-admin", "edit"):
+            refused(create(r.as_operator, r.team, rolebinding(unique("esc"), "ClusterRole", role,
+                                                              [sa_subject("default", r.team)])),
+                    "is attempting to grant RBAC permissions not currently held")
+        # A role whose permissions the operator holds passes RBAC; the policy still refuses it.
+        subset = unique("jobs-reader")
+        allowed(r.as_admin("create", "clusterrole", subset, "--verb=get", "--resource=jobs.batch"))
+        try:
+            name = unique("sub") + "-trainer"
+            refused(create(r.as_operator, r.team, rolebinding(name, "ClusterRole", subset, [sa_subject(name, r.team)])),
+                    f"RoleBinding {name}: roleRef must be ClusterRole {trainer_role}, not ClusterRole {subset}")
+        finally:
+            r.as_admin("delete", "clusterrole", subset)
+        # The trainer role, but for someone else.
+        name = unique("run") + "-trainer"
+        for subjects in ([sa_subject("ci-trainer", r.team)], [sa_subject(name, r.other)],
+                         [sa_subject(name, r.team), sa_subject("default", r.team)],
+                         [{"kind": "User", "name": name, "apiGroup": "rbac.authorization.k8s.io"}]):
+            refused(create(r.as_operator, r.team, rolebinding(name, "ClusterRole", trainer_role, subjects)),
+                    f"RoleBinding {name}: subjects must be exactly ServiceAccount {name} of namespace {r.team}")
+        # A namespaced Role within the operator's own permissions: RBAC lets it bind it, the policy not.
+        allowed(r.as_admin("create", "role", "status-patcher", "-n", r.team, "--verb=patch",
+                           "--resource=finetunejobs.finetune.dev/status"))
+        refused(create(r.as_operator, r.team, rolebinding(name, "Role", "status-patcher", [sa_subject(name, r.team)])),
+                f"roleRef must be ClusterRole {trainer_role}, not Role status-patcher")
+        # And the operator cannot create Roles at all.
+        refused(r.as_operator("create", "role", "-n", r.team, unique("r"), "--verb=get", "--resource=pods"),
+                'cannot create resource "roles"')
+
+    def test_operator_creates_pods_only_as_a_dry_run(self, selector_release):
+        r = selector_release
+        allowed(create(r.as_operator, r.team, pod(unique("dry")), "--dry-run=server"))
+        name = unique("real")
+        refused(create(r.as_operator, r.team, pod(name)),
+                f"Pod {name}: finetune-operator creates pods only as a server-side dry run (dryRun=All)")
+        assert r.as_admin("get", "pod", "-n", r.team, name).returncode != 0
+
+    def test_operator_holds_no_secret_access(self, selector_release):
+        r = selector_release
+        allowed(r.as_admin("create", "secret", "generic", "hf-token", "-n", r.team, "--from-literal=token=x"))
+        refused(r.as_operator("get", "secret", "hf-token", "-n", r.team), 'cannot get resource "secrets"')
+        refused(r.as_operator("get", "secrets", "-n", "kube-system"), 'cannot list resource "secrets"')
+        refused(r.as_operator("get", "secrets", "-A"), 'cannot list resource "secrets"')
+
+    def test_operator_can_i_list(self, selector_release):
+        """RBAC as `kubectl auth can-i --list` reports it (admission policies are not part of it)."""
+        r = selector_release
+        for ns in (r.team, "kube-system"):
+            out = r.as_operator("auth", "can-i", "--list", "-n", ns)
+            allowed(out)
+            print(f"\n$ kubectl auth can-i --list --as={r.operator_user} -n {ns}\n{out.stdout}")
+            rows = can_i_rows(out.stdout)
+            assert "[get list watch create patch delete]" in rows["jobs.batch"]
+            assert "[list watch create]" in rows["pods"]
+            assert f"[{r.fullname}-trainer]" in rows["clusterroles.rbac.authorization.k8s.io"]
+            assert "[bind]" in rows["clusterroles.rbac.authorization.k8s.io"]
+            assert "[get create]" in rows["rolebindings.rbac.authorization.k8s.io"]
+            for absent in ("secrets", "roles.rbac.authorization.k8s.io", "*.*"):
+                assert absent not in rows, f"{absent} granted:\n{out.stdout}"
+            assert "escalate" not in out.stdout and "impersonate" not in out.stdout
+            assert "leases.coordination.k8s.io" not in rows  # only in the release namespace
+        lease = r.as_operator("auth", "can-i", "--list", "-n", r.namespace)
+        assert "leases.coordination.k8s.io" in lease.stdout
+
+    # --- tenants ---------------------------------------------------------------------------------
+
+    def test_edit_user_can_use_finetunejobs_but_not_their_status(self, selector_release, tenants):
+        r, alice = selector_release, tenants["alice"]
+        name = unique("alice")
+        allowed(create(lambda *a, **k: r.as_user(alice, *a, **k), r.team, ftj(name)))
+        allowed(r.as_user(alice, "get", "ftj", name, "-n", r.team))
+        allowed(r.as_user(alice, "delete", "ftj", name, "-n", r.team))
+        assert r.as_user(alice, "auth", "can-i", "patch", "finetunejobs.finetune.dev", "--subresource=status",
+                         "-n", r.team).stdout.strip() == "no"
+        viewer = unique("carol")
+        allowed(r.as_admin("create", "rolebinding", unique("view"), "-n", r.team, "--clusterrole=view", f"--user={viewer}"))
+        deadline = time.monotonic() + 30
+        while r.as_user(viewer, "get", "ftj", "-n", r.team).returncode != 0:
+            assert time.monotonic() < deadline, "view never aggregated the FineTuneJob rules"
+            time.sleep(0.3)
+        refused(create(lambda *a, **k: r.as_user(viewer, *a, **k), r.team, ftj(unique("carol"))),
+                'cannot create resource "finetunejobs"')
+
+    def test_token_secret_only_for_requesters_who_may_read_it(self, selector_release, tenants):
+        r, alice, bob = selector_release, tenants["alice"], tenants["bob"]
+        with_token = {"source": "hf://org/model", "tokenSecretRef": {"name": "hub-token", "key": "token"}}
+        as_bob = lambda *a, **k: r.as_user(bob, *a, **k)  # noqa: E731
+        refused(create(as_bob, r.team, ftj(unique("bob"), model=with_token)),
+                f"spec.model.tokenSecretRef: {bob} may not get Secret hub-token in namespace {r.team}, "
+                "so may not hand it to a trainer")
+        allowed(create(lambda *a, **k: r.as_user(alice, *a, **k), r.team, ftj(unique("alice"), model=with_token)))
+        # Reading that one Secret is enough (RBAC by resourceName).
+        allowed(r.as_admin("create", "role", "read-hub-token", "-n", r.team, "--verb=get", "--resource=secrets",
+                           "--resource-name=hub-token"))
+        allowed(r.as_admin("create", "rolebinding", "bob-hub-token", "-n", r.team, "--role=read-hub-token",
+                           f"--user={bob}"))
+        allowed(create(as_bob, r.team, ftj(unique("bob"), model=with_token)))
+        other_secret = {**with_token, "tokenSecretRef": {"name": "ci-deploy-key"}}
+        refused(create(as_bob, r.team, ftj(unique("bob"), model=other_secret)), "may not get Secret ci-deploy-key")
+
+    @pytest.mark.parametrize("image, bob_allowed", [
+        ("ghcr.io/finetune-operator/trainer:0.2.0", True),  # the chart's trainer repository, any tag
+        ("ghcr.io/finetune-operator/trainer@sha256:" + "b" * 64, True),
+        ("registry.example/ml/trainer:1", True),  # the allowlisted prefix
+        ("registry.evil/x:1", False),
+        ("ghcr.io/finetune-operator/trainer-evil:1", False),  # not a tag of the allowed repository
+        ("registry.example/mlx/trainer:1", False),
+    ])
+    def test_custom_image_by_allowlist_or_pods_create(self, selector_release, tenants, image, bob_allowed):
+        r, alice, bob = selector_release, tenants["alice"], tenants["bob"]
+        result = create(lambda *a, **k: r.as_user(bob, *a, **k), r.team, ftj(unique("bob"), image=image))
+        if bob_allowed:
+            allowed(result)
+        else:
+            refused(result, f"spec.image: {image} is not among the allowed trainer images "
+                            "(ghcr.io/finetune-operator/trainer, registry.example/ml/; admissionPolicies.images.allowed) "
+                            f"and {bob} may not create pods in namespace {r.team}")
+        # alice may create pods (edit): any image.
+        allowed(create(lambda *a, **k: r.as_user(alice, *a, **k), r.team, ftj(unique("alice"), image=image)))
+
+    @pytest.mark.parametrize("who", ["bob", "admin"])
+    def test_priority_class_from_the_allowlist_only(self, selector_release, tenants, who):
+        r = selector_release
+        run = r.as_admin if who == "admin" else (lambda *a, **k: r.as_user(tenants["bob"], *a, **k))
+        refused(create(run, r.team, ftj(unique(who), scheduling={"priorityClassName": "system-node-critical"})),
+                "spec.scheduling.priorityClassName: system-node-critical is not allowed (allowed: ml-batch; "
+                "admissionPolicies.priorityClasses.allowed)")
+        allowed(create(run, r.team, ftj(unique(who), scheduling={"priorityClassName": "ml-batch"})))
+
+    @pytest.mark.parametrize("tolerations, fragment", [
+        ([{"operator": "Exists"}], 'key "" (every taint) is not allowed'),
+        ([{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"}],
+         "key node-role.kubernetes.io/control-plane is not allowed"),
+        ([{"key": "nvidia.com/gpu", "operator": "Exists"}, {"key": "spot", "operator": "Exists"}], "key spot is not"),
+        ([{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}], None),
+    ], ids=["everything", "control-plane", "one-of-two", "gpu"])
+    def test_tolerations_from_the_allowlist_only(self, selector_release, tenants, tolerations, fragment):
+        r = selector_release
+        result = create(lambda *a, **k: r.as_user(tenants["bob"], *a, **k), r.team,
+                        ftj(unique("bob"), scheduling={"tolerations": tolerations}))
+        if fragment is None:
+            allowed(result)
+        else:
+            refused(result, "spec.scheduling.tolerations: " + fragment,
+                    "(allowed keys: nvidia.com/gpu; admissionPolicies.tolerations.allowedKeys)")
+
+    # --- status integrity ------------------------------------------------------------------------
+
+    def test_trainer_reports_progress_of_its_own_run_only(self, selector_release):
+        r = selector_release
+        a, b = unique("a"), unique("b")
+        operator = r.api_client(r.operator_kubeconfig)
+        for name in (a, b):
+            allowed(create(r.as_admin, r.team, ftj(name)))
+            assert patch_status(operator, r.team, name, {"phase": "Running", "reason": "Running", "conditions": [
+                {"type": "Ready", "status": "False", "reason": "Running", "lastTransitionTime": "2025-01-01T00:00:00Z"}]}
+            ) is None
+        # As the operator does for each run: the ServiceAccount and its RoleBinding to the trainer role.
+        trainer = f"{a}-trainer"
+        allowed(create(r.as_operator, r.team, {"apiVersion": "v1", "kind": "ServiceAccount",
+                                               "metadata": {"name": trainer}, "automountServiceAccountToken": False}))
+        allowed(create(r.as_operator, r.team, rolebinding(trainer, "ClusterRole", f"{r.fullname}-trainer",
+                                                          [sa_subject(trainer, r.team)])))
+        user = f"system:serviceaccount:{r.team}:{trainer}"
+        as_trainer = r.api_client(service_account_kubeconfig(r.admin_api, Path(r.admin_kubeconfig), r.team, trainer,
+                                                             r.tmp / f"{trainer}.kubeconfig"))
+
+        progress = {"stage": "training", "step": 3, "totalSteps": 10, "percent": 30.0}
+        assert patch_status(as_trainer, r.team, a, {"progress": progress}) is None
+        status = json.loads(r.as_admin("get", "ftj", a, "-n", r.team, "-o", "json").stdout)["status"]
+        assert status["progress"]["step"] == 3 and status["phase"] == "Running"
+
+        for forged, field_name in [({"phase": "Failed"}, "phase"), ({"progress": progress, "metrics": {"evalLoss": 0.1}},
+                                                                     "metrics"),
+                                   ({"conditions": None}, "conditions"), ({"reason": "Forged"}, "reason")]:
+            assert patch_status(as_trainer, r.team, a, forged) == (
+                f"finetunejobs.finetune.dev \"{a}\" is forbidden: ValidatingAdmissionPolicy "
+                f"'{r.fullname}-status-integrity' with binding '{r.fullname}-status-integrity' denied request: "
+                f"status.{field_name} is written by finetune-operator only; a trainer may change status.progress only")
+        message = patch_status(as_trainer, r.team, b, {"progress": progress})
+        assert message and message.endswith(
+            f"{user} may not write the status of FineTuneJob {b}: only finetune-operator and the run's trainer "
+            f"(system:serviceaccount:{r.team}:{b}-trainer) may"), message
+        # Cluster admins included; the operator is the one writer of everything else.
+        for status_patch in ({"phase": "Succeeded"}, {"progress": progress}):
+            message = patch_status(r.admin_api, r.team, a, status_patch)
+            assert message and "may not write the status of FineTuneJob" in message, message
+        assert patch_status(operator, r.team, a, {"phase": "Succeeded", "reason": "Succeeded"}) is None
+        final = json.loads(r.as_admin("get", "ftj", a, "-n", r.team, "-o", "json").stdout)["status"]
+        assert (final["phase"], final["reason"], final["progress"]["step"]) == ("Succeeded", "Succeeded", 3)
+
+
+# --- watch.namespaces: a Role per listed namespace -----------------------------------------------
+
+
+@pytest.fixture(scope="class")
+def list_release(cluster, kube_api, tmp_path_factory) -> Iterator[Release]:
+    with install(cluster, kube_api, tmp_path_factory.mktemp("list"),
+                 lambda team: {"watch": {"namespaces": [team]}}, label_team=False) as release:
+        wait_enforced(lambda: create(release.as_operator, release.other, trainer_job("probe-trainer"),
+                                     "--dry-run=server"), "forbidden")
+        yield release
+
+
+class TestListedNamespaces:
+    def test_operator_acts_only_in_the_listed_namespace(self, list_release):
+        r = list_release
+        allowed(create(r.as_operator, r.team, trainer_job(unique("ok") + "-trainer")))
+        for ns in (r.other, "kube-system"):
+            refused(create(r.as_operator, ns, trainer_job("x-trainer")), 'cannot create resource "jobs"')
+            refused(r.as_operator("get", "jobs", "-n", ns), 'cannot list resource "jobs"')
+        refused(r.as_operator("get", "jobs", "-A"), "cannot list resource")
+        # Where it acts: no Secrets, no Roles, and only the trainer ClusterRole to bind.
+        refused(r.as_operator("get", "secrets", "-n", r.team), 'cannot list resource "secrets"')
+        refused(r.as_operator("create", "role", "-n", r.team, unique("r"), "--verb=get", "--resource=pods"),
+                'cannot create resource "roles"')
+        name = unique("run") + "-trainer"
+        refused(create(r.as_operator, r.team, rolebinding(name, "ClusterRole", "edit", [sa_subject(name, r.team)])),
+                "is attempting to grant RBAC permissions not currently held")
+        allowed(create(r.as_operator, r.team, rolebinding(name, "ClusterRole", f"{r.fullname}-trainer",
+                                                          [sa_subject(name, r.team)])))
+
+    def test_operator_can_i_list(self, list_release):
+        r = list_release
+        team = r.as_operator("auth", "can-i", "--list", "-n", r.team)
+        system = r.as_operator("auth", "can-i", "--list", "-n", "kube-system")
+        print(f"\n$ kubectl auth can-i --list --as={r.operator_user} -n {r.team}\n{team.stdout}"
+              f"\n$ kubectl auth can-i --list --as={r.operator_user} -n kube-system\n{system.stdout}")
+        rows = can_i_rows(team.stdout)
+        assert "jobs.batch" in rows and "secrets" not in rows and "roles.rbac.authorization.k8s.io" not in rows
+        assert f"[{r.fullname}-trainer]" in rows["clusterroles.rbac.authorization.k8s.io"]
+        assert "escalate" not in team.stdout
+        rows = can_i_rows(system.stdout)
+        assert not {"jobs.batch", "pods", "configmaps", "serviceaccounts", "rolebindings.rbac.authorization.k8s.io",
+                    "clusterroles.rbac.authorization.k8s.io"} & set(rows), system.stdout
+
+    def test_the_opt_in_policy_backs_rbac_up(self, list_release):
+        """Even if the operator were granted more RBAC by hand, it may not write outside the list."""
+        r = list_release
+        extra = unique("extra")
+        allowed(r.as_admin("create", "rolebinding", extra, "-n", r.other, "--clusterrole=edit",
+                           f"--serviceaccount={r.namespace}:{r.fullname}"))
+        deadline = time.monotonic() + 30
+        while True:
+            result = create(r.as_operator, r.other, trainer_job("x-trainer"))
+            if "cannot create resource" not in result.stderr:
+                break
+            assert time.monotonic() < deadline, result.stderr
+            time.sleep(0.3)
+        refused(result, f"finetune-operator may not CREATE jobs in namespace {r.other}: the namespace is not opted in",
+                f"listed in watch.namespaces ({r.team})")
+
+
+# --- watch.clusterWide ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="class")
+def wide_release(cluster, kube_api, tmp_path_factory) -> Iterator[Release]:
+    with install(cluster, kube_api, tmp_path_factory.mktemp("wide"),
+                 lambda _: {"watch": {"clusterWide": True}}, label_team=False) as release:
+        wait_enforced(lambda: create(release.as_operator, "kube-system", trainer_job("probe-trainer"),
+                                     "--dry-run=server"), "never acts in")
+        yield release
+
+
+class TestClusterWide:
+    def test_operator_acts_everywhere_but_protected_namespaces(self, wide_release):
+        r = wide_release
+        for ns in (r.team, r.other):
+            allowed(create(r.as_operator, ns, trainer_job(unique("ok") + "-trainer")))
+        for ns in PROTECTED:
+            refused(create(r.as_operator, ns, trainer_job("x-trainer")), "it never acts in")
+        # The output constraints hold in this mode too.
+        refused(create(r.as_operator, r.other, trainer_job("y-trainer", hostIPC=True)), "hostIPC")
