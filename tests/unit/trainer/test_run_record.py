@@ -85,3 +85,42 @@ def test_cleanup_of_its_own_directory_leaves_nothing(tmp_path):
     finished_result(out, "uid-1")
     assert runrecord.cleanup(out, "uid-1")["outcome"] == "removed"
     assert not out.exists()
+
+
+def test_the_cleanup_command_reports_one_json_line(tmp_path):
+    from finetune_trainer.cli import main
+
+    out = tmp_path / "out"
+    finished_result(out, "uid-1")
+    message = tmp_path / "termination-log"
+    assert main(["cleanup", "--output", str(out), "--run-id", "uid-2",
+                 "--termination-message-path", str(message)]) == 0
+    assert json.loads(message.read_text())["outcome"] == "kept" and out.exists()
+    assert main(["cleanup", "--output", str(out), "--run-id", "uid-1",
+                 "--termination-message-path", str(message)]) == 0
+    assert json.loads(message.read_text())["outcome"] == "removed" and not out.exists()
+
+
+def test_a_run_never_reports_or_overwrites_another_runs_result(tiny_model, tmp_path):
+    """The same output path for two FineTuneJobs (or one deleted and re-created): the second run
+    fails with OutputExists before loading anything, unless it asks to replace the first result."""
+    import helpers
+
+    data = helpers.write_jsonl(tmp_path / "train.jsonl", helpers.records("chat", 20))
+    quick = {"training": {"maxSteps": 1}, "evaluation": {"baseline": False, "sampleGenerations": 0}}
+    first = helpers.make_config(tiny_model, data, tmp_path / "shared", **quick,
+                                output={"dir": str(tmp_path / "shared"), "runId": "uid-1", "owner": "team-a/first"})
+    assert helpers.run_cli(first, tmp_path, "first.json").rc == 0
+    adapter = (tmp_path / "shared" / "adapter_model.safetensors").read_bytes()
+
+    second = helpers.make_config(tiny_model, data, tmp_path / "shared", **quick,
+                                 output={"dir": str(tmp_path / "shared"), "runId": "uid-2", "owner": "team-a/second"})
+    refused = helpers.run_cli(second, tmp_path, "second.json")
+    assert refused.rc == 6 and refused.summary["reason"] == "OutputExists"
+    assert "the result of run uid-1 (FineTuneJob team-a/first)" in refused.summary["message"]
+    assert (tmp_path / "shared" / "adapter_model.safetensors").read_bytes() == adapter
+
+    second["output"]["replace"] = True
+    replaced = helpers.run_cli(second, tmp_path, "second.json")
+    assert replaced.rc == 0 and "nothing was trained" not in (replaced.summary.get("message") or "")
+    assert runrecord.read(tmp_path / "shared")["runId"] == "uid-2"

@@ -247,7 +247,7 @@ def test_failure_before_publish_leaves_nothing_complete(tiny_model, tmp_path, mo
                                evaluation={"sampleGenerations": 0, "baseline": False})
     r2 = helpers.run_cli(cfg2, tmp_path, "c2.json")
     assert r2.rc == 1
-    assert sorted(p.name for p in r2.out.iterdir()) == ["checkpoints", "progress.json"]
+    assert sorted(p.name for p in r2.out.iterdir()) == ["_RUN", "checkpoints", "progress.json"]
 
     # The next attempt completes the first directory properly.
     monkeypatch.undo()
