@@ -284,7 +284,7 @@ def _pod_gone(pod: dict[str, Any] | None, job_reason: str) -> _Verdict:
         how = "was deleted (or evicted) before the trainer finished"
     return _Verdict(Phase.FAILED, FailureReason.POD_DELETED,
                     _short(f"{what} {how}; the Job does not retry it ({job_reason or 'failed'}): "
-                           "delete and re-create the FineTuneJob to run again (checkpoints are resumed)"))
+                           "re-create the FineTuneJob to run again (spec.suspend pauses a run without losing it)"))
 
 
 def _completed(job: dict[str, Any], pod: dict[str, Any] | None, now: dt.datetime) -> _Verdict:
