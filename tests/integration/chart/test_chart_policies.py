@@ -264,6 +264,28 @@ class TestSelectorMode:
         allowed(create(r.as_operator, r.team, trainer_job(unique("run") + "-cleanup", serviceAccountName="default",
                                                            automountServiceAccountToken=False)))
 
+    def test_the_operators_own_children_pass(self, selector_release):
+        """What operator/finetune_operator/builders.py makes for a run, created with the operator's
+        token in the order the operator creates it, is what these policies let through."""
+        from finetune_operator import builders, config
+        r = selector_release
+        name = unique("run")
+        created = create(r.as_admin, r.team, ftj(name, output={"pvc": "artifacts", "retention": "Delete"},
+                                                 resources={"gpus": 1}), "-o", "json")
+        allowed(created)
+        resource = json.loads(created.stdout)
+        cfg = config.from_args(["--all-namespaces", "--trainer-cluster-role", f"{r.fullname}-trainer"])
+        spec = builders.parse_spec(resource)
+        job = builders.job(resource, spec, cfg)
+        for obj in [*builders.pod_prerequisites(resource, spec, cfg), builders.role_binding(resource, cfg)]:
+            allowed(create(r.as_operator, r.team, obj))
+        allowed(create(r.as_operator, r.team, builders.dry_run_pod(job), "--dry-run=server"))
+        allowed(create(r.as_operator, r.team, job))
+        allowed(r.as_operator("patch", "job", job["metadata"]["name"], "-n", r.team, "--type=merge",
+                              "-p", '{"spec":{"suspend":true}}'))
+        allowed(create(r.as_operator, r.team, builders.cleanup_job(resource, spec, cfg)))
+        allowed(r.as_operator("delete", "job", job["metadata"]["name"], "-n", r.team))
+
     @pytest.mark.parametrize("namespace", PROTECTED)
     def test_operator_never_writes_in_protected_namespaces(self, selector_release, namespace):
         r = selector_release
