@@ -144,6 +144,26 @@ class PeftSpec(ApiModel):
         return self
 
 
+class KernelsSpec(ApiModel):
+    """Fast paths of the training step on CUDA GPUs. Each computes the same function as the plain
+    path (the loss curve of a seed stays within run-to-run noise); on a CPU they are not used.
+    Turn one off to rule it out when something looks wrong. Figures: docs/benchmarks.md."""
+
+    attention: Literal["auto", "varlen", "sdpa", "eager"] = "auto"
+    """Attention kernel of causal LMs. `varlen`: flash attention over each packed example on its own
+    (variable-length, no work spent on pairs of tokens from different examples); used for the
+    padding-free batches of `packing: true`, other batches go to `sdpa`. `sdpa`: PyTorch's
+    scaled_dot_product_attention, with a block-diagonal mask over the whole packed batch. `eager`: plain
+    matmuls (slow, for debugging). `auto`: `varlen` on a CUDA GPU whose PyTorch has the kernel, else `sdpa`."""
+    liger: bool = False
+    """Liger's Triton kernels for RMSNorm, rotary embeddings and SwiGLU (model families Liger supports,
+    e.g. Llama, Mistral, Qwen, Gemma) on CUDA GPUs. Off by default: no measurable gain on a QLoRA 8B step,
+    and with `attention: varlen` the run crashed (so with varlen they are not applied, and the log says so).
+    The LM head and loss are computed in chunks without materializing the logits either way (TRL's fused LM head)."""
+    compile: bool = False
+    """torch.compile the model. Off by default: no measurable gain on a QLoRA 8B step, 35 s more start-up."""
+
+
 class TrainingSpec(ApiModel):
     """Optimizer and schedule."""
 
@@ -158,9 +178,11 @@ class TrainingSpec(ApiModel):
     warmup_ratio: float = Field(default=0.03, ge=0.0, lt=1.0)
     """Fraction of the steps spent warming the learning rate up from 0."""
     batch_size: int = Field(default=4, ge=1, le=4096)
-    """Examples per device per forward pass."""
+    """Examples per GPU (per process) per forward pass."""
     gradient_accumulation_steps: int = Field(default=4, ge=1, le=4096)
-    """Forward passes per optimizer step: the effective batch is batchSize x gradientAccumulationSteps."""
+    """Forward passes per optimizer step. The global batch is batchSize x gradientAccumulationSteps x the number
+    of GPUs (`resources.gpus`: with more than one, the trainer runs one data-parallel process per GPU); it is
+    reported as `globalBatchSize` in status.metrics."""
     optimizer: Literal["paged_adamw_8bit", "adamw_8bit", "adamw_torch", "paged_adamw_32bit", "sgd"] = "paged_adamw_8bit"
     """Optimizer. The 8-bit and paged ones need bitsandbytes on a CUDA GPU; on a CPU the trainer falls back to `adamw_torch` and says so in its log and metrics."""
     weight_decay: float = Field(default=0.0, ge=0.0, le=1.0)
@@ -187,6 +209,8 @@ class TrainingSpec(ApiModel):
     """Stop when eval loss has not improved for this many evaluations."""
     dpo_beta: float = Field(default=0.1, gt=0, le=10)
     """DPO only: strength of the KL penalty that keeps the policy near the reference."""
+    kernels: KernelsSpec = Field(default_factory=KernelsSpec)
+    """Fast paths (attention kernel, Liger kernels, torch.compile) on CUDA GPUs."""
 
     @model_validator(mode="after")
     def _one_length(self) -> "TrainingSpec":

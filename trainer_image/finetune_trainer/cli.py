@@ -2,7 +2,6 @@
 
     finetune-train [train] --config /etc/finetune/config.json     (or FINETUNE_CONFIG)
     finetune-train evaluate --model SRC [--adapter DIR] --data FILE.jsonl [--format auto]
-    finetune-train cleanup --output DIR --run-id UID                (output.retention: Delete)
 
 Exit codes are ``finetune_api.protocol.ExitCode``; a TrainerSummary goes to the termination
 message path on success and on every failure.
@@ -16,11 +15,11 @@ import logging
 import os
 import sys
 import traceback
-from pathlib import Path
 
 from finetune_api.protocol import EXIT_CODE_REASONS, ExitCode, TrainerSummary
 from finetune_api.training import DatasetFormat
 
+from . import distributed
 from .config import DEFAULT_CONFIG_PATH, load_config
 from .errors import OOM_HINT, TrainerError, is_out_of_memory
 
@@ -32,7 +31,8 @@ def setup_logging() -> None:
     root = logging.getLogger("finetune_trainer")
     if not root.handlers:
         h = logging.StreamHandler(sys.stderr)
-        h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        where = f" [rank {distributed.rank()}]" if distributed.is_worker() else ""
+        h.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s{where} %(message)s"))
         root.addHandler(h)
     root.setLevel(logging.INFO)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -93,6 +93,10 @@ def cmd_train(args) -> int:
     try:
         config = load_config(config_path)
         termination = config.reporting.termination_message_path
+        if not distributed.is_worker() and (processes := distributed.processes_wanted()) > 1:
+            return run_workers(config, config_path, processes)
+        if distributed.is_worker():
+            distributed.setup_worker()
         log.info("config %s: method %s, model %s, data %s, output %s", config_path, config.method.value,
                  config.model.source, config.dataset.source, config.output.dir)
         reporter = make_reporter(config)
@@ -110,11 +114,27 @@ def cmd_train(args) -> int:
                 reporter.update(stage="failed", final=True)
             except Exception:
                 pass
-        write_termination(termination, summary)
+        if distributed.is_worker():
+            distributed.report_failure(summary, code)  # the launcher writes the termination message
+        else:
+            write_termination(termination, summary)
         return code
-    write_termination(termination, summary)
+    if distributed.is_main():
+        write_termination(termination, summary)
     log.info("done: %s", json.dumps(summary.metrics))
     return 0
+
+
+def run_workers(config, config_path: str, processes: int) -> int:
+    """Train with one process per GPU; on failure, the first failing worker's summary and exit code."""
+    from .pipeline import make_reporter
+
+    code, summary = distributed.launch(["--config", config_path], processes)
+    if summary is not None:
+        log.error("%s", summary.message)
+        make_reporter(config).restore().update(stage="failed", final=True)
+        write_termination(config.reporting.termination_message_path, summary)
+    return code
 
 
 def cmd_evaluate(args) -> int:
@@ -137,24 +157,6 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def cmd_cleanup(args) -> int:
-    """``output.retention: Delete``: remove what run ``--run-id`` wrote to ``--output`` (nothing when
-    the directory is another run's); one JSON line to stdout and the termination-message path."""
-    from . import runrecord
-
-    try:
-        result = runrecord.cleanup(args.output, args.run_id)
-    except OSError as exc:
-        result = {"outcome": "failed", "message": f"could not clean up {args.output}: {exc}"}
-    line = json.dumps(result)
-    print(line)
-    try:
-        Path(args.termination_message_path).write_text(line)
-    except OSError:
-        pass  # not in a container
-    return 1 if result["outcome"] == "failed" else 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="finetune-train", description="Config-driven LoRA/QLoRA trainer")
     p.add_argument("--config", help=f"TrainerConfig JSON (default: $FINETUNE_CONFIG or {DEFAULT_CONFIG_PATH})")
@@ -171,11 +173,6 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int, default=4)
     e.add_argument("--compare-base", action="store_true", help="also evaluate the base model without the adapter")
     e.add_argument("--qlora", action="store_true", help="load the base model in 4-bit (as QLoRA trained it)")
-    c = sub.add_parser("cleanup", help="remove the files one run wrote to its output directory (never another run's); "
-                       "prints JSON")
-    c.add_argument("--output", required=True, help="the run's output directory")
-    c.add_argument("--run-id", required=True, help="the run (FineTuneJob uid) whose files to remove")
-    c.add_argument("--termination-message-path", default="/dev/termination-log")
     return p
 
 
@@ -184,8 +181,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "evaluate":
         return cmd_evaluate(args)
-    if args.command == "cleanup":
-        return cmd_cleanup(args)
     if getattr(args, "config_sub", None):
         args.config = args.config_sub
     return cmd_train(args)

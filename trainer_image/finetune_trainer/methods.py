@@ -107,7 +107,10 @@ class TrainingMethod:
         raise NotImplementedError
 
     def load_model(self, ctx: RunContext):
-        return load_causal_lm(ctx.location, ctx.config.peft.quantization, trust_remote_code=ctx.config.model.trust_remote_code)
+        from .kernels import attention_implementation
+
+        return load_causal_lm(ctx.location, ctx.config.peft.quantization, trust_remote_code=ctx.config.model.trust_remote_code,
+                              attention=attention_implementation(ctx.config.training.kernels))
 
     def evaluate(self, ctx: RunContext, model, examples: list) -> dict:
         """Metrics of ``model`` on ``examples`` (loss/perplexity, or accuracy for classifiers)."""

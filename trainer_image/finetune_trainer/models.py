@@ -192,11 +192,14 @@ def load_tokenizer(loc: ModelLocation, trust_remote_code: bool = False):
     return tok
 
 
-def load_causal_lm(loc: ModelLocation, quantization: QuantizationSpec | None = None, *, dtype=None, trust_remote_code: bool = False):
-    """A causal LM: 4-bit NF4/FP4 through bitsandbytes when ``quantization`` is set, else 16/32-bit."""
+def load_causal_lm(loc: ModelLocation, quantization: QuantizationSpec | None = None, *, dtype=None,
+                   trust_remote_code: bool = False, attention: str | None = None):
+    """A causal LM: 4-bit NF4/FP4 through bitsandbytes when ``quantization`` is set, else 16/32-bit;
+    ``attention``: the attn_implementation (see ``kernels.attention_implementation``)."""
     from transformers import AutoModelForCausalLM
 
-    return load_model(AutoModelForCausalLM, loc, quantization, dtype=dtype, trust_remote_code=trust_remote_code)
+    extra = {"attn_implementation": attention} if attention else {}
+    return load_model(AutoModelForCausalLM, loc, quantization, dtype=dtype, trust_remote_code=trust_remote_code, **extra)
 
 
 def load_model(auto_cls, loc: ModelLocation, quantization: QuantizationSpec | None = None, *, dtype=None,
@@ -302,32 +305,26 @@ def resolve_target_modules(model, spec: PeftSpec) -> list[str] | str:
     return targets
 
 
-def wrap_peft(model, spec: PeftSpec, task_type: str, gradient_checkpointing: bool,
-              modules_to_save: list[str] | None = None):
+def wrap_peft(model, spec: PeftSpec, task_type: str, modules_to_save: list[str] | None = None):
     """Wrap with a fresh LoRA adapter (after k-bit preparation for a quantized base).
 
     ``modules_to_save``: modules trained in full and saved with the adapter (a classification head)."""
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from peft import LoraConfig, get_peft_model
 
     targets = resolve_target_modules(model, spec)
-    if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_quantized", False):
-        model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=gradient_checkpointing,
-            gradient_checkpointing_kwargs={"use_reentrant": False},
-        )
     lora = LoraConfig(
         r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout, target_modules=targets,
         bias=spec.bias, task_type=task_type, modules_to_save=list(modules_to_save) if modules_to_save else None,
     )
-    return get_peft_model(model, lora), targets
+    return train_in_fp32(get_peft_model(freeze(model), lora), is_quantized(model)), targets
 
 
-def load_peft_adapter(model, adapter: str, gradient_checkpointing: bool):
+def load_peft_adapter(model, adapter: str):
     """Wrap with an existing LoRA adapter (``model.adapter``), trainable, to continue from it
     (e.g. DPO after SFT). Returns the PEFT model and the adapter's target modules."""
     import json
 
-    from peft import PeftModel, prepare_model_for_kbit_training
+    from peft import PeftModel
 
     if adapter.startswith("builtin:"):
         raise ConfigError(f'field "model.adapter": {adapter!r}: adapters are directories (an absolute path or hf://org/name)')
@@ -342,17 +339,42 @@ def load_peft_adapter(model, adapter: str, gradient_checkpointing: bool):
             raise ModelNotFoundError(f'field "model.adapter": {cfg} is not valid JSON: {exc}') from None
         if peft_type not in (None, "LORA"):
             raise ConfigError(f'field "model.adapter": {adapter} is a {peft_type} adapter; only LoRA adapters can be continued')
-    if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_quantized", False):
-        model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=gradient_checkpointing,
-            gradient_checkpointing_kwargs={"use_reentrant": False},
-        )
     try:
-        peft_model = PeftModel.from_pretrained(model, where, is_trainable=True)
+        peft_model = PeftModel.from_pretrained(freeze(model), where, is_trainable=True)
     except (OSError, ValueError, RuntimeError) as exc:
         raise ModelNotFoundError(f'field "model.adapter": cannot load {adapter} onto this base model: {_first_line(exc)}') from None
     targets = peft_model.peft_config["default"].target_modules
-    return peft_model, sorted(targets) if isinstance(targets, (set, list, tuple)) else targets
+    return train_in_fp32(peft_model, is_quantized(model)), sorted(targets) if isinstance(targets, (set, list, tuple)) else targets
+
+
+def freeze(model):
+    """Freeze every base weight, in the dtype it was loaded in.
+
+    Unlike peft's ``prepare_model_for_kbit_training``, the weights that are not 4-bit (embeddings,
+    LM head, norms: 1 B parameters in an 8B Llama) are not cast to fp32: that doubled their
+    memory (+2 GiB), made the residual stream and the checkpointed activations fp32 (+1 GiB at
+    4 x 1024 tokens) and cast the 2 GiB fp32 LM head back to bf16 for every chunk of the loss.
+    Gradient checkpointing is the Trainer's (``training.gradientCheckpointing``)."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def is_quantized(model) -> bool:
+    return bool(getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_quantized", False))
+
+
+def train_in_fp32(model, quantized: bool):
+    """On a 4-bit base, trained weights that are not LoRA matrices (a classification head in
+    ``modules_to_save``) are trained in fp32, as PEFT keeps the LoRA matrices."""
+    import torch
+
+    if not quantized:
+        return model
+    for name, p in model.named_parameters():
+        if p.requires_grad and "lora_" not in name and p.dtype in (torch.float16, torch.bfloat16):
+            p.data = p.data.float()
+    return model
 
 
 def parameter_counts(model) -> tuple[int, int]:

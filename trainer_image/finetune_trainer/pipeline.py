@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import resource
 import time
 from dataclasses import dataclass, field
@@ -32,13 +33,14 @@ from typing import Any
 from finetune_api.protocol import ArtifactSummary, TrainerSummary
 from finetune_api.training import TrainerConfig
 
-from . import forgetting, report, runrecord
+from . import distributed, forgetting, report
 from .artifacts import COMPLETE_MARKER, OutputDir
 from .data import load_dataset_spec
 from .errors import ConfigError
+from .kernels import VARLEN, apply_liger
 from .methods import RunContext, TrainingMethod, get_method
 from .models import load_peft_adapter, parameter_counts, resolve_source, wrap_peft
-from .progress import ProgressReporter, StatusPatcher, make_progress_callback
+from .progress import ProgressReporter, StatusPatcher, make_progress_callback, write_atomic
 
 log = logging.getLogger("finetune_trainer")
 
@@ -48,6 +50,9 @@ BASELINE_STATE = "baseline.json"
 
 
 def make_reporter(config: TrainerConfig) -> ProgressReporter:
+    """stdout, the progress file and the status patch; silent in the workers other than rank 0."""
+    if not distributed.is_main():
+        return ProgressReporter(None, None, stream=open(os.devnull, "w"))
     progress_file = config.reporting.progress_file or str(Path(config.output.dir) / "progress.json")
     patcher = StatusPatcher.from_env(config.reporting.status_patch_interval_seconds)
     return ProgressReporter(progress_file, patcher)
@@ -64,10 +69,11 @@ def choose_optimizer(requested: str) -> str:
 
 
 def training_fingerprint(config: TrainerConfig) -> str:
-    """What must match for checkpoints to be resumed (reporting and output settings may differ)."""
+    """What must match for checkpoints to be resumed (reporting, output and kernel settings may differ)."""
     keep = config.to_wire()
     for k in ("reporting", "output", "evaluation"):
         keep.pop(k, None)
+    keep["training"].pop("kernels", None)
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -118,8 +124,12 @@ def common_training_args(ctx: RunContext, optimizer: str) -> dict:
     cuda = torch.cuda.is_available()
     kwargs["bf16"] = bool(cuda and torch.cuda.is_bf16_supported())
     kwargs["fp16"] = bool(cuda and not kwargs["bf16"])
+    kwargs["torch_compile"] = bool(cuda and t.kernels.compile)
     if not cuda:
         kwargs["use_cpu"] = True
+    if distributed.world_size() > 1:
+        # Gradient checkpointing re-runs every layer's forward: no parameter goes unused.
+        kwargs["ddp_find_unused_parameters"] = False
     if t.early_stopping_patience:
         if not has_eval:
             raise ConfigError('field "training.earlyStoppingPatience": early stopping needs validation data '
@@ -179,7 +189,8 @@ def summary_metrics(m: dict) -> dict[str, float]:
         v = (m.get(section) or {}).get(name)
         if isinstance(v, (int, float)) and math.isfinite(v):
             out[key] = round(float(v), 6)
-    for key in ("trainRuntimeSeconds", "tokensPerSecond", "steps", "trainableParameters", "finalTrainLoss", "peakMemoryBytes"):
+    for key in ("trainRuntimeSeconds", "tokensPerSecond", "steps", "trainableParameters", "finalTrainLoss", "peakMemoryBytes",
+                "processes", "globalBatchSize"):
         v = m.get(key)
         if isinstance(v, (int, float)) and math.isfinite(v):
             out[key] = round(float(v), 6)
@@ -200,9 +211,6 @@ def train(config: TrainerConfig, reporter: ProgressReporter | None = None) -> Tr
 
 def _train(config: TrainerConfig, out: OutputDir, reporter: ProgressReporter | None) -> TrainerSummary:
     started = time.time()
-    # Before anything is written: the directory must be this run's (or free); another run's
-    # result is never overwritten, resumed from or reported as ours.
-    runrecord.claim(out.root, config.output.run_id, config.output.owner, config.output.replace)
     if out.is_complete():
         log.warning("%s already holds a completed result (%s); not training again. Use a new output.dir, or delete "
                     "the directory, to train again.", out.root, COMPLETE_MARKER)
@@ -215,6 +223,8 @@ def _train(config: TrainerConfig, out: OutputDir, reporter: ProgressReporter | N
     model, adapter = load_trainable_model(ctx, method)
     baseline = baseline_evaluation(ctx, method, model, resume_from)
     fitted = fit(ctx, method, model, resume_from)
+    if not distributed.is_main():  # rank 0 evaluates and publishes
+        return TrainerSummary(outcome="succeeded", message=f"rank {distributed.rank()} done")
     ctx.reporter.stage("final-eval")
     final = evaluate_sets(ctx, method, fitted.model)
     log.info("final eval: %s", final.domain)
@@ -246,9 +256,11 @@ def resume_point(ctx: RunContext) -> str | None:
     """The latest checkpoint of an earlier attempt of this same job (None: start fresh). Checkpoints
     of a different training config are refused; the config's fingerprint is recorded for the next attempt."""
     out = ctx.out
+    resume_from = latest_checkpoint(out.checkpoints)
+    if not distributed.is_main():  # rank 0 checks and records, the others follow it
+        return resume_from
     out.prepare()
     fingerprint = training_fingerprint(ctx.config)
-    resume_from = latest_checkpoint(out.checkpoints)
     state_file = out.checkpoints / RUN_STATE
     if resume_from:
         previous = json.loads(state_file.read_text()).get("fingerprint") if state_file.is_file() else None
@@ -256,8 +268,7 @@ def resume_point(ctx: RunContext) -> str | None:
             raise ConfigError(f"{out.checkpoints} holds checkpoints of a different training config; "
                               "use a new output.dir or delete the checkpoints to start over")
         log.info("resuming from %s", Path(resume_from).name)
-    out.checkpoints.mkdir(parents=True, exist_ok=True)
-    state_file.write_text(json.dumps({"fingerprint": fingerprint}) + "\n")
+    write_atomic(state_file, json.dumps({"fingerprint": fingerprint}) + "\n")
     return resume_from
 
 
@@ -267,24 +278,36 @@ class ModelInfo:
     trainable: int
     total: int
     quantized: bool
+    kernels: dict
+    """The fast paths in use (``training.kernels`` as resolved on this machine)."""
 
 
 def load_trainable_model(ctx: RunContext, method: TrainingMethod):
-    """The method's model with a fresh LoRA adapter, or the configured one to continue from."""
+    """The method's model (with the fast paths that apply) and a fresh LoRA adapter, or the
+    configured one to continue from."""
     import torch
 
     config = ctx.config
+    kernels = config.training.kernels
     torch.manual_seed(config.training.seed)
     model = method.load_model(ctx)
+    cuda = torch.cuda.is_available()
+    attention = getattr(model.config, "_attn_implementation", None)
+    liger = kernels.liger and cuda
+    if liger and attention == VARLEN:
+        log.warning("training.kernels.liger is not applied together with the varlen attention kernel (the run "
+                    "crashed in Function.apply when measured); set training.kernels.attention: sdpa to use Liger")
+        liger = False
+    used = {"attention": attention, "liger": bool(liger and apply_liger(model)), "compile": bool(kernels.compile and cuda)}
     if config.model.adapter:  # continue from an existing adapter (e.g. DPO after SFT)
-        model, targets = load_peft_adapter(model, config.model.adapter, config.training.gradient_checkpointing)
+        model, targets = load_peft_adapter(model, config.model.adapter)
     else:
-        model, targets = wrap_peft(model, config.peft, method.peft_task_type, config.training.gradient_checkpointing,
-                                   modules_to_save=method.modules_to_save(ctx, model))
+        model, targets = wrap_peft(model, config.peft, method.peft_task_type, modules_to_save=method.modules_to_save(ctx, model))
     trainable, total = parameter_counts(model)
     quantized = any(type(m).__name__ == "Linear4bit" for m in model.modules())
-    log.info("trainable parameters: %d of %d (%.3f%%), LoRA on %s", trainable, total, 100 * trainable / max(total, 1), targets)
-    return model, ModelInfo(targets, int(trainable), int(total), quantized)
+    log.info("trainable parameters: %d of %d (%.3f%%), LoRA on %s; kernels %s", trainable, total,
+             100 * trainable / max(total, 1), targets, used)
+    return model, ModelInfo(targets, int(trainable), int(total), quantized, used)
 
 
 @dataclass
@@ -303,6 +326,8 @@ def evaluate_sets(ctx: RunContext, method: TrainingMethod, model) -> Evaluation:
 def baseline_evaluation(ctx: RunContext, method: TrainingMethod, model, resume_from: str | None) -> Evaluation:
     """The model before training (the LoRA B matrices start at zero, so the wrapped model is the base
     model); a resumed run reuses the first attempt's figures."""
+    if not distributed.is_main():
+        return Evaluation()
     baseline_file = ctx.out.checkpoints / BASELINE_STATE
     if baseline_file.is_file() and resume_from:
         saved = json.loads(baseline_file.read_text())
@@ -379,6 +404,9 @@ def run_metrics(ctx: RunContext, adapter: ModelInfo, fitted: Fitted, baseline: E
         "trainablePercent": 100.0 * adapter.trainable / max(adapter.total, 1),
         "optimizerRequested": config.training.optimizer,
         "optimizerUsed": fitted.optimizer,
+        "kernels": adapter.kernels,
+        "processes": distributed.world_size(),
+        "globalBatchSize": config.training.batch_size * config.training.gradient_accumulation_steps * distributed.world_size(),
         "steps": fitted.steps,
         "totalSteps": int(state.max_steps),
         "epochs": float(state.epoch or 0.0),

@@ -144,6 +144,15 @@ class ProgressReporter:
         while not self._stopped.wait(self.patcher.interval):
             self.update(echo=False)
 
+    def restore(self) -> "ProgressReporter":
+        """Continue from the progress file's last line (the launcher of several workers reporting
+        the failure of one of them)."""
+        try:
+            self.current = TrainingProgress.model_validate_json(Path(self.progress_file).read_text())
+        except (OSError, ValueError, TypeError):
+            pass
+        return self
+
     def close(self) -> None:
         """Stop the heartbeat (a final update does this too)."""
         self._stopped.set()

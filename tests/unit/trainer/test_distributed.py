@@ -1,0 +1,80 @@
+"""Several processes in one pod: ``finetune-train`` relaunches itself under torch.distributed
+(here two CPU processes over gloo, as N GPUs run N processes over NCCL): one worker fails mid-run,
+the termination message names it, the next attempt resumes from the checkpoint and rank 0 alone
+reports and publishes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import helpers
+from finetune_api.protocol import ExitCode
+from finetune_trainer.artifacts import verify_checksums
+
+# Imported by every Python process that has the directory on its path; only the worker whose
+# RANK is CRASH_RANK patches the trainer, so that it dies after optimizer step CRASH_STEP.
+CRASH_HOOK = textwrap.dedent('''
+    import os
+    if os.environ.get("RANK") is not None and os.environ.get("RANK") == os.environ.get("CRASH_RANK"):
+        from transformers import TrainerCallback
+        import finetune_trainer.sft as sft
+
+        class Crash(TrainerCallback):
+            def on_step_end(self, args, state, control, **kw):
+                if state.global_step == int(os.environ["CRASH_STEP"]):
+                    raise RuntimeError("simulated failure of one worker")
+
+        build = sft.SFTMethod.build_trainer
+        sft.SFTMethod.build_trainer = lambda self, ctx, model, a, cbs: build(self, ctx, model, a, cbs + [Crash()])
+''')
+
+
+def launch(cfg: dict, tmp, **env) -> helpers.Run:
+    """``python -m finetune_trainer`` as the container runs it, told to use two processes."""
+    path = tmp / "config.json"
+    path.write_text(json.dumps(cfg))
+    hooks = tmp / "hooks"
+    hooks.mkdir(exist_ok=True)
+    (hooks / "sitecustomize.py").write_text(CRASH_HOOK)
+    env = dict(os.environ, FINETUNE_PROCESSES="2", OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(
+        [str(hooks), *filter(None, [os.environ.get("PYTHONPATH")])]), **env)
+    proc = subprocess.run([sys.executable, "-m", "finetune_trainer", "--config", str(path)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    term = tmp / "out.termination"
+    summary = json.loads(term.read_text()) if term.is_file() else {}
+    run = helpers.Run(proc.returncode, proc.stdout, summary, tmp / "out")
+    run.stderr = proc.stderr
+    return run
+
+
+def test_two_processes_fail_resume_and_publish_once(tiny_model, tmp_path):
+    data = helpers.write_jsonl(tmp_path / "train.jsonl", helpers.records("prompt-completion", 40))
+    cfg = helpers.make_config(tiny_model, data, tmp_path / "out",
+                              training={"maxSteps": 4, "saveSteps": 2, "packing": True},
+                              evaluation={"sampleGenerations": 1})
+
+    failed = launch(cfg, tmp_path, CRASH_RANK="1", CRASH_STEP="3")
+    assert failed.rc == ExitCode.FAILED, failed.stderr[-3000:]
+    assert failed.summary["outcome"] == "failed" and failed.summary["reason"] == "TrainerError"
+    assert failed.summary["message"] == "rank 1: RuntimeError: simulated failure of one worker", failed.summary
+    assert (failed.out / "checkpoints" / "checkpoint-2").is_dir() and not (failed.out / "_COMPLETE").exists()
+    assert json.loads((failed.out / "progress.json").read_text())["stage"] == "failed"
+
+    resumed = launch(cfg, tmp_path)
+    assert resumed.rc == 0, resumed.stderr[-3000:]
+    # One reporter (rank 0): each step is reported once, and the run continued from step 2.
+    steps = [p["step"] for p in resumed.progress if p.get("stage") == "training" and "loss" in p and "evalLoss" not in p]
+    assert steps == [3, 4]
+    assert [p["stage"] for p in resumed.progress].count("completed") == 1
+    m = json.loads((resumed.out / "metrics.json").read_text())
+    assert m["processes"] == 2 and m["globalBatchSize"] == 2 * 1 * 2
+    assert m["resumedFromStep"] == 2 and m["steps"] == 4
+    assert m["baseline"] and m["final"] and len(m["samples"]) == 1
+    assert resumed.summary["outcome"] == "succeeded"
+    assert resumed.summary["metrics"]["processes"] == 2 and resumed.summary["metrics"]["globalBatchSize"] == 4
+    assert verify_checksums(resumed.out) == [] and not (resumed.out / "checkpoints").exists()
+    assert not list(resumed.out.glob(".staging-*"))
