@@ -42,6 +42,8 @@ from finetune_devcluster.controlplane import free_port
 ROOT = Path(__file__).resolve().parents[1]
 CRD = ROOT / "crds" / "finetune.dev_finetunejobs.yaml"
 RULES = ROOT / "charts" / "finetune-operator" / "files" / "rbac-rules.yaml"
+TRAINER_RULES = ROOT / "charts" / "finetune-operator" / "files" / "trainer-rules.yaml"
+TRAINER_CLUSTER_ROLE = "finetune-operator-trainer"  # the name rbac-rules.yaml lets the operator bind
 OPERATOR = Path(sys.executable).with_name("finetune-operator")
 G, V, P = "finetune.dev", "v1alpha1", "finetunejobs"
 
@@ -78,6 +80,8 @@ def provision_claims(kc: str, ns: str) -> None:
 def operator_kubeconfig(kc: str, ns: str, workdir: Path) -> Path:
     rules = yaml.safe_load(RULES.read_text())
     objs = [
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": TRAINER_CLUSTER_ROLE},
+         "rules": yaml.safe_load(TRAINER_RULES.read_text())},
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "finetune-operator", "namespace": ns}},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
          "metadata": {"name": "finetune-operator", "namespace": ns}, "rules": rules},

@@ -41,7 +41,6 @@ logger = logging.getLogger("finetune_operator")
 Key = tuple[str, str]  # (namespace, FineTuneJob name)
 STATUS_DELAY = 0.3  # coalesce bursts of Job/Pod events into one status computation
 BUSY_STATUS_DELAY = 1.0  # while children are being created, non-final status writes wait
-BLOCKED_RETRY = 10.0  # a namespace not opted in, or over quota: try the children again this often
 JOB_EXPECTED_FOR = 120.0  # a created Job not seen in the view after this long is looked at as missing
 PREREQUISITES_CHECK = 30.0  # re-create a deleted ConfigMap/ServiceAccount/RoleBinding at most this often
 POD_EXPECTED_WITHIN = 20.0  # a Job without a pod after this long may be missing its prerequisites
@@ -169,7 +168,7 @@ class Reconciler:
                 self.enqueue(key, POD_EXPECTED_WITHIN)  # no event may come: look again for lost prerequisites
         blocked = self.blocked.get(key)
         if blocked is not None and not blocked.final and job is None:
-            self.enqueue(key, BLOCKED_RETRY)
+            self.enqueue(key, blocked.retry_after)
         if result.requeue_after:
             self.enqueue(key, result.requeue_after)
 

@@ -47,6 +47,8 @@ IMAGE_PULL_REASONS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "E
                       "RegistryUnavailable"}
 CONFIG_ERROR_REASONS = {"CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
 MESSAGE_LIMIT = 2048
+QUOTA_RETRY_SECONDS = 10.0  # quota frees up as other runs end
+NOT_PERMITTED_RETRY_SECONDS = 60.0  # an admin opting the namespace in is rarer
 RESULT_GRACE_SECONDS = 30.0
 """How long a completed Job's pod may take to show its terminated state before the run is ResultMissing."""
 OWNED_FIELDS = ("phase", "reason", "message", "observedGeneration", "conditions", "jobName", "podName",
@@ -72,11 +74,13 @@ class Reason:
 
 @dataclasses.dataclass(frozen=True)
 class ChildrenBlocked:
-    """Why the operator could not create the run's children: ``final`` ones fail the run."""
+    """Why the operator could not create the run's children: ``final`` ones fail the run, the
+    others are tried again after ``retry_after`` seconds."""
 
     reason: str
     message: str
     final: bool
+    retry_after: float = 0.0
 
 
 @dataclasses.dataclass
@@ -205,11 +209,13 @@ def refusal(status_code: int, message: str, what: str) -> ChildrenBlocked | None
         return None
     if "exceeded quota" in lowered:
         return ChildrenBlocked(Reason.QUOTA_EXCEEDED,
-                               _short(f"{what} would exceed a ResourceQuota of the namespace (retrying): {first}"), False)
+                               _short(f"{what} would exceed a ResourceQuota of the namespace (retrying): {first}"), False,
+                               retry_after=QUOTA_RETRY_SECONDS)
     if "cannot create resource" in lowered or "validatingadmissionpolicy" in lowered:
         return ChildrenBlocked(Reason.NOT_PERMITTED,
-                               _short(f"the operator may not create {what} in this namespace (is the namespace opted "
-                                      f"in for FineTuneJobs? retrying): {first}"), False)
+                               _short(f"the operator may not create {what} here (retrying every "
+                                      f"{NOT_PERMITTED_RETRY_SECONDS:.0f}s): {first}"), False,
+                               retry_after=NOT_PERMITTED_RETRY_SECONDS)
     # Pod Security, a missing PriorityClass, a LimitRange: admission refuses the pod as specified
     return ChildrenBlocked(FailureReason.POD_REJECTED, _short(f"admission refused {what}: {first}"), True)
 
