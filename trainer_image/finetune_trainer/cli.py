@@ -2,6 +2,7 @@
 
     finetune-train [train] --config /etc/finetune/config.json     (or FINETUNE_CONFIG)
     finetune-train evaluate --model SRC [--adapter DIR] --data FILE.jsonl [--format auto]
+    finetune-train cleanup --output DIR --run-id UID                (output.retention: Delete)
 
 Exit codes are ``finetune_api.protocol.ExitCode``; a TrainerSummary goes to the termination
 message path on success and on every failure.
@@ -15,6 +16,7 @@ import logging
 import os
 import sys
 import traceback
+from pathlib import Path
 
 from finetune_api.protocol import EXIT_CODE_REASONS, ExitCode, TrainerSummary
 from finetune_api.training import DatasetFormat
@@ -157,6 +159,24 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_cleanup(args) -> int:
+    """``output.retention: Delete``: remove what run ``--run-id`` wrote to ``--output`` (nothing when
+    the directory is another run's); one JSON line to stdout and the termination-message path."""
+    from . import runrecord
+
+    try:
+        result = runrecord.cleanup(args.output, args.run_id)
+    except OSError as exc:
+        result = {"outcome": "failed", "message": f"could not clean up {args.output}: {exc}"}
+    line = json.dumps(result)
+    print(line)
+    try:
+        Path(args.termination_message_path).write_text(line)
+    except OSError:
+        pass  # not in a container
+    return 1 if result["outcome"] == "failed" else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="finetune-train", description="Config-driven LoRA/QLoRA trainer")
     p.add_argument("--config", help=f"TrainerConfig JSON (default: $FINETUNE_CONFIG or {DEFAULT_CONFIG_PATH})")
@@ -173,6 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int, default=4)
     e.add_argument("--compare-base", action="store_true", help="also evaluate the base model without the adapter")
     e.add_argument("--qlora", action="store_true", help="load the base model in 4-bit (as QLoRA trained it)")
+    c = sub.add_parser("cleanup", help="remove the files one run wrote to its output directory (never another run's); "
+                       "prints JSON")
+    c.add_argument("--output", required=True, help="the run's output directory")
+    c.add_argument("--run-id", required=True, help="the run (FineTuneJob uid) whose files to remove")
+    c.add_argument("--termination-message-path", default="/dev/termination-log")
     return p
 
 
@@ -181,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "evaluate":
         return cmd_evaluate(args)
+    if args.command == "cleanup":
+        return cmd_cleanup(args)
     if getattr(args, "config_sub", None):
         args.config = args.config_sub
     return cmd_train(args)

@@ -33,7 +33,7 @@ from typing import Any
 from finetune_api.protocol import ArtifactSummary, TrainerSummary
 from finetune_api.training import TrainerConfig
 
-from . import distributed, forgetting, report
+from . import distributed, forgetting, report, runrecord
 from .artifacts import COMPLETE_MARKER, OutputDir
 from .data import load_dataset_spec
 from .errors import ConfigError
@@ -211,6 +211,13 @@ def train(config: TrainerConfig, reporter: ProgressReporter | None = None) -> Tr
 
 def _train(config: TrainerConfig, out: OutputDir, reporter: ProgressReporter | None) -> TrainerSummary:
     started = time.time()
+    # Before anything is written: the directory must be this run's (or free); another run's
+    # result is never overwritten, resumed from or reported as ours. One process claims (and, with
+    # replace, clears); with several GPUs the others wait for the claim before reading checkpoints.
+    if distributed.is_main():
+        runrecord.claim(out.root, config.output.run_id, config.output.owner, config.output.replace)
+    else:
+        runrecord.wait_for_claim(out.root, config.output.run_id)
     if out.is_complete():
         log.warning("%s already holds a completed result (%s); not training again. Use a new output.dir, or delete "
                     "the directory, to train again.", out.root, COMPLETE_MARKER)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,17 @@ def claim(root: str | os.PathLike, run_id: str | None, owner: str | None = None,
     root.mkdir(parents=True, exist_ok=True)
     write_atomic(root / RUN_RECORD, json.dumps({"runId": run_id, "owner": owner, "claimedAt": now_rfc3339()},
                                                 indent=2) + "\n")
+
+
+def wait_for_claim(root: str | os.PathLike, run_id: str | None, timeout: float = 600.0) -> None:
+    """Block until ``root`` is claimed by ``run_id`` (another process of the same run claims it);
+    OutputExistsError if that does not happen in ``timeout`` seconds (that process failed)."""
+    run_id = run_id or LOCAL_RUN
+    deadline = time.monotonic() + timeout
+    while (read(root) or {}).get("runId") != run_id:
+        if time.monotonic() > deadline:
+            raise OutputExistsError(f"the output directory {root} was not claimed by run {run_id} within {timeout:.0f}s")
+        time.sleep(0.2)
 
 
 def written_files(root: Path) -> list[Path]:

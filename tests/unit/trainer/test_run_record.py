@@ -124,3 +124,16 @@ def test_a_run_never_reports_or_overwrites_another_runs_result(tiny_model, tmp_p
     replaced = helpers.run_cli(second, tmp_path, "second.json")
     assert replaced.rc == 0 and "nothing was trained" not in (replaced.summary.get("message") or "")
     assert runrecord.read(tmp_path / "shared")["runId"] == "uid-2"
+
+
+def test_other_processes_of_a_run_wait_for_its_claim(tmp_path):
+    import threading
+
+    out = tmp_path / "out"
+    finished_result(out, "uid-1")
+    claimer = threading.Timer(0.5, runrecord.claim, (out, "uid-2", "team-a/second", True))
+    claimer.start()
+    runrecord.wait_for_claim(out, "uid-2", timeout=30)  # returns once rank 0 has replaced uid-1's result
+    assert not (out / "checkpoints").exists()  # nothing of uid-1 is left to resume from
+    with pytest.raises(OutputExistsError, match="was not claimed by run uid-3"):
+        runrecord.wait_for_claim(out, "uid-3", timeout=0.5)
