@@ -319,6 +319,16 @@ def test_service_monitor_is_optional():
     assert monitor["spec"]["selector"]["matchLabels"] == one(objects, "Service")["spec"]["selector"]
 
 
+def test_grafana_dashboard_is_optional_and_carries_the_shipped_json():
+    assert not find(render(), "ConfigMap")
+    objects = render({"metrics": {"grafanaDashboard": {"enabled": True, "namespace": "monitoring"}}})
+    dashboard = one(objects, "ConfigMap")
+    assert dashboard["metadata"]["namespace"] == "monitoring"
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    shipped = json.loads((CHART / "dashboards" / "finetune-operator.json").read_text())
+    assert json.loads(dashboard["data"]["finetune-operator.json"]) == shipped
+
+
 # --- admission policies as rendered --------------------------------------------------------------
 
 
