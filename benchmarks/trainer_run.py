@@ -20,7 +20,7 @@ def trainer_env(threads: int) -> dict[str, str]:
 def run_evaluate(args: list[str], threads: int) -> dict:
     """``finetune-train evaluate ARGS``: its JSON result; exits with its error when it fails."""
     proc = subprocess.run([sys.executable, "-m", "finetune_trainer", "evaluate", *args], env=trainer_env(threads),
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                          capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr[-4000:])
         raise SystemExit(f"finetune-train evaluate {' '.join(args)} failed with exit code {proc.returncode}")
