@@ -3,13 +3,14 @@
 # hack/node-tools/, into a cache outside git:
 #
 #   ${FINETUNE_CACHE_DIR:-$HOME/.cache/finetune-operator}/node/
-#     bin/      containerd containerd-shim-runc-v2 ctr crictl fake-gpu-device-plugin pause
+#     bin/      containerd containerd-shim-runc-v2 ctr crictl coredns fake-gpu-device-plugin pause
 #     cni-bin/  bridge host-local loopback portmap   (CNI reference plugins)
 #
 # kubelet and kube-proxy come from hack/build-k8s-binaries.sh (the same k8s.io/kubernetes pin as
 # the control plane), runc from hack/build-buildkit.sh (one runc pin for BuildKit and the node).
 # `pause` is Kubernetes' own build/pause/linux/pause.c from the pinned k8s.io/kubernetes module,
-# compiled static with gcc: the node wraps it into its sandbox image.
+# compiled static with gcc: the node wraps it into its sandbox image. `coredns` (the cluster DNS,
+# hack/node-tools/coredns/main.go: CoreDNS with the plugins the dev cluster uses) runs as a pod too.
 #
 # A warm cache (every binary present and the stamp matching the pins) returns in well under a
 # second. A cold build needs only the Go module proxy; parallelism is GO_BUILD_P (2), and the
@@ -26,7 +27,7 @@ TOOLS_DIR="${HACK_DIR}/node-tools"
 K8S_MODULE_DIR="${HACK_DIR}/k8s-tools/kubernetes"
 CACHE_DIR="${FINETUNE_CACHE_DIR:-${HOME}/.cache/finetune-operator}"
 NODE_DIR="${CACHE_DIR}/node"
-BINARIES=(bin/containerd bin/containerd-shim-runc-v2 bin/ctr bin/crictl bin/fake-gpu-device-plugin bin/pause
+BINARIES=(bin/containerd bin/containerd-shim-runc-v2 bin/ctr bin/crictl bin/coredns bin/fake-gpu-device-plugin bin/pause
   cni-bin/bridge cni-bin/host-local cni-bin/loopback cni-bin/portmap)
 
 if [[ "${1:-}" == "--print-dir" ]]; then
@@ -71,6 +72,7 @@ build cni-plugins "${STAGE}/cni-bin/" \
   github.com/containernetworking/plugins/plugins/main/bridge github.com/containernetworking/plugins/plugins/ipam/host-local \
   github.com/containernetworking/plugins/plugins/main/loopback github.com/containernetworking/plugins/plugins/meta/portmap
 build gpu-device-plugin "${STAGE}/bin/fake-gpu-device-plugin" "" .
+build coredns "${STAGE}/bin/coredns" "" .
 
 echo ">> compiling pause (build/pause/linux/pause.c of the pinned k8s.io/kubernetes)"
 k8s_src="$(cd "${K8S_MODULE_DIR}" && go mod download -json k8s.io/kubernetes | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')"

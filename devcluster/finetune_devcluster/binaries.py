@@ -10,7 +10,7 @@ from pathlib import Path
 K8S_VERSION = "v1.35.4"
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok", "helm",
             "kubelet", "kube-proxy")
-NODE_BINARIES = ("bin/containerd", "bin/containerd-shim-runc-v2", "bin/ctr", "bin/crictl",
+NODE_BINARIES = ("bin/containerd", "bin/containerd-shim-runc-v2", "bin/ctr", "bin/crictl", "bin/coredns",
                  "bin/fake-gpu-device-plugin", "bin/pause", "cni-bin/bridge", "cni-bin/host-local",
                  "cni-bin/loopback", "cni-bin/portmap")
 HACK = Path(__file__).resolve().parents[2] / "hack"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,7 +138,23 @@ class DevCluster:
                 core = client.CoreV1Api(api)
                 self._wait_nodes_ready(core, [NODE_NAME], timeout)
                 self._wait_gpus(core, timeout)
+                self._start_dns(client.AppsV1Api(api), timeout)
         return NODE_NAME
+
+    def _start_dns(self, apps: client.AppsV1Api, timeout: float) -> None:
+        """Deploy CoreDNS (the cluster DNS the kubelet points pods at) and wait until it is ready."""
+        assert self.node
+        kubectl = [str(self.control_plane.bin_dir / "kubectl"), f"--kubeconfig={self.kubeconfig}"]
+        done = subprocess.run([*kubectl, "apply", "-f", "-"], input=self.node.dns_manifests(), capture_output=True,
+                              text=True)
+        if done.returncode:
+            raise RuntimeError(f"deploying CoreDNS failed: {done.stderr}")
+        deadline = time.monotonic() + timeout
+        while not (apps.read_namespaced_deployment("coredns", "kube-system").status.ready_replicas or 0):
+            self.node.check_alive()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"CoreDNS not ready after {timeout}s; kubectl -n kube-system describe pods")
+            time.sleep(0.2)
 
     def _wait_gpus(self, core: client.CoreV1Api, timeout: float) -> None:
         """Wait until the device plugin's GPUs are allocatable on the node."""

@@ -26,6 +26,7 @@ import fcntl
 import json
 import re
 import shutil
+import string
 import subprocess
 import sys
 import time
@@ -42,6 +43,9 @@ NODE_LABEL = "finetune.dev/dev-node"  # value "true"
 GPU_PRODUCT = "dev-fake-gpu"
 SANDBOX_IMAGE = "localhost/finetune-devcluster/pause:v1.35.4"
 BUSYBOX_IMAGE = "localhost/finetune-devcluster/busybox:dev"
+COREDNS_IMAGE = "localhost/finetune-devcluster/coredns:v1.14.7"
+COREDNS_MANIFESTS = Path(__file__).with_name("coredns.yaml")
+DNS_IP = "10.0.0.10"  # the kube-dns Service: in controlplane.SERVICE_CIDR
 CONTAINERD_NAMESPACE = "k8s.io"
 BIND_MOUNTS = {"kubelet": "/var/lib/kubelet", "pod-logs": "/var/log/pods",
                "container-logs": "/var/log/containers", "containerd-run": "/run/containerd"}
@@ -276,6 +280,7 @@ state = '/run/containerd'
             "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True},
                                "x509": {"clientCAFile": str(pki / "ca.crt")}},
             "authorization": {"mode": "Webhook"},
+            "clusterDNS": [DNS_IP], "clusterDomain": "cluster.local",
             "resolvConf": "/etc/resolv.conf", "maxPods": 30, "serializeImagePulls": False,
             **({} if HAVE_SYS_RESOURCE else {"oomScoreAdj": 0}),
             "runtimeRequestTimeout": "10m",
@@ -290,6 +295,7 @@ state = '/run/containerd'
             "hostnameOverride": NODE_NAME, "mode": "iptables", "clusterCIDR": self.pod_cidr,
             **({} if HAVE_SYS_RESOURCE else {"oomScoreAdj": 0}),
             "metricsBindAddress": "127.0.0.1:10249", "healthzBindAddress": "127.0.0.1:10256",
+            "nodePortAddresses": ["primary"],
             # sysctls kube-proxy would set are not writable from a network namespace: leave them
             "conntrack": {"maxPerCore": 0, "tcpEstablishedTimeout": "0s", "tcpCloseWaitTimeout": "0s"},
         }, indent=1))
@@ -323,17 +329,19 @@ state = '/run/containerd'
         if self.image_digest(ref) == digest:
             return ref
         t0 = time.monotonic()
-        _run(*self.ctr("images", "import", "--platform=linux/amd64", "--discard-unpacked-layers", str(archive)))
+        _run(*self.ctr("images", "import", "--platform=linux/amd64", "--local", "--discard-unpacked-layers", str(archive)))
         print(f"dev node: imported {ref} ({archive.stat().st_size / 1e6:.0f} MB) in {time.monotonic() - t0:.1f}s",
               flush=True)
         return ref
 
     def _own_images(self, nd: Path) -> list[Path]:
-        """The sandbox (pause) image and a busybox test image, written from this machine's files."""
+        """The sandbox (pause) image, the cluster DNS image and a busybox test image, written
+        from this machine's files."""
         images = self.dir / "images"
         images.mkdir(exist_ok=True)
-        pause = images / "pause.tar"
+        pause, coredns = images / "pause.tar", images / "coredns.tar"
         oci.write_archive(pause, SANDBOX_IMAGE, [oci.Entry("pause", nd / "bin" / "pause")], ["/pause"])
+        oci.write_archive(coredns, COREDNS_IMAGE, [oci.Entry("coredns", nd / "bin" / "coredns")], ["/coredns"])
         busybox = shutil.which("busybox") or "/bin/busybox"
         if not Path(busybox).exists():
             raise RuntimeError("busybox is missing: run `make node-deps` (Debian package busybox-static)")
@@ -343,7 +351,11 @@ state = '/run/containerd'
         entries += [oci.Entry(f"bin/{a}", link="busybox") for a in applets if a != "busybox"]
         box = images / "busybox.tar"
         oci.write_archive(box, BUSYBOX_IMAGE, entries, ["/bin/sh"])
-        return [pause, box]
+        return [pause, coredns, box]
+
+    def dns_manifests(self) -> str:
+        """CoreDNS's ServiceAccount, RBAC, Corefile, Deployment and the kube-dns Service (YAML)."""
+        return string.Template(COREDNS_MANIFESTS.read_text()).substitute(IMAGE=COREDNS_IMAGE, DNS_IP=DNS_IP)
 
     # --- stop ---------------------------------------------------------------------------------
     def stop(self) -> None:

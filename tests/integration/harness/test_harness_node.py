@@ -1,6 +1,7 @@
 """The dev node is a real one: kubelet + containerd + runc run the pod's image with its volumes,
-env, service account, security context, memory limit and device-plugin GPUs; pods reach the
-apiserver through the `kubernetes` Service and nothing outside this machine."""
+env, service account, security context, memory limit and device-plugin GPUs; pods resolve cluster
+names (CoreDNS), reach the apiserver through the `kubernetes` Service and nothing outside this
+machine."""
 
 from __future__ import annotations
 
@@ -90,19 +91,23 @@ def test_node_runs_image_with_volumes_env_and_restricted_security(
         kubectl("delete", "pv", pv, "--wait=false", check=False)
 
 
-def test_pod_reaches_apiserver_through_the_service_and_nothing_outside(
+def test_pod_reaches_apiserver_through_dns_and_the_service_and_nothing_outside(
         kubectl, namespace, dev_node, wait_for) -> None:
-    # busybox's nc: a TCP connection to the `kubernetes` Service (kube-proxy's DNAT to the apiserver
-    # on the host end of the node's link), then to this machine's gateway, which no route leads to.
-    # (TLS to the apiserver through the Service: the operator and trainer pods of tests/e2e.)
-    script = ("echo log line from $HOSTNAME; nc -w 5 $KUBERNETES_SERVICE_HOST $KUBERNETES_SERVICE_PORT </dev/null; "
-              "echo \"service: $?\" > /dev/termination-log; "
+    # The cluster DNS (CoreDNS) resolves the `kubernetes` Service; busybox's nc opens a TCP
+    # connection to it (kube-proxy's DNAT to the apiserver on the host end of the node's link),
+    # then to this machine's gateway, which no route leads to. (TLS to the apiserver through the
+    # Service: the operator and trainer pods of tests/e2e.)
+    script = ("echo log line from $HOSTNAME; "
+              "echo \"dns: $(nslookup kubernetes.default.svc.cluster.local | awk '/^Address: / {print $2}')\" "
+              "> /dev/termination-log; "
+              "nc -w 5 $KUBERNETES_SERVICE_HOST $KUBERNETES_SERVICE_PORT </dev/null; "
+              "echo \"service: $?\" >> /dev/termination-log; "
               "nc -w 5 192.0.2.1 80 </dev/null 2>> /dev/termination-log; echo \"outside: $?\" >> /dev/termination-log")
     kubectl("create", "-f", "-", input=_job("reach", script), namespace=namespace)
     terminated = wait_for(lambda: _terminated(kubectl, namespace, "reach"), 90, "the container to end", namespace)
     lines = terminated["message"].splitlines()
-    assert lines[0] == "service: 0", terminated
-    assert "Network is unreachable" in lines[1] and lines[2] == "outside: 1", terminated
+    assert lines[:2] == ["dns: 10.0.0.1", "service: 0"], terminated
+    assert "Network is unreachable" in lines[2] and lines[3] == "outside: 1", terminated
     # the apiserver reaches the kubelet (TLS both ways, the kubelet authorizing it) for logs
     pod = _pod(kubectl, namespace, "reach")
     assert kubectl("logs", pod["metadata"]["name"], namespace=namespace).stdout.startswith(
