@@ -58,7 +58,8 @@ def installed(image: Image) -> dict[str, str]:
 
 
 def importable(image: Image, modules: list[str]) -> dict[str, bool]:
-    code = f"import importlib.util, json; print(json.dumps({{m: importlib.util.find_spec(m) is not None for m in {modules!r}}}))"
+    code = ("import importlib.util, json;"
+            f"print(json.dumps({{m: importlib.util.find_spec(m) is not None for m in {modules!r}}}))")
     return json.loads(python(image, code))
 
 
@@ -84,9 +85,9 @@ def test_operator_entrypoint_runs_as_nonroot_from_a_read_only_root(operator_imag
 
 
 def test_operator_image_has_the_operator_lock_and_no_torch_or_dev_cluster(operator_image):
-    assert importable(operator_image, ["kopf", "finetune_operator", "finetune_api", "torch", "transformers", *DEV_ONLY]) == {
-        "kopf": True, "finetune_operator": True, "finetune_api": True, "torch": False, "transformers": False,
-        **{m: False for m in DEV_ONLY}}
+    found = importable(operator_image, ["kopf", "finetune_operator", "finetune_api", "torch", "transformers", *DEV_ONLY])
+    assert found == {"kopf": True, "finetune_operator": True, "finetune_api": True, "torch": False, "transformers": False,
+                     **{m: False for m in DEV_ONLY}}
     assert not (operator_image.rootfs / "opt/venv/bin/finetune-devcluster").exists()
     versions = installed(operator_image)
     for name, pin in read_lock("operator").items():
@@ -107,9 +108,9 @@ def test_trainer_entrypoint_runs_as_the_operators_trainer_user(trainer_image):
 
 
 def test_trainer_image_has_the_trainer_lock_and_no_operator_or_dev_cluster(trainer_image):
-    assert importable(trainer_image, ["torch", "peft", "trl", "finetune_trainer", "kopf", *DEV_ONLY]) == {
-        "torch": True, "peft": True, "trl": True, "finetune_trainer": True, "kopf": False,
-        **{m: False for m in DEV_ONLY}}
+    found = importable(trainer_image, ["torch", "peft", "trl", "finetune_trainer", "kopf", *DEV_ONLY])
+    assert found == {"torch": True, "peft": True, "trl": True, "finetune_trainer": True, "kopf": False,
+                     **{m: False for m in DEV_ONLY}}
     assert not (trainer_image.rootfs / "opt/venv/bin/finetune-devcluster").exists()
     versions = installed(trainer_image)
     for name, pin in (read_lock("trainer") | read_lock("demo-models")).items():

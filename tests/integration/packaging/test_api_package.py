@@ -13,6 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 MANIFEST = ROOT / "examples" / "log-intent" / "finetunejob.yaml"
+NOT_API = ["kopf", "aiohttp", "torch", "transformers", "kubernetes", "finetune_devcluster"]
 
 
 def pip(python: Path, *args: str) -> None:
@@ -42,7 +43,7 @@ manifest = yaml.safe_load(open({str(MANIFEST)!r}))
 spec = FineTuneJobSpec.model_validate(manifest["spec"])
 print(json.dumps({{"model": spec.model.source,
                    "found": {{m: importlib.util.find_spec(m) is not None
-                             for m in ["kopf", "aiohttp", "torch", "transformers", "kubernetes", "finetune_devcluster"]}}}}))
+                             for m in {NOT_API!r}}}}}))
 """
     result = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
