@@ -194,6 +194,7 @@ class DevNode:
         self._spawn("containerd", str(nd / "bin" / "containerd"), f"--config={self.dir / 'containerd.toml'}")
         self._wait_containerd(timeout)
         self.crictl("rmp", "--all", "--force")  # pods a crashed dev cluster left in the shared root
+        self.prune_images()
         for archive in self._own_images(nd):
             self.load_image(archive)
         self.sysctls = {k: (Path("/proc/sys") / k).read_text() for k in KUBELET_SYSCTLS}
@@ -317,11 +318,24 @@ state = '/run/containerd'
     def crictl(self, *args: str) -> str:
         return _run(str(node_dir() / "bin" / "crictl"), f"--runtime-endpoint=unix://{self.socket}", *args)
 
+    def _images(self) -> dict[str, str]:
+        """Image name -> manifest digest, as containerd lists them."""
+        rows = [line.split() for line in _run(*self.ctr("images", "ls")).splitlines()[1:] if line.strip()]
+        return {row[0]: row[2] for row in rows}
+
     def image_digest(self, ref: str) -> str | None:
         """The manifest digest `ref` points at in the node's containerd, None when absent."""
-        out = _run(*self.ctr("images", "ls", f"name=={ref}"))
-        rows = [line.split() for line in out.splitlines()[1:] if line.strip()]
-        return rows[0][2] if rows else None
+        return self._images().get(ref)
+
+    def prune_images(self) -> None:
+        """Remove the image-ID records (`sha256:...`, made by the CRI plugin) of images no name
+        points at any more, e.g. the previous build of a re-imported image: containerd's garbage
+        collector then frees their unpacked layers (GBs for the trainer image)."""
+        images = self._images()
+        named = {digest for name, digest in images.items() if not name.startswith("sha256:")}
+        stale = [name for name, digest in images.items() if name.startswith("sha256:") and digest not in named]
+        if stale:
+            _run(*self.ctr("images", "rm", "--sync", *stale))
 
     def load_image(self, archive: Path) -> str:
         """Import an OCI archive (one image) unless its digest is there already; return its ref."""
@@ -330,6 +344,7 @@ state = '/run/containerd'
             return ref
         t0 = time.monotonic()
         _run(*self.ctr("images", "import", "--platform=linux/amd64", "--local", "--discard-unpacked-layers", str(archive)))
+        self.prune_images()
         print(f"dev node: imported {ref} ({archive.stat().st_size / 1e6:.0f} MB) in {time.monotonic() - t0:.1f}s",
               flush=True)
         return ref
