@@ -384,6 +384,9 @@ class Manifest:
     security: bool = False
     verb: str = "apply"
     body: dict[str, Any] | None = None
+    replay: str = ""
+    """A TrainerConfig field (dotted): when accepted, the operator's config.json is given to the real
+    trainer with this field as the operator wrote it (kwok does not run the trainer)."""
 
 
 def _m(name: str, path: str, value: Any, *fragments: str, **kw: Any) -> Manifest:
@@ -415,7 +418,7 @@ def manifest_cases() -> list[Manifest]:
         _m("model-source-dot-pvc", "model.source", "pvc://data/./x", "spec.model", "'.'"),
         _m("model-source-claim-uppercase", "model.source", "pvc://Data/x", s),
         _m("model-source-hf-dotdot", "model.source", "hf://../../etc/passwd", s, security=True),
-        _m("model-source-hf-repo-dotdot", "model.source", "hf://org/..", s),
+        _m("model-source-hf-repo-dotdot", "model.source", "hf://org/..", s, replay="model.source"),
         _m("model-source-builtin-dotdot", "model.source", "builtin:../../x", s),
         _m("model-source-data-no-slash", "model.source", "/data", "spec.model", "/data/"),
         _m("model-source-dataset-prefix", "model.source", "/dataset/x", "spec.model", "/data/"),
@@ -437,6 +440,15 @@ def manifest_cases() -> list[Manifest]:
         _m("dataset-source-proc", "dataset.source", "/proc/self/environ", "spec.dataset", "source", security=True),
         _m("dataset-source-pvc-escape", "dataset.source", "pvc://data/../../../etc/passwd", "spec.dataset", "..",
            security=True),
+        _m("dataset-source-hf", "dataset.source", "hf://org/dataset", "spec.dataset.source", replay="dataset.source"),
+        _m("dataset-source-builtin", "dataset.source", "builtin:alpaca", "spec.dataset.source",
+           replay="dataset.source"),
+        _m("validation-source-hf", "dataset.validationSource", "hf://org/dataset", "spec.dataset.validationSource",
+           replay="dataset.validationSource"),
+        _m("general-source-builtin", "evaluation.generalSource", "builtin:wikitext", "spec.evaluation.generalSource",
+           replay="evaluation.generalSource"),
+        _m("adapter-builtin", "model.adapter", "builtin:smollm2-135m-instruct", "spec.model.adapter",
+           replay="model.adapter"),
         _m("dataset-source-file-scheme", "dataset.source", "file:///etc/passwd", "spec.dataset.source"),
         _m("dataset-format-enum", "dataset.format", "csv"),
         _m("dataset-split-max", "dataset.validationSplit", 0.5),
@@ -609,11 +621,41 @@ def run_manifests(env: Env, results: Results) -> None:
                              _repro_short(case, body), time.monotonic() - t0))
         else:
             accepted.append((case, body, done, t0))
-    # what the operator made of the accepted ones
+    # what the operator made of the accepted ones (and the real trainer of their config)
+    trainer = Trainer(env.workdir)
+    judged: list[Case] = []
     for case, body, done, t0 in accepted:
         name = _created_name(env, body, done)
         status = env.wait_phase(TEAM_A, name, FINAL, timeout=45) if name else {}
-        results.add(_judge_accepted(env, case, body, name, status, t0))
+        judged.append(_judge_accepted(env, case, body, name, status, t0))
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        replays = {c.name: pool.submit(_replay, env, trainer, case, _created_name(env, body, done))
+                   for (case, body, done, _), c in zip(accepted, judged) if case.replay and c.verdict == WRONG}
+        for c in judged:
+            if c.name in replays:
+                c.verdict, c.observed = replays[c.name].result()(c.observed)
+            results.add(c)
+
+
+def _replay(env: Env, trainer: Trainer, case: Manifest, name: str) -> Callable[[str], tuple[str, str]]:
+    """The operator's config.json for this run given to the real trainer (local tiny model and data,
+    except ``case.replay``, as the operator wrote it): a refusal naming the field is a late one (poor)."""
+    operator_cfg = json.loads(env.core.read_namespaced_config_map(f"{name}-config", TEAM_A).data["config.json"])
+    d = trainer.dir / f"replay-{case.name}"
+    data = _write_lines(d / "train.jsonl", _chat(24))
+    cfg = trainer.config(data, d / "out", f"replay-{case.name}")
+    section, key = case.replay.split(".")
+    value = operator_cfg[section][key]
+    cfg.setdefault(section, {})[key] = value
+    run = trainer.run(cfg)
+    refused = run.rc in (2, 3, 4) and (key in run.message or str(value) in run.message)
+
+    def verdict(observed: str) -> tuple[str, str]:
+        text = (f"{observed}; kwok does not run the trainer: the real trainer on the operator's config ({case.replay}="
+                f"{value!r}) exits {run.rc} {run.reason}: {run.message}")
+        return (POOR if refused else WRONG), text + (" (refused only when the trainer starts, after scheduling and "
+                                                     "the image pull)" if refused else "")
+    return verdict
 
 
 def _expectation(case: Manifest) -> str:
@@ -1109,6 +1151,7 @@ def u_suspend_resume(env: Env) -> list[Case]:
     sc.phase(name, "Running", timeout=40)
     sc.kubectl(ALICE, *_patch(name, {"spec": {"suspend": True}}))
     status = sc.phase(name, "Suspended", timeout=30)
+    wait(lambda: (sc.job(name) is not None and sc.job(name).spec.suspend), 20)
     job = sc.job(name)
     podless = wait(lambda: not [p for p in env.pods(TEAM_A, name) if not p.metadata.deletion_timestamp], 40)
     ok = status.get("phase") == "Suspended" and job is not None and job.spec.suspend and podless
@@ -1273,10 +1316,11 @@ def u_children_patched(env: Env) -> list[Case]:
     sc.kubectl(ALICE, "label", "job", f"{name}-trainer", "-n", TEAM_A, "finetune.dev/finetunejob-")
     status = sc.phase(name, *FINAL, timeout=60)
     jobs = env.batch.list_namespaced_job(TEAM_A, field_selector=f"metadata.name={name}-trainer").items
-    ok = status.get("phase") == "Succeeded" or (status.get("phase") == "Failed" and "label" in
-                                               (status.get("message") or ""))
+    running = bool(jobs) and not jobs[0].status.completion_time and not jobs[0].spec.suspend
+    ok = status.get("phase") == "Succeeded" or (status.get("phase") == "Failed" and "finetune.dev/finetunejob" in
+                                               (status.get("message") or "") and not running)
     sc.case("job-label-removed", ALICE, "the run is still followed (Succeeded), or a failure naming the label", ok,
-            f"{_status_line(status)}; Job still exists: {bool(jobs)}",
+            f"{_status_line(status)}; the Job still exists: {bool(jobs)}, still running: {running}",
             f"kubectl label job {name}-trainer finetune.dev/finetunejob- (Running)")
     env.delete_ftj(TEAM_A, name)
     # the pod's label removed: the Job controller orphans it and starts another one
@@ -1285,9 +1329,12 @@ def u_children_patched(env: Env) -> list[Case]:
     status = sc.phase(name, "Running", timeout=40)
     sc.kubectl(ALICE, "label", "pod", status.get("podName", "?"), "-n", TEAM_A, "finetune.dev/finetunejob-")
     status = sc.phase(name, *FINAL, timeout=90)
-    sc.case("pod-label-removed", ALICE, "Succeeded (from the Job's pod) or a truthful failure",
-            status.get("phase") == "Succeeded" or status.get("phase") == "Failed",
-            _status_line(status), "kubectl label pod <status.podName> finetune.dev/finetunejob- (Running)")
+    pod_left = env.core.list_namespaced_pod(TEAM_A, label_selector=f"job-name={name}-trainer").items
+    truthful = status.get("phase") == "Succeeded" or (status.get("phase") == "Failed" and "label" in
+                                                      (status.get("message") or "").replace(name, ""))
+    sc.case("pod-label-removed", ALICE, "Succeeded (from the Job's pod) or a failure saying what happened",
+            GOOD if truthful else (POOR if status.get("phase") == "Failed" else WRONG),
+            f"{_status_line(status)}; the relabelled pod still exists: {[p.status.phase for p in pod_left]}", "kubectl label pod <status.podName> finetune.dev/finetunejob- (Running)")
     env.delete_ftj(TEAM_A, name)
     return sc.cases
 
@@ -1311,7 +1358,9 @@ def u_decoys(env: Env) -> list[Case]:
     env.run("delete", "job", "decoy", "-n", TEAM_A, "--wait=false")
     # a pod claiming to be the run's: labels + a controller reference to the run's Job
     name = "u-forged-pod"
-    sc.create(name, duration="20s", actor=BOB, spec={"podAnnotations": sim(duration="20s", exit_code="1")})
+    failed = summary_json(outcome="failed", reason="TrainerError", message="boom")
+    sc.create(name, duration="20s", actor=BOB, spec={"podAnnotations": sim(duration="20s", exit_code="1",
+                                                                            termination_message=failed)})
     sc.phase(name, "Running", timeout=40)
     job = sc.job(name)
     forged = {"apiVersion": "v1", "kind": "Pod", "metadata": {
@@ -1332,6 +1381,17 @@ def u_decoys(env: Env) -> list[Case]:
             f"forged pod created: {made.returncode == 0}; {_status_line(status)}",
             f"kubectl --as=alice create pod {name}-forged with the Job's labels, a controller ownerReference to "
             f"{name}-trainer and a succeeded summary, while bob's run is Running (it will exit 1)")
+    env.delete_ftj(TEAM_A, name)
+    # a trainer (a custom image) that exits 1 but writes a "succeeded" summary
+    name = "u-contradiction"
+    sc.create(name, spec={"podAnnotations": sim(exit_code="1")}, loss=0.66)
+    status = sc.phase(name, *FINAL, timeout=60)
+    message = status.get("message") or ""
+    ok = status.get("phase") == "Failed" and not message.lstrip().startswith("{") and not status.get("metrics")
+    sc.case("exit-code-contradicts-summary", ALICE,
+            "Failed, with a readable message (the exit code wins) and no metrics of a run that failed", ok,
+            _status_line(status), "a trainer pod exiting 1 whose termination message is a 'succeeded' TrainerSummary",
+            bad=POOR)
     env.delete_ftj(TEAM_A, name)
     return sc.cases
 
@@ -1530,8 +1590,8 @@ def t_access(env: Env) -> list[Case]:
          'cannot create resource "pods"'),
         ("bob-binds-a-role", BOB, ("create", "rolebinding", "bob-admin", "--clusterrole=admin", f"--user={BOB}",
                                    "-n", TEAM_A), 'cannot create resource "rolebindings"'),
-        ("bob-patches-status", BOB, _patch("t-any", {"status": {"phase": "Succeeded"}}, "--subresource=status"),
-         "cannot patch resource"),
+        ("bob-patches-status", BOB, _patch("t-bob-target", {"status": {"phase": "Succeeded"}}, "--subresource=status"),
+         'cannot patch resource "finetunejobs/status"'),
         ("alice-binds-herself-admin", ALICE, ("create", "rolebinding", "alice-admin", "--clusterrole=admin",
                                               f"--user={ALICE}", "-n", TEAM_A), 'cannot create resource "rolebindings"'),
         ("alice-reads-other-namespace-secret", ALICE, ("get", "secret", "prod-db", "-n", TEAM_B),
@@ -1541,11 +1601,13 @@ def t_access(env: Env) -> list[Case]:
         ("carol-reads-team-a-claims", CAROL, ("get", "pvc", "-n", TEAM_A), "cannot list resource"),
     ]
     body = json.dumps(ftj_body("t-carol"))
+    sc.create("t-bob-target", {"suspend": True}, actor=BOB)
     for label, actor, args, fragment in checks:
         done = sc.kubectl(actor, *args, input=body if "-f" in args else None)
         sc.case(label, actor, f"forbidden ({fragment})", GOOD if _refused(done, fragment) else
                 (POOR if done.returncode != 0 else SECURITY), one_line(done.stderr or done.stdout),
                 f"kubectl --as={actor} {' '.join(args)}")
+    env.delete_ftj(TEAM_A, "t-bob-target")
     # claims of another namespace, by name
     for label, spec in (("dataset-from-other-namespace-claim", {"dataset": {"source": "pvc://prod-data/train.jsonl"}}),
                         ("output-to-other-namespace-claim", {"output": {"pvc": "prod-data"}})):
@@ -1599,15 +1661,30 @@ def t_trainer_token(env: Env) -> list[Case]:
                 one_line(done.stderr or done.stdout), f"kubectl --kubeconfig=<t-attacker-trainer token> {' '.join(args)}")
     # the token of a deleted run
     env.delete_ftj(TEAM_A, "t-attacker")
-    wait(lambda: not env.core.list_namespaced_service_account(
-        TEAM_A, field_selector="metadata.name=t-attacker-trainer").items, 60)
+    sa_gone = wait(lambda: not env.core.list_namespaced_service_account(
+        TEAM_A, field_selector="metadata.name=t-attacker-trainer").items, 90)
     done = env.run("patch", "ftj", "t-victim", "-n", TEAM_A, "--subresource=status", "--type=merge",
                    "-p", json.dumps({"status": {"progress": progress}}), kubeconfig=kc)
     sc.case("trainer-token-after-run-deleted", "trainer", "rejected (the ServiceAccount is gone)",
             GOOD if _refused(done, "Unauthorized") or _refused(done, "forbidden") else SECURITY,
-            one_line(done.stderr or done.stdout), "the t-attacker-trainer token after deleting FineTuneJob t-attacker")
+            f"ServiceAccount gone: {bool(sa_gone)}; {one_line(done.stderr or done.stdout)}",
+            "the t-attacker-trainer token after deleting FineTuneJob t-attacker")
     env.delete_ftj(TEAM_A, "t-victim")
     return sc.cases
+
+
+def raw_request(api: client.ApiClient, method: str, path: str, body: dict[str, Any]) -> tuple[int, str]:
+    """A JSON merge patch (or other request) as-is: (HTTP status, the server's message)."""
+    request = api.param_serialize(method, path, body=body, auth_settings=["BearerToken"],
+                                  header_params={"Content-Type": "application/merge-patch+json",
+                                                 "Accept": "application/json"})
+    response = api.call_api(*request)
+    response.read()
+    try:
+        message = json.loads(response.data).get("message", "")
+    except ValueError:
+        message = response.data.decode(errors="replace")[:300]
+    return response.status, one_line(message)
 
 
 def _config_from(kubeconfig: Path) -> client.Configuration:
@@ -1641,7 +1718,6 @@ def t_operator_token(env: Env) -> list[Case]:
         ("operator-job-with-hostpath", ("create", "-n", TEAM_A, "-f", "-"),
          json.dumps(chart_tests.trainer_job("v-trainer", volumes=[{"name": "root", "hostPath": {"path": "/"}}])),
          "volumes may be configMap, emptyDir or persistentVolumeClaim only"),
-        ("operator-forges-spec", _patch("t-op-target", {"spec": {"image": "registry.evil/x:1"}}), None, "immutable"),
         ("operator-impersonates", ("get", "pods", "-n", TEAM_A, "--as=system:admin"), None, "cannot impersonate"),
     ]
     sc.create("t-op-target", {"suspend": True})
@@ -1650,12 +1726,22 @@ def t_operator_token(env: Env) -> list[Case]:
         sc.case(label, "operator token", f"refused ({fragment})",
                 GOOD if _refused(done, fragment) else (POOR if done.returncode != 0 else SECURITY),
                 one_line(done.stderr or done.stdout), f"kubectl --kubeconfig=<operator token> {' '.join(args)}")
-    done = env.as_operator("get", "configmaps", "-n", "kube-system")
-    sc.case("operator-reads-kube-system-configmaps", "operator token",
-            "no reads outside opted-in namespaces (documented as not enforceable by admission policies)",
-            GOOD if done.returncode != 0 else WRONG,
-            ("allowed: " + one_line(done.stdout)[:200]) if done.returncode == 0 else one_line(done.stderr),
-            "kubectl --kubeconfig=<operator token> get configmaps -n kube-system")
+    api = client.ApiClient(configuration=_config_from(env.operator_kubeconfig))
+    try:
+        code, message = raw_request(api, "PATCH", f"/apis/{GROUP}/{VERSION}/namespaces/{TEAM_A}/{PLURAL}/t-op-target",
+                                    {"spec": {"image": "registry.evil/x:1"}})
+    finally:
+        api.close()
+    image = ((env.ftj(TEAM_A, "t-op-target") or {}).get("spec") or {}).get("image")
+    sc.case("operator-forges-spec", "operator token", "refused (the spec is immutable)",
+            GOOD if code == 422 and "immutable" in message else (SECURITY if image else POOR), f"{code}: {message}",
+            "PATCH finetunejobs/t-op-target {spec: {image: registry.evil/x:1}} with the operator's token")
+    done = env.as_operator("get", "configmap", "kube-root-ca.crt", "-n", "kube-system", "-o", "name")
+    sc.case("operator-reads-kube-system-configmap", "operator token",
+            "no reads outside opted-in namespaces (operations.md documents that admission policies cannot confine "
+            "reads; watch.namespaces does)", GOOD if done.returncode != 0 else WRONG,
+            ("allowed: " + one_line(done.stdout)) if done.returncode == 0 else one_line(done.stderr),
+            "kubectl --kubeconfig=<operator token> get configmap kube-root-ca.crt -n kube-system")
     env.delete_ftj(TEAM_A, "t-op-target")
     # FineTuneJobs where the operator may not act: a status that says why
     for label, ns, fragment in (("ftj-in-namespace-not-opted-in", CLOSED, "finetune.dev/enabled=true"),
@@ -1685,7 +1771,7 @@ def t_operator_token(env: Env) -> list[Case]:
 
 
 def run_tenancy(env: Env, results: Results) -> None:
-    provision_claims(env.kubectl, TEAM_B, ("prod-data",))
+    provision_claims(env.kubectl, TEAM_B, ("prod-data", "prod-models"))
     run_parallel(results, "tenancy", [_bind(s, env) for s in (t_requests, t_access, t_trainer_token,
                                                                t_operator_token)], 4)
 
