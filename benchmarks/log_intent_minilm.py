@@ -9,8 +9,9 @@ the adapter on each split separately, as ``finetune-train evaluate --adapter`` d
 - ``eval``: message templates the training split never uses, on the same five vendors (the
   trainer's own validation split);
 - ``holdout``: three vendors (Nokia SR OS, Extreme EXOS, Dell OS10) that no training template uses;
-- ``blind``: lines written by someone who never saw the generator, from vendors and daemons its
-  training templates do not use (``blind.jsonl``, see ``BLIND.md``). Never used to choose settings.
+- ``blind``: lines written by hand by someone who never saw the generator, from vendors and daemons
+  that its first version did not use (``blind.jsonl``, see ``BLIND.md``). Never used to choose
+  settings: tune with ``--splits eval holdout``.
 
 Prints, per split and seed, accuracy, macro-F1 and per-class F1, the confusion matrix summed
 over the seeds, the adapter size and the wall time; checks the targets (accuracy >= 95 % on the
