@@ -52,24 +52,21 @@ ROOT = Path(__file__).resolve().parents[1]
 for helper_dir in ("tests/integration/operator", "tests/integration/chart", "tests/unit/trainer"):
     sys.path.insert(0, str(ROOT / helper_dir))
 
-import test_chart_policies as chart_tests
-import yaml
-from chart_helpers import CHART, run_helm
-from finetune_devcluster.accounts import service_account_kubeconfig
-from finetune_devcluster.cluster import DevCluster
-from finetune_devcluster.controlplane import free_port
-from finetune_devcluster.pytest_plugin import make_kubectl
-from kubernetes import client
-from operator_helpers import (
-    OPERATOR_BIN,
-    OperatorProcess,
-    provision_claims,
-    sim,
-    summary_json,
-)
+# The test suite's helpers (found through the sys.path entries above), reused rather than copied.
+import test_chart_policies as chart_tests  # noqa: E402  (Release, wait_policies, trainer_job, patch_status)
+import yaml  # noqa: E402
+from chart_helpers import CHART, run_helm  # noqa: E402
+from kubernetes import client  # noqa: E402
+from operator_helpers import OPERATOR_BIN, OperatorProcess, provision_claims, sim, summary_json  # noqa: E402
+
+from finetune_devcluster.accounts import service_account_kubeconfig  # noqa: E402
+from finetune_devcluster.cluster import DevCluster  # noqa: E402
+from finetune_devcluster.controlplane import free_port  # noqa: E402
+from finetune_devcluster.pytest_plugin import make_kubectl  # noqa: E402
 
 CATEGORIES = ("manifests", "updates", "kills", "data", "tenancy", "load")
-GOOD, POOR, WRONG, LOST, SECURITY, ERROR = "good", "poor message", "wrong", "data lost", "security hole", "harness error"
+GOOD, POOR, WRONG, LOST, SECURITY = "good", "poor message", "wrong", "data lost", "security hole"
+ERROR = "harness error"
 VERDICTS = (GOOD, POOR, WRONG, LOST, SECURITY)
 
 RELEASE, RELEASE_NS = "ft", "finetune-system"
@@ -121,11 +118,12 @@ class Results:
         for cat in CATEGORIES:
             mine = [c for c in self.cases if c.category == cat]
             if mine:
-                rows.append((cat, str(len(mine)), *(str(sum(c.verdict == v for c in mine)) for v in (*VERDICTS, ERROR))))
+                counts = (str(sum(c.verdict == v for c in mine)) for v in (*VERDICTS, ERROR))
+                rows.append((cat, str(len(mine)), *counts))
         rows.append(("total", str(len(self.cases)), *(str(sum(c.verdict == v for c in self.cases))
                                                         for v in (*VERDICTS, ERROR))))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows)
+        return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows)
 
 
 def one_line(text: str) -> str:
@@ -153,6 +151,10 @@ class Env:
         self.cluster = DevCluster(workdir / "cluster", dev_node=False)
         self.operators: list[OperatorProcess] = []
         self.started = False
+        self.lock = threading.Lock()
+        self.restarts: list[str] = []
+        self._stopping = threading.Event()
+        self._supervisor = threading.Thread(target=self._supervise, daemon=True)
 
     # startup ---------------------------------------------------------------------------------
 
@@ -196,6 +198,7 @@ class Env:
              .returncode == 0, 60)
         self.chart_env = self._chart_operator_env()
         self.start_operator()
+        self._supervisor.start()
         print(f"environment ready in {time.monotonic() - t0:.0f}s", flush=True)
 
     def _wait_default_sa(self, ns: str) -> None:
@@ -210,25 +213,53 @@ class Env:
         container = deployment["spec"]["template"]["spec"]["containers"][0]
         env = {e["name"]: str(e["value"]) for e in container.get("env") or [] if "value" in e}
         env["POD_NAMESPACE"] = RELEASE_NS
-        # Shorter leases than the chart's 15/5 s, so the two-replica cases finish in seconds.
-        env["FINETUNE_OPERATOR_LEASE_DURATION"], env["FINETUNE_OPERATOR_LEASE_RENEW_INTERVAL"] = "6", "2"
         env.pop("HOME", None)
         return env
 
     # the operator ----------------------------------------------------------------------------
 
     def start_operator(self, ready: bool = True) -> OperatorProcess:
-        """The operator as the chart runs it (its args and env), under the chart's ServiceAccount token."""
+        """The operator as the chart runs it (its args and env), under the chart's ServiceAccount token.
+        It is supervised like the Deployment's pod: an exit the harness did not ask for (a leader that
+        lost its Lease steps down by exiting) is recorded in ``restarts`` and a new process started."""
         os.environ.update(self.chart_env)
-        index = len(self.operators)
-        hp, mp = free_port(), free_port()
-        argv = [str(OPERATOR_BIN), "--all-namespaces", "--kubeconfig", str(self.operator_kubeconfig),
-                "--health-port", str(hp), "--metrics-port", str(mp), "--identity", f"adversarial-{index}"]
-        op = OperatorProcess(argv, self.workdir / f"operator-{index}.log", hp, mp).start()
-        self.operators.append(op)
+        with self.lock:
+            index = len(self.operators)
+            hp, mp = free_port(), free_port()
+            argv = [str(OPERATOR_BIN), "--all-namespaces", "--kubeconfig", str(self.operator_kubeconfig),
+                    "--health-port", str(hp), "--metrics-port", str(mp), "--identity", f"adversarial-{index}"]
+            op = OperatorProcess(argv, self.workdir / f"operator-{index}.log", hp, mp).start()
+            op.supervised = True  # type: ignore[attr-defined]
+            self.operators.append(op)
         if ready:
             op.wait_ready(60)
         return op
+
+    def kill_operator(self, op: OperatorProcess) -> None:
+        """SIGKILL, on purpose (not restarted by the supervisor)."""
+        op.supervised = False  # type: ignore[attr-defined]
+        op.kill()
+
+    def stop_operator(self, op: OperatorProcess) -> None:
+        """SIGTERM, on purpose."""
+        op.supervised = False  # type: ignore[attr-defined]
+        op.stop()
+
+    def _supervise(self) -> None:
+        while not self._stopping.wait(1.0):
+            for op in list(self.operators):
+                if getattr(op, "supervised", False) and op.proc and op.proc.poll() is not None:
+                    op.supervised = False  # type: ignore[attr-defined]
+                    last = [line for line in op.logs().splitlines() if '"level": "ERROR"' in line or
+                            '"level": "WARNING"' in line][-2:]
+                    self.restarts.append(f"{op.log.name} exited {op.proc.returncode} at {time.strftime('%H:%M:%S')}: "
+                                         + " / ".join(one_line(json.loads(x).get("message", x)) for x in last))
+                    print(f"!! operator {op.log.name} exited on its own ({op.proc.returncode}): restarting it "
+                          f"({self.restarts[-1]})", flush=True)
+                    self.start_operator(ready=False)
+
+    def restarts_since(self, mark: int) -> list[str]:
+        return self.restarts[mark:]
 
     def live_operators(self) -> list[OperatorProcess]:
         return [op for op in self.operators if op.proc and op.proc.poll() is None]
@@ -244,13 +275,18 @@ class Env:
     def ensure_one_operator(self) -> OperatorProcess:
         live = self.live_operators()
         for op in live[1:]:
-            op.stop()
-        return live[0] if live else self.start_operator()
+            self.stop_operator(op)
+        if live:
+            return live[0]
+        return self.start_operator()
 
     def stop(self) -> None:
+        self._stopping.set()
+        if self._supervisor.is_alive():
+            self._supervisor.join()
         for op in self.operators:
             with contextlib.suppress(Exception):
-                op.stop()
+                self.stop_operator(op)
         if self.started:
             with contextlib.suppress(Exception):
                 self.api.close()
@@ -630,7 +666,8 @@ def run_manifests(env: Env, results: Results) -> None:
         judged.append(_judge_accepted(env, case, body, name, status, t0))
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         replays = {c.name: pool.submit(_replay, env, trainer, case, _created_name(env, body, done))
-                   for (case, body, done, _), c in zip(accepted, judged) if case.replay and c.verdict == WRONG}
+                   for (case, body, done, _), c in zip(accepted, judged, strict=True)
+                   if case.replay and c.verdict == WRONG}
         for c in judged:
             if c.name in replays:
                 c.verdict, c.observed = replays[c.name].result()(c.observed)
@@ -1334,7 +1371,8 @@ def u_children_patched(env: Env) -> list[Case]:
                                                       (status.get("message") or "").replace(name, ""))
     sc.case("pod-label-removed", ALICE, "Succeeded (from the Job's pod) or a failure saying what happened",
             GOOD if truthful else (POOR if status.get("phase") == "Failed" else WRONG),
-            f"{_status_line(status)}; the relabelled pod still exists: {[p.status.phase for p in pod_left]}", "kubectl label pod <status.podName> finetune.dev/finetunejob- (Running)")
+            f"{_status_line(status)}; the relabelled pod still exists: {[p.status.phase for p in pod_left]}",
+            "kubectl label pod <status.podName> finetune.dev/finetunejob- (Running)")
     env.delete_ftj(TEAM_A, name)
     return sc.cases
 
@@ -1473,7 +1511,8 @@ def u_recreate(env: Env) -> list[Case]:
                  and (s.get("metrics") or {}).get("evalLoss") != 2.22]
     jobs = env.jobs(TEAM_A, name)
     owners = [r.uid for j in jobs for r in (j.metadata.owner_references or [])]
-    sc.case("delete-and-recreate-same-name", ALICE, "a new run: never the old run's result; its Job owned by the new uid",
+    sc.case("delete-and-recreate-same-name", ALICE,
+            "a new run: never the old run's result; its Job owned by the new uid",
             status.get("metrics") == {"evalLoss": 2.22} and not inherited and owners == [created["metadata"]["uid"]],
             f"{_status_line(status)}; statuses seen with the old result: {len(inherited)}",
             "FineTuneJob u-again (evalLoss 1.11) Succeeded, deleted, re-created (evalLoss 2.22)")
@@ -1593,7 +1632,8 @@ def t_access(env: Env) -> list[Case]:
         ("bob-patches-status", BOB, _patch("t-bob-target", {"status": {"phase": "Succeeded"}}, "--subresource=status"),
          'cannot patch resource "finetunejobs/status"'),
         ("alice-binds-herself-admin", ALICE, ("create", "rolebinding", "alice-admin", "--clusterrole=admin",
-                                              f"--user={ALICE}", "-n", TEAM_A), 'cannot create resource "rolebindings"'),
+                                              f"--user={ALICE}", "-n", TEAM_A),
+         'cannot create resource "rolebindings"'),
         ("alice-reads-other-namespace-secret", ALICE, ("get", "secret", "prod-db", "-n", TEAM_B),
          'cannot get resource "secrets"'),
         ("alice-lists-other-namespace-ftjs", ALICE, ("get", "ftj", "-n", TEAM_B), "cannot list resource"),
@@ -1658,7 +1698,8 @@ def t_trainer_token(env: Env) -> list[Case]:
                                   ("trainer-creates-pod", ("run", "y", "--image=busybox", "-n", TEAM_A), "forbidden")):
         done = env.run(*args, kubeconfig=kc)
         sc.case(label, "trainer", "forbidden", GOOD if _refused(done, fragment) else SECURITY,
-                one_line(done.stderr or done.stdout), f"kubectl --kubeconfig=<t-attacker-trainer token> {' '.join(args)}")
+                one_line(done.stderr or done.stdout),
+                f"kubectl --kubeconfig=<t-attacker-trainer token> {' '.join(args)}")
     # the token of a deleted run
     env.delete_ftj(TEAM_A, "t-attacker")
     sa_gone = wait(lambda: not env.core.list_namespaced_service_account(
@@ -1796,7 +1837,8 @@ def _create_many(env: Env, ns: str, names: list[str], spec: dict[str, Any] | Non
 
 def _outcomes(env: Env, ns: str, names: list[str], spec_phase: str = "Succeeded") -> dict[str, Any]:
     """Per FineTuneJob: phase, whether its metrics are its own, how many Jobs it has and whose they are."""
-    items = {o["metadata"]["name"]: o for o in env.custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"]}
+    listed = env.custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"]
+    items = {o["metadata"]["name"]: o for o in listed}
     jobs: dict[str, list[Any]] = {}
     for j in env.batch.list_namespaced_job(ns, label_selector="app.kubernetes.io/component=trainer").items:
         jobs.setdefault(j.metadata.labels.get("finetune.dev/finetunejob"), []).append(j)
@@ -1854,8 +1896,9 @@ def k_burst(env: Env, tag: str, kills: list[float], n: int = 20) -> Case:
     jobs_at_kill = []
     for delay in kills:
         time.sleep(delay)
-        jobs_at_kill.append(len(env.batch.list_namespaced_job(KILL_NS, label_selector="finetune.dev/finetunejob").items))
-        op.kill()
+        trainer_jobs = env.batch.list_namespaced_job(KILL_NS, label_selector="finetune.dev/finetunejob").items
+        jobs_at_kill.append(len(trainer_jobs))
+        env.kill_operator(op)
         time.sleep(0.5)
         op = env.start_operator()
     creator.join()
@@ -1874,8 +1917,9 @@ def k_finishing(env: Env) -> Case:
     names = [f"k-finish-{i}" for i in range(20)]
     _create_many(env, KILL_NS, names, duration="4s")
     done = wait(lambda: sum(1 for p in env.core.list_namespaced_pod(
-        KILL_NS, label_selector="app.kubernetes.io/component=trainer").items if p.status.phase == "Succeeded") >= 3, 60, 0.2)
-    op.kill()
+        KILL_NS, label_selector="app.kubernetes.io/component=trainer").items if p.status.phase == "Succeeded") >= 3,
+        60, 0.2)
+    env.kill_operator(op)
     time.sleep(4)  # the rest finish while no operator runs
     env.start_operator()
     result = _all_done(env, KILL_NS, names)
@@ -1889,8 +1933,7 @@ def k_finishing(env: Env) -> Case:
 def k_down(env: Env) -> list[Case]:
     t0 = time.monotonic()
     cases = []
-    op = env.ensure_one_operator()
-    op.kill()
+    env.kill_operator(env.ensure_one_operator())
     names = [f"k-down-{i}" for i in range(10)]
     _create_many(env, KILL_NS, names)
     env.start_operator()
@@ -1903,7 +1946,7 @@ def k_down(env: Env) -> list[Case]:
     names = [f"k-susp-{i}" for i in range(3)]
     _create_many(env, KILL_NS, names, spec={"suspend": True})
     _all_done(env, KILL_NS, names, "Suspended", 60)
-    env.ensure_one_operator().kill()
+    env.kill_operator(env.ensure_one_operator())
     for name in names:
         env.patch_ftj(KILL_NS, name, {"spec": {"suspend": False}})
     env.start_operator()
@@ -1921,10 +1964,11 @@ def k_retention(env: Env) -> Case:
     name = "k-retention"
     env.create_ftj(KILL_NS, ftj_body(name, {"output": {"retention": "Delete"}}))
     env.wait_phase(KILL_NS, name, FINAL, 60)
-    has_finalizer = "finetune.dev/cleanup" in ((env.ftj(KILL_NS, name) or {}).get("metadata", {}).get("finalizers") or [])
+    finalizers = (env.ftj(KILL_NS, name) or {}).get("metadata", {}).get("finalizers") or []
+    has_finalizer = "finetune.dev/cleanup" in finalizers
     env.delete_ftj(KILL_NS, name)
     time.sleep(0.3)
-    env.ensure_one_operator().kill()
+    env.kill_operator(env.ensure_one_operator())
     time.sleep(2)
     env.start_operator()
     gone = wait(lambda: env.ftj(KILL_NS, name) is None, 90)
@@ -1948,7 +1992,7 @@ def k_replicas(env: Env) -> list[Case]:
     creator = threading.Thread(target=_create_many, args=(env, KILL_NS, names))
     creator.start()
     time.sleep(0.7)
-    leader.kill()
+    env.kill_operator(leader)
     killed = time.monotonic()
     successor = env.leader(40)
     takeover = time.monotonic() - killed
@@ -1956,7 +2000,7 @@ def k_replicas(env: Env) -> list[Case]:
     result = _all_done(env, KILL_NS, names)
     _delete_all(env, KILL_NS, names)
     cases.append(Case("kills", "two-replicas-leader-sigkill", "admin",
-                      "the standby takes over after the lease (6 s here); all Succeeded, one Job each",
+                      "the standby takes over after the lease (15 s, the chart's); all Succeeded, one Job each",
                       GOOD if _clean(result) and successor else WRONG,
                       f"new leader after {takeover:.1f}s; {_summary(result)}",
                       "two operator replicas; 20 FineTuneJobs at once; kill -9 the leader 0.7 s in",
@@ -1965,7 +2009,7 @@ def k_replicas(env: Env) -> list[Case]:
     env.start_operator()
     leader = env.leader()
     stopped = time.monotonic()
-    leader.stop()
+    env.stop_operator(leader)
     successor = env.leader(40)
     handover = time.monotonic() - stopped
     names = [f"k-term-{i}" for i in range(5)]
@@ -1973,7 +2017,7 @@ def k_replicas(env: Env) -> list[Case]:
     result = _all_done(env, KILL_NS, names)
     _delete_all(env, KILL_NS, names)
     cases.append(Case("kills", "two-replicas-leader-sigterm", "admin",
-                      "the lease is handed over at once (well under the 6 s lease); new runs Succeed",
+                      "the lease is handed over at once (well under the 15 s lease); new runs Succeed",
                       GOOD if _clean(result) and successor and handover < 4 else WRONG,
                       f"new leader after {handover:.1f}s (SIGTERM, exit included); {_summary(result)}",
                       "two replicas; SIGTERM the leader; create 5", time.monotonic() - t0))
@@ -2084,7 +2128,7 @@ def l_idle(env: Env, results: Results) -> None:
     jobs = len(env.batch.list_namespaced_job(ns).items)
     peak = rss.stop()
     writes_before = _metric(op, "finetune_status_writes_total")
-    op.stop()
+    env.stop_operator(op)
     t1 = time.monotonic()
     op = env.start_operator()
     ready = time.monotonic() - t1
@@ -2108,10 +2152,14 @@ def l_idle(env: Env, results: Results) -> None:
 
 def run_load(env: Env, results: Results) -> None:
     for scenario in (l_burst, l_ttl_zero, l_idle):
+        mark = len(env.restarts)
         try:
             scenario(env, results)
         except Exception:  # noqa: BLE001
             results.add(Case("load", scenario.__name__, "harness", "", ERROR, traceback.format_exc()))
+        if env.restarts_since(mark):  # the run needed what a Deployment would do: a restart
+            results.cases[-1].observed += ("; the operator exited on its own and was restarted: "
+                                           + " | ".join(env.restarts_since(mark)))
 
 
 # --- main ------------------------------------------------------------------------------------------
@@ -2149,6 +2197,7 @@ def main(argv: list[str] | None = None) -> int:
                 env.ensure_one_operator()
     finally:
         env.stop()
+        results.figures["operator_restarts"] = env.restarts
         results.figures["total_seconds"] = round(time.monotonic() - t0, 1)
         out.write_text(json.dumps({"figures": results.figures, "cases": [asdict(c) for c in results.cases]},
                                   indent=2) + "\n")
@@ -2157,7 +2206,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{results.table()}\n\nnot good:")
     for c in results.cases:
         if c.verdict != GOOD:
-            print(f"- [{c.category}] {c.name} ({c.verdict}; {c.actor}): {one_line(c.observed)[:600]}\n    repro: {c.repro[:600]}")
+            print(f"- [{c.category}] {c.name} ({c.verdict}; {c.actor}): {one_line(c.observed)[:600]}\n"
+                  f"    repro: {c.repro[:600]}")
     print(f"\nresults: {out}\nruntime: {results.figures['total_seconds']:.0f}s "
           f"({', '.join(f'{k} {v:.0f}s' for k, v in results.figures.get('seconds', {}).items())})")
     return 0
