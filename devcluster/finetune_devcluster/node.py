@@ -22,6 +22,7 @@ Layout (N: a per-cluster index, so several dev clusters can run on one machine):
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import re
@@ -30,6 +31,7 @@ import string
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -49,15 +51,18 @@ DNS_IP = "10.0.0.10"  # the kube-dns Service: in controlplane.SERVICE_CIDR
 CONTAINERD_NAMESPACE = "k8s.io"
 BIND_MOUNTS = {"kubelet": "/var/lib/kubelet", "pod-logs": "/var/log/pods",
                "container-logs": "/var/log/containers", "containerd-run": "/run/containerd"}
-NET_LOCK = Path("/run/lock/finetune-devcluster-net.lock")
+NET_LOCK = Path("/run/lock/finetune-devcluster-net.lock")  # also guards HOST_SYSCTLS
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 # Without CAP_SYS_RESOURCE (some sandboxes drop it) no process may lower its oom_score_adj: the
 # kubelet and kube-proxy keep 0 and containerd raises negative container values to its own (0).
 HAVE_SYS_RESOURCE = bool(int(re.search(r"CapEff:\s*([0-9a-f]+)", Path("/proc/self/status").read_text())[1], 16)
                          & (1 << 24))
 # Kernel settings the kubelet sets at start (not namespaced): restored when the node stops.
+# The machine's own values are recorded by the first dev node that starts while none runs, and
+# written back by the last one to stop.
 KUBELET_SYSCTLS = ("vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
                    "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes")
+HOST_SYSCTLS = Path("/run/finetune-devcluster-sysctls.json")
 
 
 def _run(*argv: str, input: str | None = None) -> str:
@@ -88,7 +93,6 @@ class DevNode:
         self.procs: list[ManagedProcess] = []
         self.root_lock: IO[str] | None = None
         self.containerd_root = Path()
-        self.sysctls: dict[str, str] = {}
 
     # --- addresses --------------------------------------------------------------------------
     @property
@@ -123,10 +127,8 @@ class DevNode:
     def prepare(self) -> DevNode:
         """Create the node's namespaces and its link to this machine."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        NET_LOCK.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with open(NET_LOCK, "w") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)  # index choice and link creation, one cluster at a time
+            with self._net_lock():  # index choice and link creation, one cluster at a time
                 used = {int(m) for m in re.findall(r"inet 10\.213\.(\d+)\.1/", _run("ip", "-4", "-o", "addr"))}
                 self.index = min(set(range(1, 250)) - used)
                 self.init = ManagedProcess("node-init", [
@@ -197,7 +199,9 @@ class DevNode:
         self.prune_images()
         for archive in self._own_images(nd):
             self.load_image(archive)
-        self.sysctls = {k: (Path("/proc/sys") / k).read_text() for k in KUBELET_SYSCTLS}
+        with self._net_lock():
+            if not HOST_SYSCTLS.exists():  # else recorded by a node that runs, or crashed, before
+                HOST_SYSCTLS.write_text(json.dumps({k: (Path("/proc/sys") / k).read_text() for k in KUBELET_SYSCTLS}))
         labels = {NODE_LABEL: "true", "nvidia.com/gpu.present": "true", "nvidia.com/gpu.product": GPU_PRODUCT,
                   "nvidia.com/gpu.count": str(self.gpus)} if self.gpus else {NODE_LABEL: "true"}
         self._spawn("kubelet", str(k8s / "kubelet"), f"--config={self.dir / 'kubelet.yaml'}",
@@ -383,10 +387,8 @@ state = '/run/containerd'
         self.init, self.procs = None, []
         if self.index:
             self._remove_cgroups()
-        if self.sysctls and not self._other_nodes():
-            for key, value in self.sysctls.items():
-                (Path("/proc/sys") / key).write_text(value)
-        self.sysctls = {}
+        if self.index:
+            self._restore_sysctls()
         if self.root_lock:
             self.root_lock.close()
             self.root_lock = None
@@ -409,5 +411,20 @@ state = '/run/containerd'
                             raise
                         time.sleep(0.1)
 
-    def _other_nodes(self) -> bool:
-        return any(p.name != self.cgroup_root for h in _cgroup_hierarchies() for p in h.glob("finetune-node-*"))
+    @staticmethod
+    @contextlib.contextmanager
+    def _net_lock() -> Iterator[None]:
+        NET_LOCK.parent.mkdir(parents=True, exist_ok=True)
+        with open(NET_LOCK, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def _restore_sysctls(self) -> None:
+        """The last dev node to stop writes back the machine's kernel settings (a running node is
+        one whose link exists: links vanish with their node, crashed or not)."""
+        with self._net_lock():
+            others = {int(m) for m in re.findall(r"inet 10\.213\.(\d+)\.1/", _run("ip", "-4", "-o", "addr"))}
+            if HOST_SYSCTLS.exists() and not others - {self.index}:
+                for key, value in json.loads(HOST_SYSCTLS.read_text()).items():
+                    (Path("/proc/sys") / key).write_text(value)
+                HOST_SYSCTLS.unlink()
