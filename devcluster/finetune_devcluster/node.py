@@ -65,11 +65,16 @@ KUBELET_SYSCTLS = ("vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "k
 HOST_SYSCTLS = Path("/run/finetune-devcluster-sysctls.json")
 
 
-def _run(*argv: str, input: str | None = None) -> str:
-    done = subprocess.run(argv, input=input, capture_output=True, text=True)
+def _run(*argv: str) -> str:
+    done = subprocess.run(argv, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.strip()}")
     return done.stdout
+
+
+def _live_indexes() -> set[int]:
+    """The indexes N of the dev nodes on this machine: their links (10.213.N.1) vanish with them."""
+    return {int(m) for m in re.findall(r"inet 10\.213\.(\d+)\.1/", _run("ip", "-4", "-o", "addr"))}
 
 
 def _cgroup_hierarchies() -> list[Path]:
@@ -120,8 +125,8 @@ class DevNode:
         """`argv` run inside the node's namespaces (PID, mount, network)."""
         return ["nsenter", f"--target={self.pid}", "--pid", "--mount", "--net", "--", *argv]
 
-    def run(self, *argv: str, input: str | None = None) -> str:
-        return _run(*self.nsenter(*argv), input=input)
+    def run(self, *argv: str) -> str:
+        return _run(*self.nsenter(*argv))
 
     # --- namespaces, link, mounts, cgroups -----------------------------------------------------
     def prepare(self) -> DevNode:
@@ -129,8 +134,7 @@ class DevNode:
         self.dir.mkdir(parents=True, exist_ok=True)
         try:
             with self._net_lock():  # index choice and link creation, one cluster at a time
-                used = {int(m) for m in re.findall(r"inet 10\.213\.(\d+)\.1/", _run("ip", "-4", "-o", "addr"))}
-                self.index = min(set(range(1, 250)) - used)
+                self.index = min(set(range(1, 250)) - _live_indexes())
                 self.init = ManagedProcess("node-init", [
                     "unshare", "--pid", "--fork", "--kill-child", "--mount", "--propagation", "private", "--net",
                     "--mount-proc", sys.executable, "-m", "finetune_devcluster.nodeinit"], self.logs)
@@ -226,8 +230,8 @@ class DevNode:
         issue_cert(pki, "kubelet", f"/O=system:nodes/CN=system:node:{NODE_NAME}", client)
         issue_cert(pki, "kube-proxy", "/CN=system:kube-proxy", client)
         issue_cert(pki, "kubelet-serving", f"/CN={NODE_NAME}",
-                 f"subjectAltName=IP:{self.node_ip},DNS:{NODE_NAME}\n"
-                 "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth")
+                   f"subjectAltName=IP:{self.node_ip},DNS:{NODE_NAME}\n"
+                   "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth")
         for user in ("kubelet", "kube-proxy"):
             write_kubeconfig(self.dir / f"{user}.kubeconfig", cp.server, pki, user)
 
@@ -379,7 +383,8 @@ state = '/run/containerd'
     # --- stop ---------------------------------------------------------------------------------
     def stop(self) -> None:
         """Kill every node process (PID 1 first: the kernel takes the rest), remove the cgroups,
-        restore the kernel settings the kubelet changed, and release the shared containerd root."""
+        restore the kernel settings the kubelet changed, and release the shared containerd root
+        (or delete this node's own one)."""
         if self.init:
             self.init.stop(grace=5.0)
         for proc in self.procs:
@@ -387,11 +392,12 @@ state = '/run/containerd'
         self.init, self.procs = None, []
         if self.index:
             self._remove_cgroups()
-        if self.index:
             self._restore_sysctls()
         if self.root_lock:
             self.root_lock.close()
             self.root_lock = None
+        elif self.containerd_root == self.dir / "containerd-root":  # GBs no later node would use
+            shutil.rmtree(self.containerd_root, ignore_errors=True)
 
     def _remove_cgroups(self, timeout: float = 30.0) -> None:
         """rmdir the cgroup tree, deepest first, once its last process has exited."""
@@ -423,8 +429,7 @@ state = '/run/containerd'
         """The last dev node to stop writes back the machine's kernel settings (a running node is
         one whose link exists: links vanish with their node, crashed or not)."""
         with self._net_lock():
-            others = {int(m) for m in re.findall(r"inet 10\.213\.(\d+)\.1/", _run("ip", "-4", "-o", "addr"))}
-            if HOST_SYSCTLS.exists() and not others - {self.index}:
+            if HOST_SYSCTLS.exists() and not _live_indexes() - {self.index}:
                 for key, value in json.loads(HOST_SYSCTLS.read_text()).items():
                     (Path("/proc/sys") / key).write_text(value)
                 HOST_SYSCTLS.unlink()
