@@ -1897,7 +1897,7 @@ def k_burst(env: Env, tag: str, kills: list[float], n: int = 20) -> Case:
     for delay in kills:
         time.sleep(delay)
         trainer_jobs = env.batch.list_namespaced_job(KILL_NS, label_selector="finetune.dev/finetunejob").items
-        jobs_at_kill.append(len(trainer_jobs))
+        jobs_at_kill.append(sum(j.metadata.labels["finetune.dev/finetunejob"] in names for j in trainer_jobs))
         env.kill_operator(op)
         time.sleep(0.5)
         op = env.start_operator()
@@ -1906,7 +1906,7 @@ def k_burst(env: Env, tag: str, kills: list[float], n: int = 20) -> Case:
     _delete_all(env, KILL_NS, names)
     return Case("kills", f"sigkill-{tag}", "admin", f"{n} runs: all Succeeded with their own metrics, one Job each",
                 GOOD if _clean(result) else WRONG,
-                f"killed at {kills}s (trainer Jobs in the namespace at each kill: {jobs_at_kill}); {_summary(result)}",
+                f"killed at {kills}s (this burst's Jobs at each kill: {jobs_at_kill}); {_summary(result)}",
                 f"create {n} FineTuneJobs at once; kill -9 the operator {kills}s in; restart it",
                 time.monotonic() - t0)
 
