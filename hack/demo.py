@@ -1,11 +1,15 @@
 """The quick-start demo (`make demo`): the log-intent classifier, trained through the whole chain.
 
-1. starts a local control plane with the development-only local-runner node (it runs pods as
-   local processes: the trainer really trains, on this machine's CPU);
-2. `helm install`s the chart (CRD, ServiceAccount, RBAC; `replicas=0` because nothing here can pull
-   the operator image) and runs the operator as a local process under the chart's ServiceAccount;
-3. puts the example's data on a claim and applies examples/log-intent/finetunejob.yaml;
-4. follows the FineTuneJob's status and prints the outcome and where the artifacts are.
+1. starts a local cluster (control plane on this machine) with one real node: kubelet,
+   containerd, runc, CNI bridge and kube-proxy, in their own namespaces; the node advertises one
+   development-only fake GPU;
+2. builds the operator and trainer images from Dockerfile.operator and Dockerfile.trainer (or
+   reuses them when their inputs are unchanged) and loads them into the node's containerd;
+3. `helm install`s the chart: the operator runs as the chart's Deployment on the node;
+4. puts the example's data on a claim (a `local` PersistentVolume on the node) and applies
+   examples/log-intent/finetunejob.yaml in a namespace under Pod Security `restricted`;
+5. follows the FineTuneJob's status and prints the outcome, where the artifacts are, and which
+   node and container ran the trainer.
 
     python hack/demo.py [--workdir DIR] [--keep]
 """
@@ -25,9 +29,7 @@ import yaml
 from kubernetes import client
 
 from finetune_api import GROUP, PLURAL, VERSION
-from finetune_devcluster import DevCluster, binaries
-from finetune_devcluster.accounts import service_account_kubeconfig
-from finetune_devcluster.controlplane import free_port
+from finetune_devcluster import DevCluster, binaries, images
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "log-intent"
@@ -38,7 +40,6 @@ def say(text: str) -> None:
     print(f"==> {text}", flush=True)
 
 
-
 def run(*argv: str, env: dict[str, str]) -> str:
     done = subprocess.run(argv, env=env, capture_output=True, text=True)
     if done.returncode:
@@ -46,36 +47,12 @@ def run(*argv: str, env: dict[str, str]) -> str:
     return done.stdout
 
 
-def host_claim(core: client.CoreV1Api, name: str, host_dir: Path) -> None:
-    """A PVC bound to a hostPath PV on this machine (what the local runner mounts into the pod)."""
-    host_dir.mkdir(parents=True, exist_ok=True)
-    core.create_persistent_volume({
-        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"{DEMO_NS}-{name}"},
-        "spec": {"capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "",
-                 "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": str(host_dir)},
-                 "claimRef": {"namespace": DEMO_NS, "name": name}}})
-    core.create_namespaced_persistent_volume_claim(DEMO_NS, {
-        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name},
-        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "", "volumeName": f"{DEMO_NS}-{name}",
-                 "resources": {"requests": {"storage": "10Gi"}}}})
-
-
-def start_operator(dev: DevCluster, api: client.ApiClient, workdir: Path) -> subprocess.Popen:
-    kubeconfig = service_account_kubeconfig(api, dev.kubeconfig, OPERATOR_NS, RELEASE, workdir / "operator.kubeconfig")
-    log = open(workdir / "operator.log", "ab")
-    argv = [str(Path(sys.executable).with_name("finetune-operator")), "--all-namespaces",
-            "--kubeconfig", str(kubeconfig), "--trainer-image", "finetune-trainer:dev",
-            "--lease-namespace", OPERATOR_NS, "--health-port", str(free_port()), "--metrics-port", str(free_port())]
-    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                            start_new_session=True)
-
-
-def follow(custom: client.CustomObjectsApi, name: str, operator: subprocess.Popen, timeout: float) -> dict:
+def follow(custom: client.CustomObjectsApi, name: str, dev: DevCluster, timeout: float) -> dict:
     """Print phase and progress changes until the FineTuneJob is final; return it."""
     shown, deadline = None, time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if operator.poll() is not None:
-            raise SystemExit("the operator exited; see operator.log in the workdir")
+        assert dev.node
+        dev.node.check_alive()
         ftj = custom.get_namespaced_custom_object(GROUP, VERSION, DEMO_NS, PLURAL, name)
         status = ftj.get("status") or {}
         progress = status.get("progress") or {}
@@ -90,7 +67,7 @@ def follow(custom: client.CustomObjectsApi, name: str, operator: subprocess.Pope
     raise SystemExit(f"FineTuneJob {name} not finished after {timeout:.0f}s")
 
 
-def report(ftj: dict, artifacts_host: Path) -> None:
+def report(ftj: dict, core: client.CoreV1Api, artifacts_host: Path) -> None:
     status = ftj["status"]
     metrics = status.get("metrics") or {}
     print(f"\nFineTuneJob {DEMO_NS}/{ftj['metadata']['name']}: {status['phase']}"
@@ -104,6 +81,12 @@ def report(ftj: dict, artifacts_host: Path) -> None:
         host = artifacts_host / art["path"]
         print(f"  on this machine    {host}")
         print(f"  eval report        {host / 'eval_report.md'}")
+    if status.get("podName"):
+        pod = core.read_namespaced_pod(status["podName"], DEMO_NS)
+        container = (pod.status.container_statuses or [None])[0]
+        print(f"  trainer pod        {pod.metadata.name} on node {pod.spec.node_name}")
+        if container:
+            print(f"  container          {container.container_id} ({container.image})")
 
 
 def main() -> int:
@@ -116,52 +99,62 @@ def main() -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PATH": f"{binaries.bin_dir()}:{Path(sys.executable).parent}:{os.environ['PATH']}"}
 
-    say(f"starting a local control plane with the local-runner node (state in {workdir})")
+    say(f"starting a local cluster with a real node (state in {workdir})")
     t0 = time.monotonic()
-    dev = DevCluster(workdir / "cluster", nodes=()).start()
-    operator = None
+    dev = DevCluster(workdir / "cluster", nodes=(), gpus=1).start()
     try:
-        dev.start_local_runner(fake_gpus=1)
+        node_name = dev.start_node()
         env["KUBECONFIG"] = str(dev.kubeconfig)
-        print(f"    ready in {time.monotonic() - t0:.1f}s; export KUBECONFIG={dev.kubeconfig}", flush=True)
-
-        say("helm install: CRD, ServiceAccount and RBAC from charts/finetune-operator")
-        run("helm", "install", RELEASE, str(ROOT / "charts" / "finetune-operator"), "--namespace", OPERATOR_NS,
-            "--create-namespace", "--set", "replicas=0", "--wait", env=env)
         api = dev.api_client()
-        say("running the operator as a local process under the chart's ServiceAccount")
-        operator = start_operator(dev, api, workdir)
-
-        say("putting the log-intent data on claim `datasets` and creating claim `artifacts`")
         core = client.CoreV1Api(api)
-        core.create_namespace({"metadata": {"name": DEMO_NS}})
+        info = core.read_node(node_name).status.node_info
+        print(f"    node {node_name} Ready in {time.monotonic() - t0:.1f}s: kubelet {info.kubelet_version}, "
+              f"{info.container_runtime_version}, 1 fake nvidia.com/gpu; export KUBECONFIG={dev.kubeconfig}",
+              flush=True)
+
+        say("images from Dockerfile.operator and Dockerfile.trainer (BuildKit), loaded into the node's containerd")
+        assert dev.node
+        refs = images.build_and_load(dev.node)
+        print(f"    {refs.operator}\n    {refs.trainer}", flush=True)
+
+        say("helm install: CRD, RBAC, admission policies and the operator Deployment from charts/finetune-operator")
+        (op_repo, op_tag), (tr_repo, tr_tag) = images.Images.split(refs.operator), images.Images.split(refs.trainer)
+        # The example's trainer asks for both of this 2-CPU node's CPUs: the operator requests none.
+        run("helm", "install", RELEASE, str(ROOT / "charts" / "finetune-operator"), "--namespace", OPERATOR_NS,
+            "--create-namespace", "--wait", "--timeout", "5m",
+            "--set", f"image.repository={op_repo}", "--set", f"image.tag={op_tag}", "--set", "image.pullPolicy=Never",
+            "--set", f"trainer.image.repository={tr_repo}", "--set", f"trainer.image.tag={tr_tag}",
+            "--set", "trainer.pullPolicy=Never", "--set-string", "resources.requests.cpu=0", env=env)
+        print(run("kubectl", "get", "pods", "-n", OPERATOR_NS, "-o", "wide", env=env), end="")
+
+        say(f"namespace {DEMO_NS} (opted in, Pod Security restricted); the log-intent data on claim `datasets`")
+        core.create_namespace({"metadata": {"name": DEMO_NS, "labels": {
+            "finetune.dev/enabled": "true", "pod-security.kubernetes.io/enforce": "restricted"}}})
         volumes = workdir / "volumes"
         data_dir = volumes / "datasets" / "log-intent"
         data_dir.mkdir(parents=True, exist_ok=True)
         for name in ("train.jsonl", "eval.jsonl"):
             shutil.copy(EXAMPLE / name, data_dir / name)
-        host_claim(core, "datasets", volumes / "datasets")
-        host_claim(core, "artifacts", volumes / "artifacts")
+        dev.local_claim(DEMO_NS, "datasets", volumes / "datasets")
+        dev.local_claim(DEMO_NS, "artifacts", volumes / "artifacts")
 
         say("kubectl apply -f examples/log-intent/finetunejob.yaml")
         print(run("kubectl", "apply", "-n", DEMO_NS, "-f", str(EXAMPLE / "finetunejob.yaml"), env=env), end="")
         name = yaml.safe_load((EXAMPLE / "finetunejob.yaml").read_text())["metadata"]["name"]
-        say("training (status from the cluster; the trainer's own log is under the local-runner's pod dir)")
-        ftj = follow(client.CustomObjectsApi(api), name, operator, args.timeout)
+        say(f"training (status from the cluster; the trainer's log: kubectl -n {DEMO_NS} logs job/{name}-trainer)")
+        ftj = follow(client.CustomObjectsApi(api), name, dev, args.timeout)
         print(run("kubectl", "get", "ftj", "-n", DEMO_NS, "-o", "wide", env=env), end="")
-        report(ftj, volumes / "artifacts")
+        report(ftj, core, volumes / "artifacts")
         if args.keep:
             say("cluster left running; Ctrl-C to stop")
             try:
-                while operator.poll() is None:
+                while True:
+                    dev.node.check_alive()
                     time.sleep(5)
             except KeyboardInterrupt:
                 pass
         return 0 if ftj["status"]["phase"] == "Succeeded" else 1
     finally:
-        if operator and operator.poll() is None:
-            operator.terminate()
-            operator.wait(20)
         dev.stop()
         say(f"stopped; artifacts and logs stay in {workdir}")
 
