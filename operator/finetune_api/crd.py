@@ -123,7 +123,7 @@ def source_form_rules(field: str) -> list[dict[str, str]]:
     prefixes = " || ".join(f"self.{field}.startsWith('{p}')" for p in IMAGE_PATH_PREFIXES)
     return [
         {
-            "rule": f"!has(self.{field}) || !(self.{field}.startsWith('pvc://') || self.{field}.startsWith('/')) "
+            "rule": f"!has(self.{field}) || self.{field}.startsWith('builtin:') "
                     f"|| !self.{field}.matches('(^|/)[.][.]?(/|$)')",
             "message": f"{field} must not contain '.' or '..' path segments",
             "fieldPath": f".{field}",

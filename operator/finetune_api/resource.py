@@ -162,8 +162,8 @@ class FineTuneJobSpec(ApiModel):
 def check_source_form(field: str, source: str) -> None:
     """The documented forms beyond the pattern: no `.`/`..` path segments, and absolute paths only
     under IMAGE_PATH_PREFIXES (the CRD carries the same rule in CEL)."""
-    path = source.removeprefix("pvc://") if source.startswith("pvc://") else source
-    if source.startswith(("pvc://", "/")) and any(seg in (".", "..") for seg in path.split("/")):
+    path = source.split("://", 1)[1] if "://" in source else source
+    if source.startswith(("pvc://", "hf://", "/")) and any(seg in (".", "..") for seg in path.split("/")):
         raise ValueError(f"{field} {source!r} must not contain '.' or '..' path segments")
     if source.startswith("/") and not source.startswith(IMAGE_PATH_PREFIXES):
         raise ValueError(f"{field} {source!r}: an absolute path must name a file baked into the trainer image "

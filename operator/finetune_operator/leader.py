@@ -134,7 +134,7 @@ class LeaderElector:
             try:
                 ok = await asyncio.wait_for(self.try_acquire_or_renew(), self.renew_deadline)
             except Exception as e:  # noqa: BLE001
-                logger.warning("could not renew the lease: %s", e)
+                logger.warning("could not renew the lease: %s", str(e) or type(e).__name__)  # a timeout has no text
                 ok = None
             if ok is False or time.monotonic() - self.last_renew > self.renew_deadline:
                 self.is_leader = False

@@ -147,7 +147,12 @@ class Reconciler:
         if expected is not None and (expected[0] != uid or time.monotonic() - expected[1] > JOB_EXPECTED_FOR):
             self.expected_jobs.pop(key, None)
             expected = None
+        recorded = self._recorded(key, ftj)
+        if job is None and expected is None and recorded.get("jobName") and not status_mod.is_final(recorded.get("phase")):
+            job = await self._find_job(ftj)  # before calling it deleted: maybe someone removed its labels
         pod = status_mod.latest_pod(self.views.pods_of(key, job["metadata"]["uid"])) if job else None
+        if job is not None and pod is None and status_mod.job_finished(job):
+            pod = await self._find_pod(job)  # the result is in the pod: look it up before calling it gone
 
         stored = ftj.get("status") or {}
         baseline = self._baseline(key, stored)
@@ -162,7 +167,7 @@ class Reconciler:
         final = status_mod.is_final(result.status.get("phase"))
         if job is not None:
             await self._converge_job(ftj, job, final, result.suspend_job)
-            if not final and self._prerequisites_due(key, job, pod):
+            if not final and self._prerequisites_due(key, job, pod, stored):
                 await self.ensure_prerequisites(ftj)
             if not final and pod is None and not (job.get("spec") or {}).get("suspend"):
                 self.enqueue(key, POD_EXPECTED_WITHIN)  # no event may come: look again for lost prerequisites
@@ -220,6 +225,34 @@ class Reconciler:
 
     # --- the Job -------------------------------------------------------------------------------
 
+    async def _find_job(self, ftj: dict[str, Any]) -> dict[str, Any] | None:
+        """This run's Job read from the API server (it is missing from the view only when its labels
+        were removed, or it is gone); its labels are put back so that the watch follows it again."""
+        meta = ftj["metadata"]
+        probe = {"apiVersion": "batch/v1", "kind": "Job",
+                 "metadata": {"name": builders.job_name(meta["name"]), "namespace": meta["namespace"]}}
+        try:
+            job = await self.client.get(object_path(probe))
+        except ApiError as e:
+            if e.status == 404:
+                return None
+            raise
+        if status_mod.controller_uid(job) != meta["uid"]:
+            return None
+        await self.client.merge_patch(object_path(probe), {"metadata": {
+            "uid": job["metadata"]["uid"], "labels": builders.standard_labels(meta["name"])}})
+        logger.warning("%s/%s: the labels of Job %s had been removed; put back", meta["namespace"], meta["name"],
+                       probe["metadata"]["name"], extra={"finetunejob": f"{meta['namespace']}/{meta['name']}"})
+        return status_mod.job_summary(job)
+
+    async def _find_pod(self, job: dict[str, Any]) -> dict[str, Any] | None:
+        """The finished Job's latest pod, by the Job controller's own label (ours may have been removed)."""
+        meta = job["metadata"]
+        found = await self.client.get(collection_path("v1", "Pod", meta["namespace"]), params={
+            "labelSelector": f"batch.kubernetes.io/controller-uid={meta['uid']}"})
+        pods = [status_mod.pod_summary(p) for p in (found or {}).get("items") or []]
+        return status_mod.latest_pod([p for p in pods if p["metadata"]["controllerUid"] == meta["uid"]])
+
     async def _converge_job(self, ftj: dict[str, Any], job: dict[str, Any], final: bool, suspend_failed: bool) -> None:
         """spec.suspend of a running Job follows the FineTuneJob (Kueue unsuspends queued Jobs); once
         the outcome is recorded, ttlSecondsAfterFinished follows the FineTuneJob's."""
@@ -237,6 +270,8 @@ class Reconciler:
             queued = bool((spec.get("scheduling") or {}).get("queueName"))
             if want != bool(have.get("suspend")) and not (queued and not want):
                 changes["suspend"] = want
+        if changes.get("suspend") is False:
+            await self.ensure_prerequisites(ftj)  # a suspended run may have lost them meanwhile
         if changes:
             await self._patch_job(job, changes)
 
@@ -310,11 +345,16 @@ class Reconciler:
             objs.append(builders.role_binding(ftj, self.cfg))
         await asyncio.gather(*(self._create_owned(ftj, o) for o in objs))
 
-    def _prerequisites_due(self, key: Key, job: dict[str, Any], pod: dict[str, Any] | None) -> bool:
-        """Whether a running Job looks like it lost its ConfigMap or ServiceAccount (deleted by
-        someone): its pod cannot get its config, or the Job has had no pod for a while."""
+    def _prerequisites_due(self, key: Key, job: dict[str, Any], pod: dict[str, Any] | None,
+                           stored: dict[str, Any]) -> bool:
+        """Whether a running Job looks like it lost its ConfigMap, ServiceAccount or RoleBinding
+        (deleted by someone): its pod cannot get its config, the Job has had no pod for a while, or
+        the running trainer's progress reports stopped arriving (its RoleBinding is gone)."""
         if time.monotonic() - self.prerequisites_checked.get(key, -1e9) < PREREQUISITES_CHECK:
             return False
+        if self._progress_stale(pod, stored):
+            self.prerequisites_checked[key] = time.monotonic()
+            return True
         waiting = ((status_mod.trainer_container_status(pod) or {}).get("state") or {}).get("waiting") or {}
         created = status_mod.parse_time(job["metadata"].get("creationTimestamp"))
         podless = pod is None and not status_mod.job_finished(job) and not (job.get("spec") or {}).get("suspend") \
@@ -323,6 +363,17 @@ class Reconciler:
             self.prerequisites_checked[key] = time.monotonic()
             return True
         return False
+
+    def _progress_stale(self, pod: dict[str, Any] | None, stored: dict[str, Any]) -> bool:
+        """A trainer running for a while whose last progress report is older than three intervals."""
+        if not self.cfg.status_patch or pod is None or ((pod.get("status") or {}).get("phase")) != "Running":
+            return False
+        now = time.time()
+        limit = 3 * self.cfg.status_patch_interval_seconds + POD_EXPECTED_WITHIN
+        started = status_mod.parse_time((pod.get("status") or {}).get("startTime"))
+        updated = status_mod.parse_time((stored.get("progress") or {}).get("updatedAt"))
+        last = updated or started
+        return last is not None and (started is None or now - started.timestamp() > limit) and now - last.timestamp() > limit
 
     async def _dry_run(self, pod: dict[str, Any]) -> None:
         """Admission's answer for the trainer pod (Pod Security, PriorityClass, LimitRange, validation)."""

@@ -251,7 +251,11 @@ def _failure(job: dict[str, Any], pod: dict[str, Any] | None, spec: FineTuneJobS
             return _Verdict(Phase.FAILED, FailureReason.OOM_KILLED,
                             f"the trainer was killed for exceeding its memory limit ({spec.resources.memory}): "
                             "raise resources.memory, or lower training.batchSize / maxSeqLength")
-        detail = one_line((summary.message if summary and summary.message else raw) or "")
+        if summary is not None and summary.outcome == "succeeded":  # exit != 0: not the trainer's own exit
+            return _Verdict(Phase.FAILED, FailureReason.POD_FAILED,
+                            f"the trainer container exited with code {code} although its termination message claims "
+                            "success: the container did not end the way finetune-train does (was spec.image changed?)")
+        detail = one_line(summary.message or "" if summary else raw)
         if code in EXIT_CODE_REASONS:
             reason = EXIT_CODE_REASONS[code]
             return _Verdict(Phase.FAILED, reason,
@@ -516,9 +520,8 @@ def compute(ftj: dict[str, Any], job: dict[str, Any] | None, pod: dict[str, Any]
             status["gpuSeconds"] = duration * spec.resources.gpus
     term = terminated_state(pod)
     summary = parse_summary((term or {}).get("message"))
-    if summary is not None:
-        if summary.metrics:
-            status["metrics"] = dict(summary.metrics)
+    if summary is not None and summary.metrics and (summary.outcome == "failed" or v.phase is Phase.SUCCEEDED):
+        status["metrics"] = dict(summary.metrics)
     if v.phase is Phase.SUCCEEDED:
         meta_ns, meta_name = meta.get("namespace", ""), meta.get("name", "")
         artifacts: dict[str, Any] = {"pvc": spec.output.pvc, "path": builders.output_subpath(spec, meta_ns, meta_name)}

@@ -180,3 +180,41 @@ def test_over_quota_waits_pending_then_runs(ftjs: Ftj, namespace: str, start_ope
     kubectl("delete", "quota", "no-jobs", namespace=namespace)
     wait_for(status_of(ftjs, "queued", "Succeeded"), timeout=90, namespace=namespace)
     assert len(ftjs.jobs("queued")) == 1
+
+
+def test_removing_our_labels_from_the_job_or_pod_does_not_lose_the_run(ftjs: Ftj, namespace: str,
+                                                                         start_operator: Any, wait_for: Any,
+                                                                         kubectl: Any) -> None:
+    """A tenant with `edit` strips the labels the operator watches by: the run is still followed
+    (the Job is found by name and owner and relabelled; the finished pod by the Job controller's
+    own label) and ends with its real result, not JobDeleted or ResultMissing."""
+    start_operator(namespace)
+    result = summary_json(outcome="succeeded", metrics={"evalLoss": 0.42})
+    ftjs.create(minimal_ftj("unlabelled-job", podAnnotations=sim(duration="8s", termination_message=result)))
+    ftjs.create(minimal_ftj("unlabelled-pod", podAnnotations=sim(duration="8s", termination_message=result)))
+    wait_for(status_of(ftjs, "unlabelled-job", "Running"), timeout=60, namespace=namespace)
+    s = wait_for(status_of(ftjs, "unlabelled-pod", "Running"), timeout=60, namespace=namespace)
+    kubectl("label", "job", "unlabelled-job-trainer", "finetune.dev/finetunejob-", namespace=namespace)
+    kubectl("label", "pod", s["podName"], "finetune.dev/finetunejob-", namespace=namespace)
+    for name in ("unlabelled-job", "unlabelled-pod"):
+        final = wait_for(lambda name=name: (ftjs.status(name) if ftjs.status(name).get("phase") in
+                                            ("Succeeded", "Failed") else None), timeout=90, namespace=namespace)
+        assert (final["phase"], final.get("metrics")) == ("Succeeded", {"evalLoss": 0.42}), final
+    job = ftjs.batch.read_namespaced_job("unlabelled-job-trainer", namespace)
+    assert job.metadata.labels["finetune.dev/finetunejob"] == "unlabelled-job"  # put back
+
+
+def test_a_rolebinding_deleted_while_suspended_is_back_before_the_run_resumes(ftjs: Ftj, namespace: str,
+                                                                            start_operator: Any,
+                                                                            wait_for: Any) -> None:
+    start_operator(namespace)
+    ftjs.create(minimal_ftj("paused", suspend=True))
+    wait_for(status_of(ftjs, "paused", "Suspended"), timeout=60, namespace=namespace)
+    rbac = client.RbacAuthorizationV1Api(ftjs.kube_api)
+    wait_for(lambda: rbac.list_namespaced_role_binding(namespace, field_selector="metadata.name=paused-trainer").items,
+             timeout=30, namespace=namespace)
+    rbac.delete_namespaced_role_binding("paused-trainer", namespace)
+    ftjs.patch("paused", {"spec": {"suspend": False}})
+    wait_for(status_of(ftjs, "paused", "Succeeded"), timeout=90, namespace=namespace)
+    binding = rbac.read_namespaced_role_binding("paused-trainer", namespace)
+    assert owner_uids(binding) == [ftjs.get("paused")["metadata"]["uid"]]

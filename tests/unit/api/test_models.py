@@ -121,3 +121,17 @@ def test_sources_only_in_the_documented_forms(field, value, fragment):
 def test_pod_level_fields_follow_the_pod_apis_rules(overrides, fragment):
     with pytest.raises(ValidationError, match=fragment):
         spec(**overrides)
+
+
+@pytest.mark.parametrize("field, value, fragment", [
+    ("dataset", {"source": "hf://org/dataset"}, "dataset.source"),
+    ("dataset", {"source": "builtin:alpaca"}, "dataset.source"),
+    ("dataset", {"source": "pvc://d/t.jsonl", "validationSource": "hf://org/dataset"}, "validationSource"),
+    ("evaluation", {"generalSource": "builtin:wikitext"}, "generalSource"),
+    ("model", {"source": "builtin:minilm-l6", "adapter": "builtin:smollm2-135m-instruct"}, "model.adapter"),
+    ("model", {"source": "hf://org/.."}, "must not contain '.' or '..' path segments"),
+])
+def test_each_source_field_takes_only_its_own_forms(field, value, fragment):
+    with pytest.raises(ValidationError, match=fragment):
+        spec(**{field: value})
+    assert spec(model={"source": "builtin:minilm-l6", "adapter": "hf://org/adapter"}).model.adapter == "hf://org/adapter"

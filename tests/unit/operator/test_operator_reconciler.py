@@ -46,6 +46,8 @@ class FakeClient:
 
     async def get(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
         self._check("GET", path)
+        if params is not None and path not in self.objects:  # a list request
+            return {"items": []}
         if path not in self.objects:
             raise ApiError(404, {"reason": "NotFound", "message": "not found"}, "GET", path)
         return copy.deepcopy(self.objects[path])
@@ -235,4 +237,73 @@ def test_output_cleanup_deletes_only_this_runs_job_and_reports_what_was_removed(
                 '{"outcome": "removed", "message": "removed 7 files of run 1111-2222"}'}}}]}}]}
         assert await r._cleanup_result(r.client.objects[cleanup_path]) == ("removed", "removed 7 files of run 1111-2222")
         await r.cleanup_output(copy.deepcopy(ftj), retry=1)  # complete: returns
+    run(go())
+
+
+def full_job(uid: str = "1111-2222", **status: Any) -> dict[str, Any]:
+    return {"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "demo-trainer", "namespace": "team-a", "uid": "job-uid", "labels": {},
+                         "ownerReferences": [{"kind": "FineTuneJob", "name": "demo", "uid": uid, "controller": True}]},
+            "spec": {"suspend": False}, "status": status}
+
+
+def test_a_job_whose_labels_were_removed_is_found_relabelled_and_not_called_deleted(ftj, cfg):
+    async def go() -> None:
+        r = reconciler(cfg, {**ftj, "status": {"phase": "Running", "jobName": "demo-trainer"}})
+        r.client.objects[JOB_PATH] = full_job(active=1)
+        await r.reconcile(KEY)
+        (relabel,) = r.client.patches(JOB_PATH)
+        assert relabel["metadata"]["uid"] == "job-uid"
+        assert relabel["metadata"]["labels"]["finetune.dev/finetunejob"] == "demo"
+        written = r.client.patches(FTJ_PATH + "/status")
+        assert not written or written[-1]["status"].get("reason") != "JobDeleted"
+        # someone else's Job of that name is not ours: the run's Job is gone
+        r = reconciler(cfg, {**ftj, "status": {"phase": "Running", "jobName": "demo-trainer"}})
+        r.client.objects[JOB_PATH] = full_job(uid="someone-else", active=1)
+        await r.reconcile(KEY)
+        assert r.client.patches(JOB_PATH) == []
+        assert r.client.patches(FTJ_PATH + "/status")[-1]["status"]["reason"] == "JobDeleted"
+    run(go())
+
+
+def test_a_finished_jobs_pod_is_looked_up_when_its_labels_were_removed(ftj, cfg):
+    async def go() -> None:
+        done = job_summary(conditions=[{"type": "Complete", "status": "True"}])
+        r = reconciler(cfg, ftj, jobs=[done])
+        r.client.objects["/api/v1/namespaces/team-a/pods"] = {"items": [{
+            "metadata": {"name": "demo-trainer-x", "uid": "p1", "creationTimestamp": "2025-01-01T00:00:00Z",
+                         "ownerReferences": [{"kind": "Job", "uid": "job-uid", "controller": True}]},
+            "status": {"phase": "Succeeded", "containerStatuses": [{"name": "trainer", "state": {"terminated": {
+                "exitCode": 0, "message": '{"outcome": "succeeded", "metrics": {"evalLoss": 0.5}}'}}}]}}]}
+        await r.reconcile(KEY)
+        (written,) = r.client.patches(FTJ_PATH + "/status")
+        assert written["status"]["phase"] == "Succeeded" and written["status"]["metrics"] == {"evalLoss": 0.5}
+    run(go())
+
+
+def test_resuming_a_run_first_recreates_what_it_lost_while_suspended(ftj, cfg):
+    async def go() -> None:
+        suspended = job_summary()
+        suspended["spec"]["suspend"] = True
+        r = reconciler(cfg, {**ftj, "status": {"phase": "Suspended", "jobName": "demo-trainer"}}, jobs=[suspended])
+        await r.reconcile(KEY)
+        posts = r.client.posts()
+        assert sorted(p.rsplit("/", 1)[1] for p in posts) == ["configmaps", "rolebindings", "serviceaccounts"]
+        assert r.client.patches(JOB_PATH) == [{"metadata": {"uid": "job-uid"}, "spec": {"suspend": False}}]
+        order = [m + " " + p for m, p, _ in r.client.calls if m in ("POST", "PATCH") and "/status" not in p]
+        assert order[-1] == f"PATCH {JOB_PATH}"  # unsuspended after the prerequisites exist
+    run(go())
+
+
+def test_a_trainer_whose_progress_stopped_arriving_gets_its_rolebinding_back(ftj, cfg):
+    async def go() -> None:
+        long_ago = "2025-01-01T00:00:00Z"
+        pod = status_mod.pod_summary({
+            "metadata": {"name": "demo-trainer-x", "uid": "p1", "creationTimestamp": long_ago,
+                         "ownerReferences": [{"kind": "Job", "uid": "job-uid", "controller": True}]},
+            "spec": {"nodeName": "n"}, "status": {"phase": "Running", "startTime": long_ago}})
+        stored = {"phase": "Running", "jobName": "demo-trainer", "progress": {"step": 3, "updatedAt": long_ago}}
+        r = reconciler(cfg, {**ftj, "status": stored}, jobs=[job_summary(active=1)], pods=[pod])
+        await r.reconcile(KEY)
+        assert "/apis/rbac.authorization.k8s.io/v1/namespaces/team-a/rolebindings" in r.client.posts()
     run(go())

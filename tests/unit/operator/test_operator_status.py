@@ -344,3 +344,12 @@ def test_summaries_round_trip():
 def test_invalid_spec_output_path_dots(ftj):
     ftj["spec"]["output"]["path"] = "runs/../../x"
     assert compute(ftj, None, None).status["reason"] == "InvalidSpec"
+
+
+def test_a_nonzero_exit_with_a_success_summary_is_a_failure_without_its_metrics(ftj):
+    msg = summary_message(outcome="succeeded", metrics={"evalLoss": 0.66})
+    p = pod("Failed", scheduled=SCHEDULED, terminated={"exitCode": 1, "reason": "Error", "message": msg})
+    s = compute(ftj, job([{"type": "Failed", "reason": "BackoffLimitExceeded"}]), p).status
+    assert (s["phase"], s["reason"]) == ("Failed", "PodFailed")
+    assert "exited with code 1 although its termination message claims success" in s["message"]
+    assert "metrics" not in s and "{" not in s["message"]
