@@ -17,7 +17,7 @@ DEFAULT_WORKDIR = Path("/tmp/finetune-devcluster")
 def _env_lines(workdir: Path) -> str:
     return (f"export KUBECONFIG={workdir / 'admin.kubeconfig'}\n"
             f"export PATH={binaries.bin_dir()}:{binaries.node_dir() / 'bin'}:$PATH\n"
-            f"export CONTAINER_RUNTIME_ENDPOINT=unix://{workdir / 'node' / 'containerd-run' / 'containerd.sock'}\n"
+            f"export CRI_CONFIG_FILE={workdir / 'node' / 'crictl.yaml'}\n"
             f"export CONTAINERD_ADDRESS={workdir / 'node' / 'containerd-run' / 'containerd.sock'} "
             "CONTAINERD_NAMESPACE=k8s.io")
 
@@ -29,7 +29,9 @@ def node_exec(workdir: Path, argv: list[str]) -> None:
         raise SystemExit(f"no dev node running from {workdir}")
     path = f"{binaries.node_dir() / 'bin'}:{binaries.bin_dir()}:{os.environ.get('PATH', '')}"
     os.execvpe("nsenter", ["nsenter", f"--target={pidfile.read_text().strip()}", "--pid", "--mount", "--net",
-                           "--", *(argv or ["bash"])], {**os.environ, "PATH": path})
+                           "--", *(argv or ["bash"])],
+               {**os.environ, "PATH": path, "CRI_CONFIG_FILE": str(workdir / "node" / "crictl.yaml"),
+                "CONTAINERD_NAMESPACE": "k8s.io"})
 
 
 def up(workdir: Path, with_node: bool, gpus: int) -> None:

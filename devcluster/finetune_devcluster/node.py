@@ -258,6 +258,8 @@ class DevNode:
                  "ipam": {"type": "host-local", "ranges": [[{"subnet": self.pod_cidr}]],
                           "routes": [{"dst": "0.0.0.0/0"}], "dataDir": str(self.dir / "cni-ipam")}},
                 {"type": "portmap", "capabilities": {"portMappings": True}}]}, indent=1))
+        (self.dir / "crictl.yaml").write_text(f"runtime-endpoint: unix://{self.socket}\n"
+                                              f"image-endpoint: unix://{self.socket}\n")
         cri = "plugins.'io.containerd.cri.v1"
         (self.dir / "containerd.toml").write_text(f"""version = 3
 root = '{self.containerd_root}'
@@ -324,7 +326,7 @@ state = '/run/containerd'
                 *args]
 
     def crictl(self, *args: str) -> str:
-        return _run(str(node_dir() / "bin" / "crictl"), f"--runtime-endpoint=unix://{self.socket}", *args)
+        return _run(str(node_dir() / "bin" / "crictl"), f"--config={self.dir / 'crictl.yaml'}", *args)
 
     def _images(self) -> dict[str, str]:
         """Image name -> manifest digest, as containerd lists them."""
