@@ -164,6 +164,8 @@ class ControlPlane:
         self._spawn("kube-controller-manager", *auth, f"--secure-port={self.kcm_port}",
                     f"--root-ca-file={pki / 'ca.crt'}", f"--service-account-private-key-file={pki / 'sa.key'}",
                     "--use-service-account-credentials=true", "--controllers=*", "--node-monitor-period=1s",
+                    # pre-bound claims wait for this sync (15 s by default), not for an event
+                    "--pvclaimbinder-sync-period=1s",
                     f"--cluster-signing-cert-file={pki / 'ca.crt'}", f"--cluster-signing-key-file={pki / 'ca.key'}")
         self._spawn("kube-scheduler", *auth, f"--secure-port={self.scheduler_port}")
 
