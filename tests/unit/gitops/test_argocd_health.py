@@ -105,10 +105,16 @@ def _job(conditions: list[dict[str, Any]] | None = None, suspend: bool = False) 
 
 def _pod(phase: str, scheduled: dict[str, Any] | None = None) -> dict[str, Any]:
     conditions = [{"type": "PodScheduled", "lastTransitionTime": TS, **(scheduled or {"status": "True"})}]
+    state: dict[str, Any] = {}
+    if phase == "Running":
+        state = {"running": {"startedAt": TS}}
+    elif phase == "Succeeded":  # the trainer's completion record in the termination message
+        state = {"terminated": {"exitCode": 0, "startedAt": TS, "finishedAt": TS,
+                                "message": '{"outcome": "succeeded", "metrics": {"evalLoss": 1.0}}'}}
     return {"metadata": {"name": "demo-trainer-abcde", "namespace": "team-a", "creationTimestamp": TS},
-            "spec": {"nodeName": "gpu-0" if phase == "Running" else None},
+            "spec": {"nodeName": None if phase == "Pending" else "gpu-0"},
             "status": {"phase": phase, "conditions": conditions,
-                       "containerStatuses": [{"name": "trainer", "state": {"running": {"startedAt": TS}} if phase == "Running" else {}}]}}
+                       "containerStatuses": [{"name": "trainer", "state": state}]}}
 
 
 COMPUTED = {
@@ -117,7 +123,7 @@ COMPUTED = {
     "unschedulable": (_job(), _pod("Pending", {"status": "False", "reason": "Unschedulable",
                                                "message": "0/4 nodes are available: insufficient nvidia.com/gpu"}), {}, "Degraded"),
     "suspended": (_job(suspend=True), None, {"suspend": True}, "Suspended"),
-    "complete": (_job([("Complete", "Completed")]), None, {}, "Healthy"),
+    "complete": (_job([("Complete", "Completed")]), _pod("Succeeded"), {}, "Healthy"),
     "deadline exceeded": (_job([("Failed", "DeadlineExceeded")]), None, {}, "Degraded"),
 }
 
