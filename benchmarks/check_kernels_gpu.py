@@ -44,13 +44,15 @@ def check_varlen(trials: int = 4) -> list[dict]:
         k = torch.randn(total, hkv, d, device="cuda", dtype=torch.bfloat16, requires_grad=True)
         v = torch.randn(total, hkv, d, device="cuda", dtype=torch.bfloat16, requires_grad=True)
         grad = torch.randn(total, hq, d, device="cuda", dtype=torch.bfloat16)
-        o = kernel(q, k, v, cu, int(lens.max()), d ** -0.5)
+        o = kernel(q, k, v, cu, int(lens.max()), d**-0.5)
         o.backward(grad)
         got = (o.detach(), q.grad.clone(), k.grad.clone(), v.grad.clone())
         q64, k64, v64 = (t.detach().double().requires_grad_(True) for t in (q, k, v))
-        ref = per_sequence_attention(q64, k64, v64, cu, d ** -0.5)
+        ref = per_sequence_attention(q64, k64, v64, cu, d**-0.5)
         ref.backward(grad.double())
-        errs = {name: rel(a, b) for name, a, b in zip(("out", "dq", "dk", "dv"), got, (ref, q64.grad, k64.grad, v64.grad))}
+        errs = {
+            name: rel(a, b) for name, a, b in zip(("out", "dq", "dk", "dv"), got, (ref, q64.grad, k64.grad, v64.grad))
+        }
         out.append({"check": "varlen", "trial": trial, "sequences": len(lens), "tokens": total, **errs})
     return out
 
@@ -60,8 +62,15 @@ def check_liger() -> list[dict]:
 
     from finetune_trainer.kernels import apply_liger
 
-    cfg = LlamaConfig(hidden_size=1024, intermediate_size=3584, num_hidden_layers=2, num_attention_heads=8,
-                      num_key_value_heads=2, vocab_size=4096, max_position_embeddings=2048)
+    cfg = LlamaConfig(
+        hidden_size=1024,
+        intermediate_size=3584,
+        num_hidden_layers=2,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+        vocab_size=4096,
+        max_position_embeddings=2048,
+    )
     torch.manual_seed(0)
     plain = LlamaForCausalLM(cfg).to("cuda", torch.bfloat16)
     ids = torch.randint(0, 4096, (2, 512), device="cuda")
@@ -77,8 +86,15 @@ def check_liger() -> list[dict]:
     b = patched(input_ids=ids, labels=ids)
     b.loss.backward()
     worst = max(rel(pb.grad, pa.grad) for pa, pb in zip(plain.parameters(), patched.parameters()))
-    return [{"check": "liger", "logits": rel(b.logits, a.logits), "loss": abs(b.loss.item() - a.loss.item()),
-             "worstGrad": worst, "plainBf16VsFp32Logits": rel(a.logits, logits32)}]
+    return [
+        {
+            "check": "liger",
+            "logits": rel(b.logits, a.logits),
+            "loss": abs(b.loss.item() - a.loss.item()),
+            "worstGrad": worst,
+            "plainBf16VsFp32Logits": rel(a.logits, logits32),
+        }
+    ]
 
 
 def main() -> int:

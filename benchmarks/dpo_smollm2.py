@@ -36,8 +36,9 @@ from trainer_run import run_trainer
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "log-intent"
 LABELS = ["link-state", "dhcp", "auth", "routing", "anomaly"]
-SYSTEM = ("You sort network log lines by intent. Reply with exactly one label: "
-          "link-state, dhcp, auth, routing or anomaly.")
+SYSTEM = (
+    "You sort network log lines by intent. Reply with exactly one label: link-state, dhcp, auth, routing or anomaly."
+)
 
 
 def pairs(split: str, n: int, seed: int) -> list[dict]:
@@ -46,11 +47,13 @@ def pairs(split: str, n: int, seed: int) -> list[dict]:
     out = []
     for r in rng.sample(rows, n):
         wrong = rng.choice([x for x in LABELS if x != r["label"]])
-        out.append({
-            "prompt": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": r["text"]}],
-            "chosen": [{"role": "assistant", "content": r["label"]}],
-            "rejected": [{"role": "assistant", "content": wrong}],
-        })
+        out.append(
+            {
+                "prompt": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": r["text"]}],
+                "chosen": [{"role": "assistant", "content": r["label"]}],
+                "rejected": [{"role": "assistant", "content": wrong}],
+            }
+        )
     return out
 
 
@@ -63,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--beta", type=float, default=0.1)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--sft-steps", type=int, default=0, help="first train an SFT adapter for this many steps, then DPO from it")
+    ap.add_argument(
+        "--sft-steps", type=int, default=0, help="first train an SFT adapter for this many steps, then DPO from it"
+    )
     ap.add_argument("--sft-lr", type=float, default=1e-3)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--json", type=Path, help="also write the figures to this JSON file (e.g. benchmarks/results/...)")
@@ -73,21 +78,37 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     for name, rows in (("train", pairs("train", a.train, 1)), ("heldout", pairs("eval", a.heldout, 2))):
         (work / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads),
-               TOKENIZERS_PARALLELISM="false")
+    env = dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        OMP_NUM_THREADS=str(a.threads),
+        MKL_NUM_THREADS=str(a.threads),
+        TOKENIZERS_PARALLELISM="false",
+    )
     sft_info, base_metrics = None, None
     if a.sft_steps:
         shutil.rmtree(work / "sft", ignore_errors=True)
         rows = [json.loads(x) for x in (work / "train.jsonl").read_text().splitlines()]
-        (work / "sft.jsonl").write_text("".join(json.dumps({"messages": r["prompt"] + r["chosen"]}) + "\n" for r in rows))
+        (work / "sft.jsonl").write_text(
+            "".join(json.dumps({"messages": r["prompt"] + r["chosen"]}) + "\n" for r in rows)
+        )
         sft_config = {
             "method": "sft",
             "model": {"source": "builtin:smollm2-135m-instruct"},
             "dataset": {"source": str(work / "sft.jsonl"), "validationSplit": 0.0},
             "peft": {"type": "lora", "r": 16, "alpha": 32, "dropout": 0.05, "targetModules": ["auto"]},
-            "training": {"maxSteps": a.sft_steps, "batchSize": a.batch, "gradientAccumulationSteps": 1,
-                         "learningRate": a.sft_lr, "warmupRatio": 0.1, "loggingSteps": 5, "maxSeqLength": 256,
-                         "gradientCheckpointing": False, "optimizer": "adamw_torch", "saveSteps": 10_000},
+            "training": {
+                "maxSteps": a.sft_steps,
+                "batchSize": a.batch,
+                "gradientAccumulationSteps": 1,
+                "learningRate": a.sft_lr,
+                "warmupRatio": 0.1,
+                "loggingSteps": 5,
+                "maxSeqLength": 256,
+                "gradientCheckpointing": False,
+                "optimizer": "adamw_torch",
+                "saveSteps": 10_000,
+            },
             "evaluation": {"sampleGenerations": 0},
             "output": {"dir": str(work / "sft")},
             "reporting": {"terminationMessagePath": str(work / "sft-termination.json")},
@@ -95,9 +116,24 @@ def main(argv: list[str] | None = None) -> int:
         t_sft = time.time()
         run_trainer(sft_config, work / "sft-config.json", a.threads)
         sft_info = {"steps": a.sft_steps, "learningRate": a.sft_lr, "wallSeconds": round(time.time() - t_sft, 1)}
-        proc = subprocess.run([sys.executable, "-m", "finetune_trainer", "evaluate", "--model", "builtin:smollm2-135m-instruct",
-                               "--data", str(work / "heldout.jsonl"), "--max-seq-length", "256"],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "finetune_trainer",
+                "evaluate",
+                "--model",
+                "builtin:smollm2-135m-instruct",
+                "--data",
+                str(work / "heldout.jsonl"),
+                "--max-seq-length",
+                "256",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         if proc.returncode != 0:
             sys.stderr.write(proc.stderr[-4000:])
             return 1
@@ -105,13 +141,27 @@ def main(argv: list[str] | None = None) -> int:
     config = {
         "method": "dpo",
         "model": {"source": "builtin:smollm2-135m-instruct"},
-        "dataset": {"source": str(work / "train.jsonl"), "validationSource": str(work / "heldout.jsonl"),
-                    "format": "preference"},
+        "dataset": {
+            "source": str(work / "train.jsonl"),
+            "validationSource": str(work / "heldout.jsonl"),
+            "format": "preference",
+        },
         "peft": {"type": "lora", "r": 16, "alpha": 32, "dropout": 0.05, "targetModules": ["auto"]},
-        "training": {"maxSteps": a.steps, "batchSize": a.batch, "gradientAccumulationSteps": 1, "learningRate": a.lr,
-                     "lrScheduler": "cosine", "warmupRatio": 0.1, "loggingSteps": 5, "maxSeqLength": 256,
-                     "gradientCheckpointing": False, "optimizer": "adamw_torch", "dpoBeta": a.beta,
-                     "evalSteps": 10_000, "saveSteps": 10_000},
+        "training": {
+            "maxSteps": a.steps,
+            "batchSize": a.batch,
+            "gradientAccumulationSteps": 1,
+            "learningRate": a.lr,
+            "lrScheduler": "cosine",
+            "warmupRatio": 0.1,
+            "loggingSteps": 5,
+            "maxSeqLength": 256,
+            "gradientCheckpointing": False,
+            "optimizer": "adamw_torch",
+            "dpoBeta": a.beta,
+            "evalSteps": 10_000,
+            "saveSteps": 10_000,
+        },
         "evaluation": {"sampleGenerations": 5, "maxNewTokens": 6},
         "output": {"dir": str(work / "out")},
         "reporting": {"terminationMessagePath": str(work / "termination.json")},
@@ -123,23 +173,48 @@ def main(argv: list[str] | None = None) -> int:
     keys = ("accuracy", "rewardAccuracy", "rewardMargin", "chosenReward", "rejectedReward", "loss", "perplexity")
     result = {
         "model": "SmolLM2-135M-Instruct (LoRA r=16 on q/k/v/o, fp32 CPU)",
-        "trainPairs": m["dataset"]["trainRecords"], "heldoutPairs": f["pairs"], "steps": m["steps"], "beta": a.beta,
-        "learningRate": a.lr, "batchSize": a.batch,
-        "sft": sft_info, "baseModel": {k: round(base_metrics[k], 4) for k in keys} if base_metrics else None,
-        "before": {k: round(b[k], 4) for k in keys}, "after": {k: round(f[k], 4) for k in keys},
-        "samples": [{"line": s["prompt"].split("[user] ", 1)[-1][:120], "expected": s["reference"].split("\n")[0].removeprefix("chosen: "),
-                     "base": s["base"], "tuned": s["tuned"]} for s in m["samples"]],
-        "trainRuntimeSeconds": m["trainRuntimeSeconds"], "wallSeconds": round(wall, 1), "threads": a.threads,
-        "loadAverage1m": round(os.getloadavg()[0], 1), "adapterBytes": (work / "out" / "adapter_model.safetensors").stat().st_size,
+        "trainPairs": m["dataset"]["trainRecords"],
+        "heldoutPairs": f["pairs"],
+        "steps": m["steps"],
+        "beta": a.beta,
+        "learningRate": a.lr,
+        "batchSize": a.batch,
+        "sft": sft_info,
+        "baseModel": {k: round(base_metrics[k], 4) for k in keys} if base_metrics else None,
+        "before": {k: round(b[k], 4) for k in keys},
+        "after": {k: round(f[k], 4) for k in keys},
+        "samples": [
+            {
+                "line": s["prompt"].split("[user] ", 1)[-1][:120],
+                "expected": s["reference"].split("\n")[0].removeprefix("chosen: "),
+                "base": s["base"],
+                "tuned": s["tuned"],
+            }
+            for s in m["samples"]
+        ],
+        "trainRuntimeSeconds": m["trainRuntimeSeconds"],
+        "wallSeconds": round(wall, 1),
+        "threads": a.threads,
+        "loadAverage1m": round(os.getloadavg()[0], 1),
+        "adapterBytes": (work / "out" / "adapter_model.safetensors").stat().st_size,
     }
-    print(f"pairs            {result['trainPairs']} train / {result['heldoutPairs']} held-out, {m['steps']} steps, beta {a.beta}")
+    print(
+        f"pairs            {result['trainPairs']} train / {result['heldoutPairs']} held-out, {m['steps']} steps, beta {a.beta}"
+    )
     if sft_info:
-        print(f"started from an SFT adapter ({a.sft_steps} steps, {sft_info['wallSeconds']:.0f} s); reference = that adapter")
+        print(
+            f"started from an SFT adapter ({a.sft_steps} steps, {sft_info['wallSeconds']:.0f} s); reference = that adapter"
+        )
         print(f"{'':16} {'base':>8} {'SFT':>8} {'SFT+DPO':>8}")
     else:
         print(f"{'':16} {'before':>8} {'after':>8}")
-    for k, label in (("accuracy", "pref. accuracy"), ("rewardAccuracy", "reward accuracy"), ("rewardMargin", "reward margin"),
-                     ("loss", "DPO loss"), ("perplexity", "chosen ppl")):
+    for k, label in (
+        ("accuracy", "pref. accuracy"),
+        ("rewardAccuracy", "reward accuracy"),
+        ("rewardMargin", "reward margin"),
+        ("loss", "DPO loss"),
+        ("perplexity", "chosen ppl"),
+    ):
         first = f"{base_metrics[k]:8.3f} " if base_metrics else ""
         print(f"{label:16} {first}{b[k]:8.3f} {f[k]:8.3f}")
     print(f"wall time        {wall:.0f} s (training {m['trainRuntimeSeconds']:.0f} s, {a.threads} thread(s))")

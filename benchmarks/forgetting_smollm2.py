@@ -34,12 +34,64 @@ from trainer_run import run_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "log-intent"
-DOC_MODULES = ("argparse", "json", "collections", "subprocess", "logging", "unittest", "email", "tarfile", "zipfile",
-               "pathlib", "datetime", "decimal", "fractions", "random", "statistics", "textwrap", "string", "heapq",
-               "bisect", "functools", "itertools", "threading", "queue", "sched", "shutil", "tempfile", "csv",
-               "configparser", "difflib", "calendar", "locale", "gettext", "doctest", "pdb", "timeit", "trace",
-               "dataclasses", "enum", "typing", "contextlib", "abc", "copy", "pickle", "shelve", "sqlite3", "zlib",
-               "gzip", "hashlib", "hmac", "secrets", "socket", "ssl", "selectors", "asyncio", "http.client", "urllib.request")
+DOC_MODULES = (
+    "argparse",
+    "json",
+    "collections",
+    "subprocess",
+    "logging",
+    "unittest",
+    "email",
+    "tarfile",
+    "zipfile",
+    "pathlib",
+    "datetime",
+    "decimal",
+    "fractions",
+    "random",
+    "statistics",
+    "textwrap",
+    "string",
+    "heapq",
+    "bisect",
+    "functools",
+    "itertools",
+    "threading",
+    "queue",
+    "sched",
+    "shutil",
+    "tempfile",
+    "csv",
+    "configparser",
+    "difflib",
+    "calendar",
+    "locale",
+    "gettext",
+    "doctest",
+    "pdb",
+    "timeit",
+    "trace",
+    "dataclasses",
+    "enum",
+    "typing",
+    "contextlib",
+    "abc",
+    "copy",
+    "pickle",
+    "shelve",
+    "sqlite3",
+    "zlib",
+    "gzip",
+    "hashlib",
+    "hmac",
+    "secrets",
+    "socket",
+    "ssl",
+    "selectors",
+    "asyncio",
+    "http.client",
+    "urllib.request",
+)
 
 
 def general_paragraphs() -> list[str]:
@@ -52,12 +104,23 @@ def general_paragraphs() -> list[str]:
             continue
         objs = [mod] + [getattr(mod, a) for a in sorted(dir(mod)) if not a.startswith("_")]
         for obj in objs:
-            doc = inspect.getdoc(obj) if (inspect.ismodule(obj) or inspect.isclass(obj) or inspect.isfunction(obj)) else None
+            doc = (
+                inspect.getdoc(obj)
+                if (inspect.ismodule(obj) or inspect.isclass(obj) or inspect.isfunction(obj))
+                else None
+            )
             for para in re.split(r"\n\s*\n", doc or ""):
                 text = " ".join(para.split())
                 letters = sum(c.isalpha() or c.isspace() for c in text)
-                if (len(text) < 160 or len(text) > 700 or ">>>" in text or "::" in text or letters / len(text) < 0.9
-                        or not text[0].isupper() or text in seen):
+                if (
+                    len(text) < 160
+                    or len(text) > 700
+                    or ">>>" in text
+                    or "::" in text
+                    or letters / len(text) < 0.9
+                    or not text[0].isupper()
+                    or text in seen
+                ):
                     continue
                 seen.add(text)
                 out.append(text)
@@ -81,11 +144,25 @@ def run(work: Path, name: str, train: list[str], a) -> dict:
     config = {
         "method": "sft",
         "model": {"source": "builtin:smollm2-135m-instruct"},
-        "dataset": {"source": str(d / "train.jsonl"), "validationSource": str(work / "domain_eval.jsonl"), "format": "text"},
+        "dataset": {
+            "source": str(d / "train.jsonl"),
+            "validationSource": str(work / "domain_eval.jsonl"),
+            "format": "text",
+        },
         "peft": {"type": "lora", "r": 16, "alpha": 32, "dropout": 0.05, "targetModules": ["all-linear"]},
-        "training": {"maxSteps": a.steps, "batchSize": a.batch, "gradientAccumulationSteps": 1, "learningRate": a.lr,
-                     "warmupRatio": 0.05, "loggingSteps": 5, "maxSeqLength": 192, "gradientCheckpointing": False,
-                     "optimizer": "adamw_torch", "evalSteps": 100_000, "saveSteps": 100_000},
+        "training": {
+            "maxSteps": a.steps,
+            "batchSize": a.batch,
+            "gradientAccumulationSteps": 1,
+            "learningRate": a.lr,
+            "warmupRatio": 0.05,
+            "loggingSteps": 5,
+            "maxSeqLength": 192,
+            "gradientCheckpointing": False,
+            "optimizer": "adamw_torch",
+            "evalSteps": 100_000,
+            "saveSteps": 100_000,
+        },
         "evaluation": {"generalSource": str(work / "general_eval.jsonl"), "sampleGenerations": 0},
         "output": {"dir": str(d / "out")},
         "reporting": {"terminationMessagePath": str(d / "termination.json")},
@@ -93,7 +170,9 @@ def run(work: Path, name: str, train: list[str], a) -> dict:
     m, wall = run_trainer(config, d / "config.json", a.threads)
     f = m["forgetting"]
     return {
-        "trainRecords": m["dataset"]["trainRecords"], "steps": m["steps"], "wallSeconds": round(wall, 1),
+        "trainRecords": m["dataset"]["trainRecords"],
+        "steps": m["steps"],
+        "wallSeconds": round(wall, 1),
         "domain": {k: round(v, 3) if isinstance(v, float) else v for k, v in f["domain"].items()},
         "general": {k: round(v, 3) if isinstance(v, float) else v for k, v in f["general"].items()},
         "verdict": f["verdict"],
@@ -127,16 +206,29 @@ def main(argv: list[str] | None = None) -> int:
     mixed = domain_train + replay
     rng.shuffle(mixed)
     results = {"lora": run(work, "lora", domain_train, a), "lora+replay": run(work, "lora+replay", mixed, a)}
-    out = {"model": "SmolLM2-135M-Instruct (LoRA r=16 all-linear, fp32 CPU)", "steps": a.steps, "batchSize": a.batch,
-           "learningRate": a.lr, "domainEval": a.heldout, "generalEval": a.heldout, "replayRecords": n_replay,
-           "generalParagraphsAvailable": len(general), "threads": a.threads, "runs": results}
+    out = {
+        "model": "SmolLM2-135M-Instruct (LoRA r=16 all-linear, fp32 CPU)",
+        "steps": a.steps,
+        "batchSize": a.batch,
+        "learningRate": a.lr,
+        "domainEval": a.heldout,
+        "generalEval": a.heldout,
+        "replayRecords": n_replay,
+        "generalParagraphsAvailable": len(general),
+        "threads": a.threads,
+        "runs": results,
+    }
     base = results["lora"]
     print("perplexity (lower is better)      domain (syslog)   general (prose)")
-    print(f"base model                         {base['domain']['perplexityBefore']:>14.2f}   {base['general']['perplexityBefore']:>15.2f}")
+    print(
+        f"base model                         {base['domain']['perplexityBefore']:>14.2f}   {base['general']['perplexityBefore']:>15.2f}"
+    )
     for name, r in results.items():
         label = f"{name} ({r['steps']} steps)"
-        print(f"{label:34} {r['domain']['perplexityAfter']:>14.2f}   {r['general']['perplexityAfter']:>15.2f}"
-              f"   ({r['domain']['perplexityChange']:+.1%} / {r['general']['perplexityChange']:+.1%}, {r['wallSeconds']:.0f} s)")
+        print(
+            f"{label:34} {r['domain']['perplexityAfter']:>14.2f}   {r['general']['perplexityAfter']:>15.2f}"
+            f"   ({r['domain']['perplexityChange']:+.1%} / {r['general']['perplexityChange']:+.1%}, {r['wallSeconds']:.0f} s)"
+        )
     if a.json:
         a.json.write_text(json.dumps(out, indent=2) + "\n")
     return 0

@@ -57,7 +57,10 @@ def trainer_config(out: Path) -> dict:
     cfg["dataset"]["source"] = str(EXAMPLE / "train.jsonl")
     cfg["dataset"]["validationSource"] = str(EXAMPLE / "eval.jsonl")
     cfg["output"]["dir"] = str(out / "artifacts")
-    cfg["reporting"] = {"terminationMessagePath": str(out / "termination.json"), "progressFile": str(out / "progress.json")}
+    cfg["reporting"] = {
+        "terminationMessagePath": str(out / "termination.json"),
+        "progressFile": str(out / "progress.json"),
+    }
     return cfg
 
 
@@ -76,9 +79,22 @@ def split_figures(metrics: dict, baseline: dict | None) -> dict:
 
 def score_split(cfg: dict, adapter: Path, data: Path, threads: int) -> dict:
     """The adapter on one more split, scored by ``finetune-train evaluate`` (untrained head too)."""
-    m = run_evaluate(["--model", cfg["model"]["source"], "--adapter", str(adapter), "--data", str(data),
-                      "--max-seq-length", str(cfg["training"]["maxSeqLength"]), "--batch-size", "32", "--compare-base"],
-                     threads)
+    m = run_evaluate(
+        [
+            "--model",
+            cfg["model"]["source"],
+            "--adapter",
+            str(adapter),
+            "--data",
+            str(data),
+            "--max-seq-length",
+            str(cfg["training"]["maxSeqLength"]),
+            "--batch-size",
+            "32",
+            "--compare-base",
+        ],
+        threads,
+    )
     return split_figures(m, m.get("base"))
 
 
@@ -96,8 +112,18 @@ def train_and_score(seed: int, splits: list[str], overrides: list[str], threads:
         "seed": seed,
         "trainRecords": m["dataset"]["trainRecords"],
         "peft": {"r": m["loraR"], "alpha": m["loraAlpha"], "targetModules": m["targetModules"]},
-        "training": {k: cfg["training"][k] for k in ("epochs", "learningRate", "lrScheduler", "warmupRatio", "batchSize",
-                                                      "weightDecay", "maxSeqLength")},
+        "training": {
+            k: cfg["training"][k]
+            for k in (
+                "epochs",
+                "learningRate",
+                "lrScheduler",
+                "warmupRatio",
+                "batchSize",
+                "weightDecay",
+                "maxSeqLength",
+            )
+        },
         "epochs": m["epochs"],
         "steps": m["steps"],
         "trainableParameters": m["trainableParameters"],
@@ -124,18 +150,27 @@ def report(runs: list[dict], splits: list[str], labels: list[str]) -> dict:
         print(f"{'seed':>6} {'base acc':>9} {'accuracy':>9} {'macro-F1':>9}  " + "  ".join(f"{x:>10}" for x in labels))
         for r in runs:
             s = r["splits"][split]
-            print(f"{r['seed']:>6} {s.get('baselineAccuracy', float('nan')):>9.1%} {s['accuracy']:>9.1%} {s['macroF1']:>9.1%}  "
-                  + "  ".join(f"{s['perClassF1'][x]:>10.1%}" for x in labels))
+            print(
+                f"{r['seed']:>6} {s.get('baselineAccuracy', float('nan')):>9.1%} {s['accuracy']:>9.1%} {s['macroF1']:>9.1%}  "
+                + "  ".join(f"{s['perClassF1'][x]:>10.1%}" for x in labels)
+            )
         mean = {
             "accuracy": statistics.mean(r["splits"][split]["accuracy"] for r in runs),
             "macroF1": statistics.mean(r["splits"][split]["macroF1"] for r in runs),
-            "perClassF1": {x: round(statistics.mean(r["splits"][split]["perClassF1"][x] for r in runs), 4) for x in labels},
+            "perClassF1": {
+                x: round(statistics.mean(r["splits"][split]["perClassF1"][x] for r in runs), 4) for x in labels
+            },
             "minAccuracy": min(r["splits"][split]["accuracy"] for r in runs),
         }
         means[split] = mean
-        print(f"{'mean':>6} {'':>9} {mean['accuracy']:>9.1%} {mean['macroF1']:>9.1%}  "
-              + "  ".join(f"{mean['perClassF1'][x]:>10.1%}" for x in labels))
-        cm = [[sum(r["splits"][split]["confusionMatrix"][i][j] for r in runs) for j in range(len(labels))] for i in range(len(labels))]
+        print(
+            f"{'mean':>6} {'':>9} {mean['accuracy']:>9.1%} {mean['macroF1']:>9.1%}  "
+            + "  ".join(f"{mean['perClassF1'][x]:>10.1%}" for x in labels)
+        )
+        cm = [
+            [sum(r["splits"][split]["confusionMatrix"][i][j] for r in runs) for j in range(len(labels))]
+            for i in range(len(labels))
+        ]
         print(f"confusion matrix, summed over {len(runs)} seed(s) (rows: true, columns: predicted)")
         print(f"{'':>12}" + "".join(f"{x:>12}" for x in labels))
         for label, row in zip(labels, cm):
@@ -150,8 +185,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, help="work directory (default: a temporary one)")
     p.add_argument("--json", type=Path, help="also write the figures to this JSON file (e.g. benchmarks/results/...)")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=JSON",
-                   help='override a TrainerConfig field for an experiment, e.g. --set training.epochs=1')
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=JSON",
+        help="override a TrainerConfig field for an experiment, e.g. --set training.epochs=1",
+    )
     a = p.parse_args(argv)
     missing = [s for s in a.splits if not (EXAMPLE / f"{s}.jsonl").is_file()]
     if missing:
@@ -161,32 +201,54 @@ def main(argv: list[str] | None = None) -> int:
     for seed in a.seeds:
         runs.append(train_and_score(seed, a.splits, a.set, a.threads, out / f"seed{seed}"))
         r = runs[-1]
-        print(f"seed {seed}: " + ", ".join(f"{s} {r['splits'][s]['accuracy']:.1%}" for s in a.splits)
-              + f"; adapter {r['adapterBytes'] / 1e6:.2f} MB; wall {r['wallSeconds']:.0f} s (training {r['trainRuntimeSeconds']:.0f} s)",
-              flush=True)
+        print(
+            f"seed {seed}: "
+            + ", ".join(f"{s} {r['splits'][s]['accuracy']:.1%}" for s in a.splits)
+            + f"; adapter {r['adapterBytes'] / 1e6:.2f} MB; wall {r['wallSeconds']:.0f} s (training {r['trainRuntimeSeconds']:.0f} s)",
+            flush=True,
+        )
     labels = json.loads((out / f"seed{a.seeds[0]}" / "artifacts" / "label_map.json").read_text())["labels"]
     first = runs[0]
-    print(f"\nmodel       builtin:minilm-l6, LoRA r={first['peft']['r']} alpha={first['peft']['alpha']} on "
-          f"{', '.join(first['peft']['targetModules'])} + head; {first['trainableParameters']} trainable parameters")
-    print(f"training    {first['trainRecords']} lines, {first['training']}, {first['steps']} steps, {a.threads} thread(s)")
+    print(
+        f"\nmodel       builtin:minilm-l6, LoRA r={first['peft']['r']} alpha={first['peft']['alpha']} on "
+        f"{', '.join(first['peft']['targetModules'])} + head; {first['trainableParameters']} trainable parameters"
+    )
+    print(
+        f"training    {first['trainRecords']} lines, {first['training']}, {first['steps']} steps, {a.threads} thread(s)"
+    )
     means = report(runs, a.splits, labels)
     adapter = max(r["adapterBytes"] for r in runs)
     wall = max(r["wallSeconds"] for r in runs)
     print(f"\nadapter     {adapter / 1e6:.2f} MB (all artifacts {max(r['artifactBytes'] for r in runs) / 1e6:.2f} MB)")
+
     def each(key: str, fmt: str) -> str:
         return ", ".join(format(r[key], fmt) for r in runs)
 
-    print(f"wall time   {each('wallSeconds', '.0f')} s (training {each('trainRuntimeSeconds', '.0f')} s); "
-          f"load average at the end {each('loadAverage1m', '.1f')} on {os.cpu_count()} CPUs")
-    checks = {f"mean {s} accuracy >= {TARGET_ACCURACY:.0%}": means[s]["accuracy"] >= TARGET_ACCURACY
-              for s in UNSEEN_SPLITS if s in means}
+    print(
+        f"wall time   {each('wallSeconds', '.0f')} s (training {each('trainRuntimeSeconds', '.0f')} s); "
+        f"load average at the end {each('loadAverage1m', '.1f')} on {os.cpu_count()} CPUs"
+    )
+    checks = {
+        f"mean {s} accuracy >= {TARGET_ACCURACY:.0%}": means[s]["accuracy"] >= TARGET_ACCURACY
+        for s in UNSEEN_SPLITS
+        if s in means
+    }
     checks["adapter < 5 MB"] = adapter < TARGET_ADAPTER_BYTES
     checks[f"wall time < {TARGET_SECONDS // 60} minutes"] = wall < TARGET_SECONDS
     for name, ok in checks.items():
         print(f"{'PASS' if ok else 'FAIL'}  {name}")
     if a.json:
-        result = {"model": "builtin:minilm-l6", "labels": labels, "threads": a.threads, "overrides": a.set,
-                  "cpus": os.cpu_count(), "torch": version("torch"), "means": means, "checks": checks, "runs": runs}
+        result = {
+            "model": "builtin:minilm-l6",
+            "labels": labels,
+            "threads": a.threads,
+            "overrides": a.set,
+            "cpus": os.cpu_count(),
+            "torch": version("torch"),
+            "means": means,
+            "checks": checks,
+            "runs": runs,
+        }
         a.json.write_text(json.dumps(result, indent=2) + "\n")
     print(f"artifacts in {out}")
     return 0 if all(checks.values()) else 2

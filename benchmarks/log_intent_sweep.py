@@ -32,8 +32,18 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "log-intent"
 LABELS = ["anomaly", "auth", "dhcp", "link-state", "routing"]
 TARGETS = {"qkv": ["query", "key", "value"], "all": ["query", "key", "value", "dense"]}
-BASE = {"n": 2000, "generic": 0.25, "maxlen": 128, "bs": 16, "epochs": 2, "lr": 1e-3, "wd": 0.0, "r": 16, "alpha": 32,
-        "targets": "all"}
+BASE = {
+    "n": 2000,
+    "generic": 0.25,
+    "maxlen": 128,
+    "bs": 16,
+    "epochs": 2,
+    "lr": 1e-3,
+    "wd": 0.0,
+    "r": 16,
+    "alpha": 32,
+    "targets": "all",
+}
 SCORED = ("eval", "holdout")
 
 
@@ -84,13 +94,13 @@ class Sweep:
         if rng:
             rng.shuffle(order)
         for start in range(0, len(order), bs):
-            part = [data[i] for i in order[start:start + bs]]
+            part = [data[i] for i in order[start : start + bs]]
             width = max(len(ids) for ids, _ in part)
             ids = torch.zeros((len(part), width), dtype=torch.long)
             mask = torch.zeros((len(part), width), dtype=torch.long)
             for row, (x, _) in enumerate(part):
-                ids[row, :len(x)] = torch.tensor(x)
-                mask[row, :len(x)] = 1
+                ids[row, : len(x)] = torch.tensor(x)
+                mask[row, : len(x)] = 1
             yield ids.to(self.device), mask.to(self.device), torch.tensor([y for _, y in part], device=self.device)
 
     def run(self, cfg: dict, seed: int) -> dict:
@@ -103,10 +113,17 @@ class Sweep:
         )
 
         torch.manual_seed(seed)
-        model = AutoModelForSequenceClassification.from_pretrained(str(self.model_dir), num_labels=len(LABELS),
-                                                                   dtype=torch.float32)
-        lora = LoraConfig(task_type="SEQ_CLS", r=cfg["r"], lora_alpha=cfg["alpha"], lora_dropout=0.1,
-                          target_modules=TARGETS[cfg["targets"]], modules_to_save=["classifier", "pooler"])
+        model = AutoModelForSequenceClassification.from_pretrained(
+            str(self.model_dir), num_labels=len(LABELS), dtype=torch.float32
+        )
+        lora = LoraConfig(
+            task_type="SEQ_CLS",
+            r=cfg["r"],
+            lora_alpha=cfg["alpha"],
+            lora_dropout=0.1,
+            target_modules=TARGETS[cfg["targets"]],
+            modules_to_save=["classifier", "pooler"],
+        )
         model = get_peft_model(model, lora).to(self.device)
         data = self.encode(self.training_records(cfg["n"], cfg["generic"]), cfg["maxlen"])
         total = int(math.ceil(len(data) / cfg["bs"]) * cfg["epochs"])
@@ -132,7 +149,9 @@ class Sweep:
             cm = [[0] * len(LABELS) for _ in LABELS]
             with torch.no_grad():
                 for ids, mask, gold in self.batches(self.encode(records, cfg["maxlen"]), 64):
-                    for t, p in zip(gold.tolist(), model(input_ids=ids, attention_mask=mask).logits.argmax(-1).tolist()):
+                    for t, p in zip(
+                        gold.tolist(), model(input_ids=ids, attention_mask=mask).logits.argmax(-1).tolist()
+                    ):
                         cm[t][p] += 1
             out[split] = {"accuracy": sum(cm[i][i] for i in range(len(LABELS))) / len(records), "confusionMatrix": cm}
         return out
@@ -155,9 +174,13 @@ def main(argv: list[str] | None = None) -> int:
             accs = [r[split]["accuracy"] for r in runs]
             row[split] = {"mean": statistics.mean(accs), "perSeed": accs}
         rows.append(row)
-        print(f"{json.dumps(change):60s} steps {row['steps']:4d}  "
-              + "  ".join(f"{s} {row[s]['mean']:.3f} ({min(row[s]['perSeed']):.3f}-{max(row[s]['perSeed']):.3f})" for s in SCORED),
-              flush=True)
+        print(
+            f"{json.dumps(change):60s} steps {row['steps']:4d}  "
+            + "  ".join(
+                f"{s} {row[s]['mean']:.3f} ({min(row[s]['perSeed']):.3f}-{max(row[s]['perSeed']):.3f})" for s in SCORED
+            ),
+            flush=True,
+        )
     if a.json:
         a.json.write_text(json.dumps({"base": BASE, "seeds": a.seeds, "rows": rows}, indent=2) + "\n")
     return 0

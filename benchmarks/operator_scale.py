@@ -48,55 +48,107 @@ OPERATOR = Path(sys.executable).with_name("finetune-operator")
 G, V, P = "finetune.dev", "v1alpha1", "finetunejobs"
 
 
-
 def kubectl(kc: str, *args: str, input: str | None = None) -> str:
-    r = subprocess.run(["kubectl", f"--kubeconfig={kc}", *args], input=input, capture_output=True, text=True,
-                       timeout=300)
+    r = subprocess.run(
+        ["kubectl", f"--kubeconfig={kc}", *args], input=input, capture_output=True, text=True, timeout=300
+    )
     if r.returncode:
         raise RuntimeError(f"kubectl {' '.join(args)}: {r.stderr}")
     return r.stdout
 
 
 def ftj(name: str, **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": f"{G}/{V}", "kind": "FineTuneJob", "metadata": {"name": name},
-            "spec": {"model": {"source": "builtin:smollm2-135m-instruct"},
-                     "dataset": {"source": "/data/train.jsonl"}, "output": {"pvc": "artifacts"},
-                     "resources": {"gpus": 1, "cpu": "100m", "memory": "1Gi"}, **spec}}
+    return {
+        "apiVersion": f"{G}/{V}",
+        "kind": "FineTuneJob",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {"source": "builtin:smollm2-135m-instruct"},
+            "dataset": {"source": "/data/train.jsonl"},
+            "output": {"pvc": "artifacts"},
+            "resources": {"gpus": 1, "cpu": "100m", "memory": "1Gi"},
+            **spec,
+        },
+    }
 
 
 def provision_claims(kc: str, ns: str) -> None:
     """The output claim, bound to a hostPath PV (pods with unbound claims are unschedulable)."""
     pv = f"{ns}-artifacts"
-    kubectl(kc, "apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [
-        {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv},
-         "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteMany"], "storageClassName": "",
-                  "hostPath": {"path": f"/var/tmp/finetune-bench/{pv}", "type": "DirectoryOrCreate"},
-                  "claimRef": {"namespace": ns, "name": "artifacts"}}},
-        {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "artifacts", "namespace": ns},
-         "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "", "volumeName": pv,
-                  "resources": {"requests": {"storage": "1Gi"}}}}]}))
+    kubectl(
+        kc,
+        "apply",
+        "-f",
+        "-",
+        input=json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "List",
+                "items": [
+                    {
+                        "apiVersion": "v1",
+                        "kind": "PersistentVolume",
+                        "metadata": {"name": pv},
+                        "spec": {
+                            "capacity": {"storage": "1Gi"},
+                            "accessModes": ["ReadWriteMany"],
+                            "storageClassName": "",
+                            "hostPath": {"path": f"/var/tmp/finetune-bench/{pv}", "type": "DirectoryOrCreate"},
+                            "claimRef": {"namespace": ns, "name": "artifacts"},
+                        },
+                    },
+                    {
+                        "apiVersion": "v1",
+                        "kind": "PersistentVolumeClaim",
+                        "metadata": {"name": "artifacts", "namespace": ns},
+                        "spec": {
+                            "accessModes": ["ReadWriteMany"],
+                            "storageClassName": "",
+                            "volumeName": pv,
+                            "resources": {"requests": {"storage": "1Gi"}},
+                        },
+                    },
+                ],
+            }
+        ),
+    )
 
 
 def operator_kubeconfig(kc: str, ns: str, workdir: Path) -> Path:
     rules = yaml.safe_load(RULES.read_text())
     objs = [
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": TRAINER_CLUSTER_ROLE},
-         "rules": yaml.safe_load(TRAINER_RULES.read_text())},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": TRAINER_CLUSTER_ROLE},
+            "rules": yaml.safe_load(TRAINER_RULES.read_text()),
+        },
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "finetune-operator", "namespace": ns}},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-         "metadata": {"name": "finetune-operator", "namespace": ns}, "rules": rules},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-         "metadata": {"name": "finetune-operator", "namespace": ns},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "finetune-operator"},
-         "subjects": [{"kind": "ServiceAccount", "name": "finetune-operator", "namespace": ns}]},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": "finetune-operator", "namespace": ns},
+            "rules": rules,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "finetune-operator", "namespace": ns},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "finetune-operator"},
+            "subjects": [{"kind": "ServiceAccount", "name": "finetune-operator", "namespace": ns}],
+        },
     ]
     kubectl(kc, "apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objs}))
     token = kubectl(kc, "-n", ns, "create", "token", "finetune-operator", "--duration=4h").strip()
     admin = yaml.safe_load(Path(kc).read_text())
-    out = {"apiVersion": "v1", "kind": "Config", "current-context": "op",
-           "clusters": [{"name": "c", "cluster": admin["clusters"][0]["cluster"]}],
-           "users": [{"name": "op", "user": {"token": token}}],
-           "contexts": [{"name": "op", "context": {"cluster": "c", "user": "op", "namespace": ns}}]}
+    out = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "op",
+        "clusters": [{"name": "c", "cluster": admin["clusters"][0]["cluster"]}],
+        "users": [{"name": "op", "user": {"token": token}}],
+        "contexts": [{"name": "op", "context": {"cluster": "c", "user": "op", "namespace": ns}}],
+    }
     path = workdir / f"operator-{ns}.kubeconfig"
     path.write_text(yaml.safe_dump(out))
     return path
@@ -108,9 +160,24 @@ class Operator:
         okc = operator_kubeconfig(kc, ns, workdir)
         self.log = open(workdir / f"operator-{ns}.log", "wb")
         self.proc = subprocess.Popen(
-            [str(OPERATOR), "--namespace", ns, "--kubeconfig", str(okc), "--metrics-port", str(self.metrics_port),
-             "--health-port", str(self.health_port), "--lease-namespace", ns, "--log-level", "WARNING"],
-            stdout=self.log, stderr=subprocess.STDOUT)
+            [
+                str(OPERATOR),
+                "--namespace",
+                ns,
+                "--kubeconfig",
+                str(okc),
+                "--metrics-port",
+                str(self.metrics_port),
+                "--health-port",
+                str(self.health_port),
+                "--lease-namespace",
+                ns,
+                "--log-level",
+                "WARNING",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -136,8 +203,10 @@ class Operator:
         """The operator's own count of its HTTP requests to the API server, by method."""
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
             text = r.read().decode()
-        return {m.group(1): float(m.group(2)) for m in re.finditer(
-            r'^finetune_operator_api_requests_total\{method="([A-Z]+)"\} ([0-9.e+]+)$', text, re.M)}
+        return {
+            m.group(1): float(m.group(2))
+            for m in re.finditer(r'^finetune_operator_api_requests_total\{method="([A-Z]+)"\} ([0-9.e+]+)$', text, re.M)
+        }
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -172,8 +241,9 @@ def phase1(kc: str, api: client.ApiClient, n: int, workdir: Path) -> dict[str, A
         while not stop.is_set():
             w = watch.Watch()
             try:
-                for ev in w.stream(batch.list_namespaced_job, ns, resource_version=resource_version,
-                                   timeout_seconds=30):
+                for ev in w.stream(
+                    batch.list_namespaced_job, ns, resource_version=resource_version, timeout_seconds=30
+                ):
                     resource_version = ev["object"].metadata.resource_version
                     if ev["type"] == "ADDED":
                         label = (ev["object"].metadata.labels or {}).get("finetune.dev/finetunejob")
@@ -186,6 +256,7 @@ def phase1(kc: str, api: client.ApiClient, n: int, workdir: Path) -> dict[str, A
                 if stop.is_set():
                     return
                 time.sleep(0.2)
+
     watcher = threading.Thread(target=watch_jobs, daemon=True)
     watcher.start()
     time.sleep(1.0)
@@ -195,7 +266,9 @@ def phase1(kc: str, api: client.ApiClient, n: int, workdir: Path) -> dict[str, A
     def create(i: int) -> None:
         name = f"j{i:04d}"
         created[name] = time.monotonic()  # when the create request is sent (conservative: includes its round trip)
-        custom.create_namespaced_custom_object(G, V, ns, P, ftj(name, podAnnotations={"sim.finetune.dev/duration": "1s"}))
+        custom.create_namespaced_custom_object(
+            G, V, ns, P, ftj(name, podAnnotations={"sim.finetune.dev/duration": "1s"})
+        )
 
     t0 = time.monotonic()
     with cf.ThreadPoolExecutor(16) as pool:
@@ -222,14 +295,23 @@ def phase1(kc: str, api: client.ApiClient, n: int, workdir: Path) -> dict[str, A
     rss, hwm = op.rss_mb()
     op.stop()
     kubectl(kc, "delete", "namespace", ns, "--wait=false")
-    return {"jobs": n, "apply_seconds": round(apply_s, 2), "jobs_created": len(lat),
-            "latency_p50_s": round(pct(lat, 0.5), 3), "latency_p99_s": round(pct(lat, 0.99), 3),
-            "latency_max_s": round(max(lat), 3), "latency_mean_s": round(statistics.mean(lat), 3),
-            "all_final_seconds": round(all_final, 1), "failed": failed,
-            "operator_requests_per_job": round(sum(by_method.values()), 1),
-            "operator_writes_per_job": round(writes, 1), "operator_requests_per_job_by_method": by_method,
-            "apiserver_requests_per_job_whole_cluster": round((api1 - api0) / n, 1),
-            "operator_cpu_seconds": round(cpu1 - cpu0, 1), "operator_peak_rss_mb": round(max(peak_rss, hwm), 1)}
+    return {
+        "jobs": n,
+        "apply_seconds": round(apply_s, 2),
+        "jobs_created": len(lat),
+        "latency_p50_s": round(pct(lat, 0.5), 3),
+        "latency_p99_s": round(pct(lat, 0.99), 3),
+        "latency_max_s": round(max(lat), 3),
+        "latency_mean_s": round(statistics.mean(lat), 3),
+        "all_final_seconds": round(all_final, 1),
+        "failed": failed,
+        "operator_requests_per_job": round(sum(by_method.values()), 1),
+        "operator_writes_per_job": round(writes, 1),
+        "operator_requests_per_job_by_method": by_method,
+        "apiserver_requests_per_job_whole_cluster": round((api1 - api0) / n, 1),
+        "operator_cpu_seconds": round(cpu1 - cpu0, 1),
+        "operator_peak_rss_mb": round(max(peak_rss, hwm), 1),
+    }
 
 
 def phase2(kc: str, api: client.ApiClient, n: int, workdir: Path) -> dict[str, Any]:
@@ -241,8 +323,12 @@ def phase2(kc: str, api: client.ApiClient, n: int, workdir: Path) -> dict[str, A
     cpu0 = op.cpu_seconds()
     t0 = time.monotonic()
     with cf.ThreadPoolExecutor(16) as pool:
-        list(pool.map(lambda i: custom.create_namespaced_custom_object(G, V, ns, P, ftj(f"idle{i:04d}", suspend=True)),
-                      range(n)))
+        list(
+            pool.map(
+                lambda i: custom.create_namespaced_custom_object(G, V, ns, P, ftj(f"idle{i:04d}", suspend=True)),
+                range(n),
+            )
+        )
     while True:
         items = custom.list_namespaced_custom_object(G, V, ns, P)["items"]
         done = sum(1 for o in items if (o.get("status") or {}).get("phase") == "Suspended")
@@ -269,11 +355,18 @@ def phase2(kc: str, api: client.ApiClient, n: int, workdir: Path) -> dict[str, A
     restart_requests = sum(op.requests().values())
     op.stop()
     kubectl(kc, "delete", "namespace", ns, "--wait=false")
-    return {"idle_jobs": n, "all_suspended_seconds": round(settle, 1), "rss_mb": round(rss, 1),
-            "peak_rss_mb": round(hwm, 1), "cpu_seconds_to_settle": round(cpu, 1),
-            "idle_cpu_cores": round(idle_cpu, 3),
-            "restart_ready_seconds": round(ready, 1), "restart_rss_mb": round(restart_rss, 1),
-            "restart_peak_rss_mb": round(restart_hwm, 1), "restart_requests": int(restart_requests)}
+    return {
+        "idle_jobs": n,
+        "all_suspended_seconds": round(settle, 1),
+        "rss_mb": round(rss, 1),
+        "peak_rss_mb": round(hwm, 1),
+        "cpu_seconds_to_settle": round(cpu, 1),
+        "idle_cpu_cores": round(idle_cpu, 3),
+        "restart_ready_seconds": round(ready, 1),
+        "restart_rss_mb": round(restart_rss, 1),
+        "restart_peak_rss_mb": round(restart_hwm, 1),
+        "restart_requests": int(restart_requests),
+    }
 
 
 def main() -> None:
@@ -289,6 +382,7 @@ def main() -> None:
     kc = args.kubeconfig
     if not kc:
         from finetune_devcluster.cluster import DevCluster
+
         cluster = DevCluster(workdir / "cluster").start()
         kc = str(cluster.kubeconfig)
     try:

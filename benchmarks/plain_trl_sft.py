@@ -38,8 +38,14 @@ class StepTimes(TrainerCallback):
             return
         now, tokens = time.monotonic(), state.num_input_tokens_seen or 0
         t0, n0 = self.last
-        self.steps.append({"step": state.global_step, "loss": logs["loss"], "tokens": tokens - n0,
-                           "tokensPerSecond": (tokens - n0) / max(now - t0, 1e-9)})
+        self.steps.append(
+            {
+                "step": state.global_step,
+                "loss": logs["loss"],
+                "tokens": tokens - n0,
+                "tokensPerSecond": (tokens - n0) / max(now - t0, 1e-9),
+            }
+        )
         self.last = (now, tokens)
 
 
@@ -57,36 +63,67 @@ def main() -> int:
     # --- the script a user would write ---
     cuda = torch.cuda.is_available()  # (a CPU only runs the script's smoke test)
     dtype = torch.bfloat16 if cuda else torch.float32
-    bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                             bnb_4bit_compute_dtype=dtype)
-    model = AutoModelForCausalLM.from_pretrained(args.model, quantization_config=bnb, dtype=dtype,
-                                                 device_map={"": 0 if cuda else "cpu"})
+    bnb = BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
+    )
+    model = AutoModelForCausalLM.from_pretrained(
+        args.model, quantization_config=bnb, dtype=dtype, device_map={"": 0 if cuda else "cpu"}
+    )
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     dataset = load_dataset("json", data_files=args.data, split="train")
-    peft_config = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
-                             task_type="CAUSAL_LM")
+    peft_config = LoraConfig(
+        r=16,
+        lora_alpha=32,
+        lora_dropout=0.05,
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+        task_type="CAUSAL_LM",
+    )
     config = SFTConfig(
-        output_dir="/tmp/plain-trl-sft", max_steps=args.steps, per_device_train_batch_size=args.batch_size,
-        gradient_accumulation_steps=1, learning_rate=2e-4, lr_scheduler_type="cosine", warmup_steps=0.03,
-        max_grad_norm=0.3, optim="paged_adamw_8bit" if cuda else "adamw_torch", gradient_checkpointing=True,
-        gradient_checkpointing_kwargs={"use_reentrant": False}, bf16=cuda, use_cpu=not cuda, packing=True,
+        output_dir="/tmp/plain-trl-sft",
+        max_steps=args.steps,
+        per_device_train_batch_size=args.batch_size,
+        gradient_accumulation_steps=1,
+        learning_rate=2e-4,
+        lr_scheduler_type="cosine",
+        warmup_steps=0.03,
+        max_grad_norm=0.3,
+        optim="paged_adamw_8bit" if cuda else "adamw_torch",
+        gradient_checkpointing=True,
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        bf16=cuda,
+        use_cpu=not cuda,
+        packing=True,
         max_length=args.seq_length,
-        logging_steps=1, save_strategy="no", report_to="none", seed=42, use_liger_kernel=args.liger,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        seed=42,
+        use_liger_kernel=args.liger,
         include_num_input_tokens_seen="all",  # the token count the trainer reports too
     )
     times = StepTimes()
-    trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
-                         peft_config=peft_config, callbacks=[times])
+    trainer = SFTTrainer(
+        model=model,
+        args=config,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=[times],
+    )
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     trainer.train()
     # --- end of the script ---
 
     trainable, total = trainer.model.get_nb_trainable_parameters()
-    result = {"runner": "plain-trl" + ("+liger" if args.liger else ""), "steps": times.steps,
-              "peakMemoryBytes": int(torch.cuda.max_memory_allocated()) if cuda else 0,
-              "peakMemoryReservedBytes": int(torch.cuda.max_memory_reserved()) if cuda else 0,
-              "trainableParameters": int(trainable), "totalParameters": int(total)}
+    result = {
+        "runner": "plain-trl" + ("+liger" if args.liger else ""),
+        "steps": times.steps,
+        "peakMemoryBytes": int(torch.cuda.max_memory_allocated()) if cuda else 0,
+        "peakMemoryReservedBytes": int(torch.cuda.max_memory_reserved()) if cuda else 0,
+        "trainableParameters": int(trainable),
+        "totalParameters": int(total),
+    }
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)
     return 0

@@ -29,15 +29,20 @@ import sys
 import time
 from pathlib import Path
 
-WORDS = ("error warning info disk cpu memory network timeout service node pod restart failed ok latency high low "
-         "request response queue worker shard replica leader follower commit rollback deploy canary").split()
+WORDS = (
+    "error warning info disk cpu memory network timeout service node pod restart failed ok latency high low "
+    "request response queue worker shard replica leader follower commit rollback deploy canary"
+).split()
 
 
 def text_records(n: int, seed: int = 0) -> list[dict]:
     rng = random.Random(seed)
     out = []
     for i in range(n):
-        lines = [f"{i}-{j} {' '.join(rng.choice(WORDS) for _ in range(rng.randint(8, 20)))}." for j in range(rng.randint(6, 14))]
+        lines = [
+            f"{i}-{j} {' '.join(rng.choice(WORDS) for _ in range(rng.randint(8, 20)))}."
+            for j in range(rng.randint(6, 14))
+        ]
         out.append({"text": "\n".join(lines)})
     return out
 
@@ -50,21 +55,48 @@ def build_tokenizer():
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=2000, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<unk>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=2000,
+        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<unk>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator([r["text"] for r in text_records(200, seed=7)], trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<|im_end|>",
-                                   pad_token="<|endoftext|>", unk_token="<unk>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token="<unk>",
+    )
 
 
 # Llama-architecture shapes with random weights (memory and speed do not depend on the values).
 SHAPES = {
-    "llama8b": dict(hidden_size=4096, num_hidden_layers=32, intermediate_size=14336, num_attention_heads=32,
-                    num_key_value_heads=8, vocab_size=128256, max_position_embeddings=8192, rope_theta=500000.0,
-                    rms_norm_eps=1e-5, tie_word_embeddings=False),
-    "smollm2-135m": dict(hidden_size=576, num_hidden_layers=30, intermediate_size=1536, num_attention_heads=9,
-                         num_key_value_heads=3, vocab_size=49152, max_position_embeddings=8192, rope_theta=100000.0,
-                         rms_norm_eps=1e-5, tie_word_embeddings=True),
+    "llama8b": dict(
+        hidden_size=4096,
+        num_hidden_layers=32,
+        intermediate_size=14336,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        vocab_size=128256,
+        max_position_embeddings=8192,
+        rope_theta=500000.0,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
+    ),
+    "smollm2-135m": dict(
+        hidden_size=576,
+        num_hidden_layers=30,
+        intermediate_size=1536,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        vocab_size=49152,
+        max_position_embeddings=8192,
+        rope_theta=100000.0,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=True,
+    ),
 }
 
 
@@ -79,7 +111,10 @@ def build_random_llama(shape: str, path: Path, tokenizer_src: Path | None = None
     torch.manual_seed(0)
     with torch.device("cuda"):
         model = LlamaForCausalLM._from_config(cfg, dtype=torch.bfloat16)
-    print(f"built random {shape} on GPU in {time.time() - t:.1f}s ({sum(p.numel() for p in model.parameters()) / 1e9:.3f}B params)", file=sys.stderr)
+    print(
+        f"built random {shape} on GPU in {time.time() - t:.1f}s ({sum(p.numel() for p in model.parameters()) / 1e9:.3f}B params)",
+        file=sys.stderr,
+    )
     model.save_pretrained(str(path), safe_serialization=True, max_shard_size="4GB")
     del model
     torch.cuda.empty_cache()
@@ -90,8 +125,16 @@ def build_random_llama(shape: str, path: Path, tokenizer_src: Path | None = None
     print(f"saved in {time.time() - t:.1f}s", file=sys.stderr)
 
 
-def run_trainer(name: str, source: str, work: Path, steps: int, records: int, peft_type: str = "qlora",
-                batch_size: int = 1, seq_length: int = 1024) -> dict:
+def run_trainer(
+    name: str,
+    source: str,
+    work: Path,
+    steps: int,
+    records: int,
+    peft_type: str = "qlora",
+    batch_size: int = 1,
+    seq_length: int = 1024,
+) -> dict:
     run_dir = work / f"{name}-b{batch_size}-s{seq_length}"  # a finished output dir is never retrained
     run_dir.mkdir(parents=True, exist_ok=True)
     data = run_dir / "train.jsonl"
@@ -101,36 +144,59 @@ def run_trainer(name: str, source: str, work: Path, steps: int, records: int, pe
         "model": {"source": source},
         "dataset": {"source": str(data), "validationSplit": 0.02, "minRecords": 10},
         "peft": {"type": peft_type, "r": 16, "alpha": 32, "dropout": 0.05, "targetModules": ["auto"]},
-        "training": {"maxSteps": steps, "batchSize": batch_size, "gradientAccumulationSteps": 1, "maxSeqLength": seq_length,
-                     "packing": True, "gradientCheckpointing": True, "loggingSteps": 1, "learningRate": 2e-4,
-                     "optimizer": "paged_adamw_8bit"},
+        "training": {
+            "maxSteps": steps,
+            "batchSize": batch_size,
+            "gradientAccumulationSteps": 1,
+            "maxSeqLength": seq_length,
+            "packing": True,
+            "gradientCheckpointing": True,
+            "loggingSteps": 1,
+            "learningRate": 2e-4,
+            "optimizer": "paged_adamw_8bit",
+        },
         "evaluation": {"baseline": True, "sampleGenerations": 0},
         "output": {"dir": str(out)},
         "reporting": {"terminationMessagePath": str(run_dir / "termination.json")},
     }
     (run_dir / "config.json").write_text(json.dumps(config, indent=2))
     t = time.time()
-    proc = subprocess.run([sys.executable, "-m", "finetune_trainer", "--config", str(run_dir / "config.json")],
-                          stdout=subprocess.PIPE, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "finetune_trainer", "--config", str(run_dir / "config.json")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     wall = time.time() - t
     if proc.returncode != 0:
         return {"model": name, "exitCode": proc.returncode, "termination": (run_dir / "termination.json").read_text()}
     lines = [json.loads(l) for l in proc.stdout.splitlines() if l.startswith("{")]
-    tps = [l["tokensPerSecond"] for l in lines if l.get("stage") == "training" and l.get("tokensPerSecond") and "evalLoss" not in l]
+    tps = [
+        l["tokensPerSecond"]
+        for l in lines
+        if l.get("stage") == "training" and l.get("tokensPerSecond") and "evalLoss" not in l
+    ]
     m = json.loads((out / "metrics.json").read_text())
     steady = statistics.median(tps[2:]) if len(tps) > 2 else (tps[-1] if tps else None)
     return {
-        "model": name, "peft": peft_type, "device": m["device"], "steps": m["steps"], "seqLength": seq_length, "batchSize": batch_size,
-        "optimizerUsed": m["optimizerUsed"], "baseQuantization": m["baseQuantization"],
+        "model": name,
+        "peft": peft_type,
+        "device": m["device"],
+        "steps": m["steps"],
+        "seqLength": seq_length,
+        "batchSize": batch_size,
+        "optimizerUsed": m["optimizerUsed"],
+        "baseQuantization": m["baseQuantization"],
         "steadyTokensPerSecond": round(steady, 1) if steady else None,
         "secondsPerStep": round(batch_size * seq_length / steady, 3) if steady else None,
         "avgTokensPerSecond": m["tokensPerSecond"],
         "peakMemoryAllocatedGiB": round(m["peakMemoryBytes"] / 2**30, 2),
         "peakMemoryReservedGiB": round((m.get("peakMemoryReservedBytes") or 0) / 2**30, 2),
-        "trainableParameters": m["trainableParameters"], "totalParameters": m["totalParameters"],
+        "trainableParameters": m["trainableParameters"],
+        "totalParameters": m["totalParameters"],
         "baselineEvalLoss": round(m["baseline"].get("loss", float("nan")), 4),
         "finalEvalLoss": round(m["final"].get("loss", float("nan")), 4),
-        "trainRuntimeSeconds": m["trainRuntimeSeconds"], "wallSeconds": round(wall, 1),
+        "trainRuntimeSeconds": m["trainRuntimeSeconds"],
+        "wallSeconds": round(wall, 1),
     }
 
 
@@ -144,9 +210,12 @@ def builtin_tokenizer() -> Path | None:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--models", default="smollm2,llama8b",
-                    help="smollm2 (the real built-in model), or a shape of SHAPES with random weights (qlora), "
-                         "or <shape>-lora (bf16 base)")
+    ap.add_argument(
+        "--models",
+        default="smollm2,llama8b",
+        help="smollm2 (the real built-in model), or a shape of SHAPES with random weights (qlora), "
+        "or <shape>-lora (bf16 base)",
+    )
     ap.add_argument("--work", default="/tmp/sft-gpu-bench")
     ap.add_argument("--out", help="also copy results.json here")
     ap.add_argument("--batch-size", type=int, default=1)
@@ -159,15 +228,34 @@ def main() -> int:
     results = []
     for name in args.models.split(","):
         if name == "smollm2":
-            results.append(run_trainer("smollm2", "builtin:smollm2-135m-instruct", work, args.steps, 400,
-                                       batch_size=args.batch_size, seq_length=args.seq_length))
+            results.append(
+                run_trainer(
+                    "smollm2",
+                    "builtin:smollm2-135m-instruct",
+                    work,
+                    args.steps,
+                    400,
+                    batch_size=args.batch_size,
+                    seq_length=args.seq_length,
+                )
+            )
         else:  # a random-weight shape: "<shape>" (qlora) or "<shape>-lora" (bf16 base, what QLoRA saves)
             shape, _, lora = name.partition("-lora") if name.endswith("-lora") else (name, "", "")
             peft_type = "lora" if name.endswith("-lora") else "qlora"
             build_random_llama(shape, work / f"{shape}-random", builtin_tokenizer())
             steps = max(4, args.steps // 2) if shape == "llama8b" else args.steps
-            results.append(run_trainer(name, str(work / f"{shape}-random"), work, steps, 300, peft_type,
-                                       batch_size=args.batch_size, seq_length=args.seq_length))
+            results.append(
+                run_trainer(
+                    name,
+                    str(work / f"{shape}-random"),
+                    work,
+                    steps,
+                    300,
+                    peft_type,
+                    batch_size=args.batch_size,
+                    seq_length=args.seq_length,
+                )
+            )
         print(json.dumps(results[-1], indent=2), flush=True)
         for target in filter(None, [work / "results.json", args.out and Path(args.out)]):
             target.write_text(json.dumps(results, indent=2))

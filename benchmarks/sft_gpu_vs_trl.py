@@ -56,15 +56,30 @@ TRAINER_KERNELS = {
 
 
 def trainer_config(model: Path, data: Path, out: Path, batch: int, steps: int, kernels: dict | None) -> dict:
-    training = {"maxSteps": steps, "batchSize": batch, "gradientAccumulationSteps": 1, "maxSeqLength": 1024,
-                "packing": True, "gradientCheckpointing": True, "loggingSteps": 1, "learningRate": 2e-4,
-                "optimizer": "paged_adamw_8bit", "saveSteps": 10_000}
+    training = {
+        "maxSteps": steps,
+        "batchSize": batch,
+        "gradientAccumulationSteps": 1,
+        "maxSeqLength": 1024,
+        "packing": True,
+        "gradientCheckpointing": True,
+        "loggingSteps": 1,
+        "learningRate": 2e-4,
+        "optimizer": "paged_adamw_8bit",
+        "saveSteps": 10_000,
+    }
     if kernels is not None:
         training["kernels"] = kernels
     return {
         "model": {"source": str(model)},
         "dataset": {"source": str(data), "validationSplit": 0.0, "minRecords": 10},
-        "peft": {"type": "qlora", "r": 16, "alpha": 32, "dropout": 0.05, "targetModules": ["q_proj", "k_proj", "v_proj", "o_proj"]},
+        "peft": {
+            "type": "qlora",
+            "r": 16,
+            "alpha": 32,
+            "dropout": 0.05,
+            "targetModules": ["q_proj", "k_proj", "v_proj", "o_proj"],
+        },
         "training": training,
         "evaluation": {"baseline": False, "sampleGenerations": 0},
         "output": {"dir": str(out)},
@@ -72,8 +87,9 @@ def trainer_config(model: Path, data: Path, out: Path, batch: int, steps: int, k
     }
 
 
-def run_one(runner: str, batch: int, model: Path, data: Path, work: Path, steps: int, gpus: str, profile: bool,
-            timeout: float) -> dict:
+def run_one(
+    runner: str, batch: int, model: Path, data: Path, work: Path, steps: int, gpus: str, profile: bool, timeout: float
+) -> dict:
     run_dir = work / f"{runner}-b{batch}"
     run_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, CUDA_VISIBLE_DEVICES=gpus, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
@@ -84,35 +100,72 @@ def run_one(runner: str, batch: int, model: Path, data: Path, work: Path, steps:
     if profile or runner == "trainer-previous":  # the instrumentation, imported at start-up
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE / "profile_hook"), os.environ.get("PYTHONPATH")]))
     if runner.startswith("plain"):
-        cmd = [sys.executable, str(HERE / "plain_trl_sft.py"), "--model", str(model), "--data", str(data),
-               "--batch-size", str(batch), "--steps", str(steps), "--out", str(run_dir / "result.json")]
+        cmd = [
+            sys.executable,
+            str(HERE / "plain_trl_sft.py"),
+            "--model",
+            str(model),
+            "--data",
+            str(data),
+            "--batch-size",
+            str(batch),
+            "--steps",
+            str(steps),
+            "--out",
+            str(run_dir / "result.json"),
+        ]
         cmd += ["--liger"] if runner == "plain-liger" else []
     else:
         out = run_dir / "out"
-        (run_dir / "config.json").write_text(json.dumps(trainer_config(model, data, out, batch, steps, TRAINER_KERNELS[runner])))
+        (run_dir / "config.json").write_text(
+            json.dumps(trainer_config(model, data, out, batch, steps, TRAINER_KERNELS[runner]))
+        )
         cmd = [sys.executable, "-m", "finetune_trainer", "--config", str(run_dir / "config.json")]
     t0 = time.time()
     try:
         proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
-        return {"runner": runner, "batch": batch, "error": f"timed out after {timeout:.0f} s",
-                "stderrTail": (exc.stderr or b"")[-3000:].decode(errors="replace") if isinstance(exc.stderr, bytes) else str(exc.stderr)[-3000:]}
+        return {
+            "runner": runner,
+            "batch": batch,
+            "error": f"timed out after {timeout:.0f} s",
+            "stderrTail": (exc.stderr or b"")[-3000:].decode(errors="replace")
+            if isinstance(exc.stderr, bytes)
+            else str(exc.stderr)[-3000:],
+        }
     wall = time.time() - t0
     (run_dir / "stderr.log").write_text(proc.stderr)
     if proc.returncode != 0:
-        return {"runner": runner, "batch": batch, "error": f"exit code {proc.returncode}", "stderrTail": proc.stderr[-3000:]}
+        return {
+            "runner": runner,
+            "batch": batch,
+            "error": f"exit code {proc.returncode}",
+            "stderrTail": proc.stderr[-3000:],
+        }
     if runner.startswith("plain"):
         raw = json.loads((run_dir / "result.json").read_text())
         steps_seen = [(s["step"], s["tokensPerSecond"], s["loss"]) for s in raw["steps"]]
-        result = {"peakMemoryBytes": raw["peakMemoryBytes"], "peakMemoryReservedBytes": raw["peakMemoryReservedBytes"],
-                  "totalParameters": raw["totalParameters"], "kernels": None}
+        result = {
+            "peakMemoryBytes": raw["peakMemoryBytes"],
+            "peakMemoryReservedBytes": raw["peakMemoryReservedBytes"],
+            "totalParameters": raw["totalParameters"],
+            "kernels": None,
+        }
     else:
         lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-        steps_seen = [(p["step"], p["tokensPerSecond"], p["loss"]) for p in lines
-                      if p.get("stage") == "training" and "tokensPerSecond" in p and "evalLoss" not in p]
+        steps_seen = [
+            (p["step"], p["tokensPerSecond"], p["loss"])
+            for p in lines
+            if p.get("stage") == "training" and "tokensPerSecond" in p and "evalLoss" not in p
+        ]
         m = json.loads((run_dir / "out" / "metrics.json").read_text())
-        result = {"peakMemoryBytes": m["peakMemoryBytes"], "peakMemoryReservedBytes": m["peakMemoryReservedBytes"],
-                  "totalParameters": m["totalParameters"], "kernels": m.get("kernels"), "processes": m.get("processes")}
+        result = {
+            "peakMemoryBytes": m["peakMemoryBytes"],
+            "peakMemoryReservedBytes": m["peakMemoryReservedBytes"],
+            "totalParameters": m["totalParameters"],
+            "kernels": m.get("kernels"),
+            "processes": m.get("processes"),
+        }
     window = set()
     if profile and (run_dir / "profile.json").is_file():
         result["profile"] = json.loads((run_dir / "profile.json").read_text())
@@ -120,13 +173,18 @@ def run_one(runner: str, batch: int, model: Path, data: Path, work: Path, steps:
     steady = [tps for step, tps, _ in steps_seen if step > 2 and step not in window]
     tps = statistics.median(steady) if steady else None
     processes = result.get("processes") or 1
-    result.update({
-        "runner": runner, "batch": batch, "gpus": gpus, "wallSeconds": round(wall, 1),
-        "tokensPerSecond": round(tps, 1) if tps else None,
-        "secondsPerStep": round(batch * 1024 * processes / tps, 3) if tps else None,
-        "peakMemoryGiB": round(result["peakMemoryBytes"] / 2**30, 2),
-        "losses": [round(loss, 5) for _, _, loss in steps_seen],
-    })
+    result.update(
+        {
+            "runner": runner,
+            "batch": batch,
+            "gpus": gpus,
+            "wallSeconds": round(wall, 1),
+            "tokensPerSecond": round(tps, 1) if tps else None,
+            "secondsPerStep": round(batch * 1024 * processes / tps, 3) if tps else None,
+            "peakMemoryGiB": round(result["peakMemoryBytes"] / 2**30, 2),
+            "losses": [round(loss, 5) for _, _, loss in steps_seen],
+        }
+    )
     return result
 
 
@@ -145,8 +203,9 @@ def versions() -> dict:
         out["gpu"] = torch.cuda.get_device_name(0)
         out["gpuCount"] = torch.cuda.device_count()
     try:
-        out["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                                       capture_output=True, text=True).stdout.split()[0]
+        out["driver"] = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True, text=True
+        ).stdout.split()[0]
     except (OSError, IndexError):
         out["driver"] = None
     return out
@@ -164,8 +223,10 @@ def table(results: list[dict]) -> str:
         if r.get("error"):
             rows.append(f"| {r['runner']} | {r['batch']} | {r.get('gpus')} | error: {r['error']} | | | | |")
             continue
-        rows.append(f"| {r['runner']} | {r['batch']} | {r['gpus']} | {r['secondsPerStep']} | {r['tokensPerSecond']:,.0f} | "
-                    f"{r['peakMemoryGiB']} | {100 * r.get('mfu', 0):.1f}% | {r.get('kernels') or ''} |")
+        rows.append(
+            f"| {r['runner']} | {r['batch']} | {r['gpus']} | {r['secondsPerStep']} | {r['tokensPerSecond']:,.0f} | "
+            f"{r['peakMemoryGiB']} | {100 * r.get('mfu', 0):.1f}% | {r.get('kernels') or ''} |"
+        )
     return "\n".join(rows)
 
 
@@ -177,13 +238,27 @@ def ratios(results: list[dict]) -> list[dict]:
         for peer in ("plain", "plain-liger", "trainer-previous"):
             p = by.get((peer, batch))
             if runner.startswith("trainer") and runner != peer and p and r["tokensPerSecond"] and p["tokensPerSecond"]:
-                out.append({"runner": runner, "peer": peer, "batch": batch,
-                            "tokensPerSecondRatio": round(r["tokensPerSecond"] / p["tokensPerSecond"], 3),
-                            "peakMemoryRatio": round(r["peakMemoryBytes"] / p["peakMemoryBytes"], 3) if p["peakMemoryBytes"] else None})
+                out.append(
+                    {
+                        "runner": runner,
+                        "peer": peer,
+                        "batch": batch,
+                        "tokensPerSecondRatio": round(r["tokensPerSecond"] / p["tokensPerSecond"], 3),
+                        "peakMemoryRatio": round(r["peakMemoryBytes"] / p["peakMemoryBytes"], 3)
+                        if p["peakMemoryBytes"]
+                        else None,
+                    }
+                )
         one = by.get(("trainer", batch))
         if runner == "trainer-2gpu" and one:
-            out.append({"runner": runner, "peer": "trainer (1 GPU)", "batch": batch,
-                        "tokensPerSecondRatio": round(r["tokensPerSecond"] / one["tokensPerSecond"], 3)})
+            out.append(
+                {
+                    "runner": runner,
+                    "peer": "trainer (1 GPU)",
+                    "batch": batch,
+                    "tokensPerSecondRatio": round(r["tokensPerSecond"] / one["tokensPerSecond"], 3),
+                }
+            )
     return out
 
 
@@ -196,10 +271,16 @@ def loss_check(results: list[dict]) -> list[dict]:
         if base and runner.startswith("trainer") and runner not in ("trainer-previous", "trainer-2gpu"):
             pairs = list(zip(base["losses"], r["losses"]))
             if pairs:
-                out.append({"runner": runner, "batch": batch, "steps": len(pairs),
-                            "maxAbsLossDifference": round(max(abs(a - b) for a, b in pairs), 5),
-                            "meanLossPrevious": round(statistics.mean(a for a, _ in pairs), 5),
-                            "meanLoss": round(statistics.mean(b for _, b in pairs), 5)})
+                out.append(
+                    {
+                        "runner": runner,
+                        "batch": batch,
+                        "steps": len(pairs),
+                        "maxAbsLossDifference": round(max(abs(a - b) for a, b in pairs), 5),
+                        "meanLossPrevious": round(statistics.mean(a for a, _ in pairs), 5),
+                        "meanLoss": round(statistics.mean(b for _, b in pairs), 5),
+                    }
+                )
     return out
 
 
@@ -214,9 +295,12 @@ def main() -> int:
     ap.add_argument("--shape", default="llama8b")
     ap.add_argument("--model", help="an existing model directory instead of the random-weight shape")
     ap.add_argument("--settings", default="4,1", help="batch sizes")
-    ap.add_argument("--runs", default="plain,trainer",
-                    help="runners (each at every --settings batch, or one batch as runner@batch); queues of runs "
-                         "on their own GPUs, run side by side, are separated by ';'")
+    ap.add_argument(
+        "--runs",
+        default="plain,trainer",
+        help="runners (each at every --settings batch, or one batch as runner@batch); queues of runs "
+        "on their own GPUs, run side by side, are separated by ';'",
+    )
     ap.add_argument("--queue-gpus", default="0;1", help="the CUDA_VISIBLE_DEVICES of each queue")
     ap.add_argument("--profile", default="", help="runners whose steps 5-6 are profiled (excluded from the median)")
     ap.add_argument("--steps", type=int, default=16)
@@ -243,10 +327,24 @@ def main() -> int:
     def save() -> None:
         for r in results:
             add_mfu(r, info.get("gpu"))
-        out_path.write_text(json.dumps({"versions": info, "settings": {"model": str(model), "shape": args.shape,
-                                        "steps": args.steps, "seqLength": 1024, "records": 300},
-                                        "results": results, "ratios": ratios(results), "lossCheck": loss_check(results)},
-                                       indent=2))
+        out_path.write_text(
+            json.dumps(
+                {
+                    "versions": info,
+                    "settings": {
+                        "model": str(model),
+                        "shape": args.shape,
+                        "steps": args.steps,
+                        "seqLength": 1024,
+                        "records": 300,
+                    },
+                    "results": results,
+                    "ratios": ratios(results),
+                    "lossCheck": loss_check(results),
+                },
+                indent=2,
+            )
+        )
 
     def drain(queue: list, gpus: str) -> None:
         for runner, batch in queue:

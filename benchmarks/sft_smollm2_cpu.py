@@ -24,39 +24,71 @@ from pathlib import Path
 from trainer_run import run_trainer
 
 SYSTEM = "Summarize the log line as JSON: severity, service, host, issue, restarts."
-SERVICES = ["payments-api", "auth-svc", "checkout", "search-indexer", "orders-db", "inventory", "mailer",
-            "gateway", "billing-worker", "profile-api", "cart", "recommender", "ledger", "media-transcoder"]
+SERVICES = [
+    "payments-api",
+    "auth-svc",
+    "checkout",
+    "search-indexer",
+    "orders-db",
+    "inventory",
+    "mailer",
+    "gateway",
+    "billing-worker",
+    "profile-api",
+    "cart",
+    "recommender",
+    "ledger",
+    "media-transcoder",
+]
 ISSUES = {
-    "oom_killed": ("critical", [
-        "{ts} {host} kubelet[{pid}]: container {svc} OOMKilled (exit 137), restart #{r}",
-        "{ts} {host} kernel: Memory cgroup out of memory: Killed process {pid} ({svc}); restarts={r}",
-        "[{ts}] {svc}@{host} terminated: OOMKilled after {r} restarts",
-    ]),
-    "disk_full": ("error", [
-        "{ts} {host} {svc}[{pid}]: write failed: No space left on device (restarts: {r})",
-        "[{ts}] {host} volume for {svc} at 100% capacity, {r} restarts so far",
-        "{ts} {svc} on {host}: ENOSPC while flushing segment; restart count {r}",
-    ]),
-    "timeout": ("warning", [
-        "{ts} {host} {svc}[{pid}]: upstream request timed out after 30s (restarts={r})",
-        "[{ts}] {svc}@{host} WARN context deadline exceeded calling dependency, restarts {r}",
-        "{ts} {host} envoy: {svc} 504 gateway timeout; pod restarts: {r}",
-    ]),
-    "crash_loop": ("error", [
-        "{ts} {host} kubelet[{pid}]: Back-off restarting failed container {svc} (restart {r})",
-        "[{ts}] {svc} on {host} in CrashLoopBackOff, restarts={r}",
-        "{ts} {host} {svc}: container exited with code 1, back-off; restarts {r}",
-    ]),
-    "cert_expired": ("critical", [
-        "{ts} {host} {svc}[{pid}]: x509: certificate has expired or is not yet valid (restarts {r})",
-        "[{ts}] {svc}@{host} TLS handshake failed: certificate expired; restarts={r}",
-        "{ts} {host} {svc}: tls: expired certificate presented by peer, restart #{r}",
-    ]),
-    "high_latency": ("warning", [
-        "{ts} {host} {svc}[{pid}]: p99 latency 2.4s above SLO 500ms (restarts {r})",
-        "[{ts}] {svc}@{host} slow responses: p95=1800ms; restarts={r}",
-        "{ts} {host} monitor: {svc} latency degraded, p99 over threshold, restarts: {r}",
-    ]),
+    "oom_killed": (
+        "critical",
+        [
+            "{ts} {host} kubelet[{pid}]: container {svc} OOMKilled (exit 137), restart #{r}",
+            "{ts} {host} kernel: Memory cgroup out of memory: Killed process {pid} ({svc}); restarts={r}",
+            "[{ts}] {svc}@{host} terminated: OOMKilled after {r} restarts",
+        ],
+    ),
+    "disk_full": (
+        "error",
+        [
+            "{ts} {host} {svc}[{pid}]: write failed: No space left on device (restarts: {r})",
+            "[{ts}] {host} volume for {svc} at 100% capacity, {r} restarts so far",
+            "{ts} {svc} on {host}: ENOSPC while flushing segment; restart count {r}",
+        ],
+    ),
+    "timeout": (
+        "warning",
+        [
+            "{ts} {host} {svc}[{pid}]: upstream request timed out after 30s (restarts={r})",
+            "[{ts}] {svc}@{host} WARN context deadline exceeded calling dependency, restarts {r}",
+            "{ts} {host} envoy: {svc} 504 gateway timeout; pod restarts: {r}",
+        ],
+    ),
+    "crash_loop": (
+        "error",
+        [
+            "{ts} {host} kubelet[{pid}]: Back-off restarting failed container {svc} (restart {r})",
+            "[{ts}] {svc} on {host} in CrashLoopBackOff, restarts={r}",
+            "{ts} {host} {svc}: container exited with code 1, back-off; restarts {r}",
+        ],
+    ),
+    "cert_expired": (
+        "critical",
+        [
+            "{ts} {host} {svc}[{pid}]: x509: certificate has expired or is not yet valid (restarts {r})",
+            "[{ts}] {svc}@{host} TLS handshake failed: certificate expired; restarts={r}",
+            "{ts} {host} {svc}: tls: expired certificate presented by peer, restart #{r}",
+        ],
+    ),
+    "high_latency": (
+        "warning",
+        [
+            "{ts} {host} {svc}[{pid}]: p99 latency 2.4s above SLO 500ms (restarts {r})",
+            "[{ts}] {svc}@{host} slow responses: p95=1800ms; restarts={r}",
+            "{ts} {host} monitor: {svc} latency degraded, p99 over threshold, restarts: {r}",
+        ],
+    ),
 }
 
 
@@ -71,8 +103,13 @@ def make_example(rng: random.Random) -> tuple[str, dict]:
 
 
 def chat(line: str, target: dict) -> dict:
-    return {"messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": line},
-                         {"role": "assistant", "content": json.dumps(target)}]}
+    return {
+        "messages": [
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": line},
+            {"role": "assistant", "content": json.dumps(target)},
+        ]
+    }
 
 
 def score(samples: list[dict], which: str) -> dict:
@@ -82,7 +119,7 @@ def score(samples: list[dict], which: str) -> dict:
         ref = json.loads(s["reference"])
         try:
             text = s[which]
-            got = json.loads(text[text.index("{"): text.rindex("}") + 1])
+            got = json.loads(text[text.index("{") : text.rindex("}") + 1])
             parsed += 1
         except (ValueError, KeyError):
             got = {}
@@ -116,9 +153,16 @@ def main() -> int:
         "model": {"source": "builtin:smollm2-135m-instruct"},
         "dataset": {"source": str(work / "train.jsonl"), "validationSource": str(work / "heldout.jsonl")},
         "peft": {"type": "lora", "r": 16, "alpha": 32, "dropout": 0.05, "targetModules": ["all-linear"]},
-        "training": {"maxSteps": args.steps, "batchSize": args.batch, "gradientAccumulationSteps": 1,
-                     "learningRate": args.lr, "loggingSteps": 2, "maxSeqLength": 256, "gradientCheckpointing": False,
-                     "warmupRatio": 0.05},
+        "training": {
+            "maxSteps": args.steps,
+            "batchSize": args.batch,
+            "gradientAccumulationSteps": 1,
+            "learningRate": args.lr,
+            "loggingSteps": 2,
+            "maxSeqLength": 256,
+            "gradientCheckpointing": False,
+            "warmupRatio": 0.05,
+        },
         "evaluation": {"sampleGenerations": min(args.heldout, 50), "maxNewTokens": 56},
         "output": {"dir": str(work / "out")},
         "reporting": {"terminationMessagePath": str(work / "termination.json")},
@@ -127,16 +171,27 @@ def main() -> int:
         m, wall = run_trainer(config, work / "config.json", args.threads, stdout=progress_log)
     result = {
         "model": "SmolLM2-135M-Instruct (LoRA r=16 all-linear, fp32 CPU)",
-        "trainExamples": m["dataset"]["trainRecords"], "heldoutExamples": m["dataset"]["validationRecords"],
-        "steps": m["steps"], "batchSize": args.batch, "wallSeconds": round(wall, 1),
-        "trainRuntimeSeconds": m["trainRuntimeSeconds"], "tokensPerSecond": m["tokensPerSecond"],
-        "peakMemoryMiB": round(m["peakMemoryBytes"] / 2**20), "trainableParameters": m["trainableParameters"],
-        "baselineEvalLoss": round(m["baseline"]["loss"], 4), "tunedEvalLoss": round(m["final"]["loss"], 4),
-        "baselinePerplexity": round(m["baseline"]["perplexity"], 3), "tunedPerplexity": round(m["final"]["perplexity"], 3),
-        "base": score(m["samples"], "base"), "tuned": score(m["samples"], "tuned"),
-        "exampleBase": m["samples"][0]["base"][:200], "exampleTuned": m["samples"][0]["tuned"][:200],
+        "trainExamples": m["dataset"]["trainRecords"],
+        "heldoutExamples": m["dataset"]["validationRecords"],
+        "steps": m["steps"],
+        "batchSize": args.batch,
+        "wallSeconds": round(wall, 1),
+        "trainRuntimeSeconds": m["trainRuntimeSeconds"],
+        "tokensPerSecond": m["tokensPerSecond"],
+        "peakMemoryMiB": round(m["peakMemoryBytes"] / 2**20),
+        "trainableParameters": m["trainableParameters"],
+        "baselineEvalLoss": round(m["baseline"]["loss"], 4),
+        "tunedEvalLoss": round(m["final"]["loss"], 4),
+        "baselinePerplexity": round(m["baseline"]["perplexity"], 3),
+        "tunedPerplexity": round(m["final"]["perplexity"], 3),
+        "base": score(m["samples"], "base"),
+        "tuned": score(m["samples"], "tuned"),
+        "exampleBase": m["samples"][0]["base"][:200],
+        "exampleTuned": m["samples"][0]["tuned"][:200],
         "exampleReference": m["samples"][0]["reference"],
-        "threads": args.threads, "loadAverage1m": round(os.getloadavg()[0], 1), "cpus": os.cpu_count(),
+        "threads": args.threads,
+        "loadAverage1m": round(os.getloadavg()[0], 1),
+        "cpus": os.cpu_count(),
         "output": str(work / "out"),
     }
     print(json.dumps(result, indent=2))

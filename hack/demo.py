@@ -56,8 +56,10 @@ def follow(custom: client.CustomObjectsApi, name: str, dev: DevCluster, timeout:
         ftj = custom.get_namespaced_custom_object(GROUP, VERSION, DEMO_NS, PLURAL, name)
         status = ftj.get("status") or {}
         progress = status.get("progress") or {}
-        line = (f"phase={status.get('phase', '-')} stage={progress.get('stage', '-')} "
-                f"step={progress.get('step', '-')}/{progress.get('totalSteps', '-')} loss={progress.get('loss', '-')}")
+        line = (
+            f"phase={status.get('phase', '-')} stage={progress.get('stage', '-')} "
+            f"step={progress.get('step', '-')}/{progress.get('totalSteps', '-')} loss={progress.get('loss', '-')}"
+        )
         if line != shown:
             print(f"    {time.strftime('%H:%M:%S')} {line}", flush=True)
             shown = line
@@ -70,14 +72,18 @@ def follow(custom: client.CustomObjectsApi, name: str, dev: DevCluster, timeout:
 def report(ftj: dict, core: client.CoreV1Api, artifacts_host: Path) -> None:
     status = ftj["status"]
     metrics = status.get("metrics") or {}
-    print(f"\nFineTuneJob {DEMO_NS}/{ftj['metadata']['name']}: {status['phase']}"
-          + (f" ({status.get('reason')}: {status.get('message')})" if status["phase"] != "Succeeded" else ""))
+    print(
+        f"\nFineTuneJob {DEMO_NS}/{ftj['metadata']['name']}: {status['phase']}"
+        + (f" ({status.get('reason')}: {status.get('message')})" if status["phase"] != "Succeeded" else "")
+    )
     for key in ("baselineAccuracy", "accuracy", "baselineMacroF1", "macroF1", "baselineEvalLoss", "evalLoss"):
         if key in metrics:
             print(f"  {key:18} {metrics[key]:.4f}")
     art = status.get("artifacts") or {}
     if art:
-        print(f"  artifacts          pvc://{art['pvc']}/{art['path']} ({art.get('sizeBytes', 0) / 1e6:.2f} MB: adapter, reports, tokenizer)")
+        print(
+            f"  artifacts          pvc://{art['pvc']}/{art['path']} ({art.get('sizeBytes', 0) / 1e6:.2f} MB: adapter, reports, tokenizer)"
+        )
         host = artifacts_host / art["path"]
         print(f"  on this machine    {host}")
         print(f"  eval report        {host / 'eval_report.md'}")
@@ -108,9 +114,11 @@ def main() -> int:
         api = dev.api_client()
         core = client.CoreV1Api(api)
         info = core.read_node(node_name).status.node_info
-        print(f"    node {node_name} Ready in {time.monotonic() - t0:.1f}s: kubelet {info.kubelet_version}, "
-              f"{info.container_runtime_version}, 1 fake nvidia.com/gpu; export KUBECONFIG={dev.kubeconfig}",
-              flush=True)
+        print(
+            f"    node {node_name} Ready in {time.monotonic() - t0:.1f}s: kubelet {info.kubelet_version}, "
+            f"{info.container_runtime_version}, 1 fake nvidia.com/gpu; export KUBECONFIG={dev.kubeconfig}",
+            flush=True,
+        )
 
         say("images from Dockerfile.operator and Dockerfile.trainer (BuildKit), loaded into the node's containerd")
         assert dev.node
@@ -120,16 +128,44 @@ def main() -> int:
         say("helm install: CRD, RBAC, admission policies and the operator Deployment from charts/finetune-operator")
         (op_repo, op_tag), (tr_repo, tr_tag) = images.Images.split(refs.operator), images.Images.split(refs.trainer)
         # The example's trainer asks for both of this 2-CPU node's CPUs: the operator requests none.
-        run("helm", "install", RELEASE, str(ROOT / "charts" / "finetune-operator"), "--namespace", OPERATOR_NS,
-            "--create-namespace", "--wait", "--timeout", "5m",
-            "--set", f"image.repository={op_repo}", "--set", f"image.tag={op_tag}", "--set", "image.pullPolicy=Never",
-            "--set", f"trainer.image.repository={tr_repo}", "--set", f"trainer.image.tag={tr_tag}",
-            "--set", "trainer.pullPolicy=Never", "--set-string", "resources.requests.cpu=0", env=env)
+        run(
+            "helm",
+            "install",
+            RELEASE,
+            str(ROOT / "charts" / "finetune-operator"),
+            "--namespace",
+            OPERATOR_NS,
+            "--create-namespace",
+            "--wait",
+            "--timeout",
+            "5m",
+            "--set",
+            f"image.repository={op_repo}",
+            "--set",
+            f"image.tag={op_tag}",
+            "--set",
+            "image.pullPolicy=Never",
+            "--set",
+            f"trainer.image.repository={tr_repo}",
+            "--set",
+            f"trainer.image.tag={tr_tag}",
+            "--set",
+            "trainer.pullPolicy=Never",
+            "--set-string",
+            "resources.requests.cpu=0",
+            env=env,
+        )
         print(run("kubectl", "get", "pods", "-n", OPERATOR_NS, "-o", "wide", env=env), end="")
 
         say(f"namespace {DEMO_NS} (opted in, Pod Security restricted); the log-intent data on claim `datasets`")
-        core.create_namespace({"metadata": {"name": DEMO_NS, "labels": {
-            "finetune.dev/enabled": "true", "pod-security.kubernetes.io/enforce": "restricted"}}})
+        core.create_namespace(
+            {
+                "metadata": {
+                    "name": DEMO_NS,
+                    "labels": {"finetune.dev/enabled": "true", "pod-security.kubernetes.io/enforce": "restricted"},
+                }
+            }
+        )
         volumes = workdir / "volumes"
         data_dir = volumes / "datasets" / "log-intent"
         data_dir.mkdir(parents=True, exist_ok=True)

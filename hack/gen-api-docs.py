@@ -54,8 +54,11 @@ class Doc:
         self.version = crd["spec"]["versions"][0]
         self.root = self.version["schema"]["openAPIV3Schema"]
         self.sections: list[tuple[str, dict[str, Any]]] = []  # nested objects found by the last table
-        self.immutable = {m.group(1) for r in self.root["properties"]["spec"].get("x-kubernetes-validations", [])
-                          if (m := IMMUTABLE_RULE.match(r["rule"]))}
+        self.immutable = {
+            m.group(1)
+            for r in self.root["properties"]["spec"].get("x-kubernetes-validations", [])
+            if (m := IMMUTABLE_RULE.match(r["rule"]))
+        }
 
     # --- types --------------------------------------------------------------------------------
 
@@ -86,8 +89,14 @@ class Doc:
             out.append(f"{lo_op} {lo}")
         if hi is not None:
             out.append(f"{hi_op} {hi}")
-        for key, label in (("minLength", "length ≥"), ("maxLength", "length ≤"), ("minItems", "items ≥"),
-                           ("maxItems", "items ≤"), ("minProperties", "entries ≥"), ("maxProperties", "entries ≤")):
+        for key, label in (
+            ("minLength", "length ≥"),
+            ("maxLength", "length ≤"),
+            ("minItems", "items ≥"),
+            ("maxItems", "items ≤"),
+            ("minProperties", "entries ≥"),
+            ("maxProperties", "entries ≤"),
+        ):
             if key in schema:
                 out.append(f"{label} {schema[key]}")
         if "pattern" in schema:
@@ -106,8 +115,10 @@ class Doc:
 
     def table(self, path: str, schema: dict[str, Any]) -> list[str]:
         required = set(schema.get("required", []))
-        lines = ["| Field | Type | Required | Default | Constraints | Description |",
-                 "| --- | --- | --- | --- | --- | --- |"]
+        lines = [
+            "| Field | Type | Required | Default | Constraints | Description |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
         for name, prop in schema.get("properties", {}).items():
             child = f"{path}.{name}"
             kind = self.type_of(prop, child)
@@ -119,8 +130,10 @@ class Doc:
             for rule in prop.get("x-kubernetes-validations", []):
                 notes.append(f"rule: {rule['message']}")
             default = _code(prop["default"]) if "default" in prop else ""
-            lines.append(f"| `{name}` | {kind} | {'yes' if name in required else ''} | {default} | "
-                         f"{_cell('; '.join(notes))} | {_cell(prop.get('description', ''))} |")
+            lines.append(
+                f"| `{name}` | {kind} | {'yes' if name in required else ''} | {default} | "
+                f"{_cell('; '.join(notes))} | {_cell(prop.get('description', ''))} |"
+            )
         return lines
 
     def render(self) -> str:
@@ -171,18 +184,26 @@ class Doc:
 
         spec_fields = list(self.root["properties"]["spec"]["properties"])
         mutable = [f"`{f}`" for f in spec_fields if f not in self.immutable]
-        out += ["## Validation rules", "",
-                f"**Immutability:** every `spec` field except {' and '.join(mutable)} is immutable once the "
-                f"{names['kind']} exists (a CEL transition rule per field refuses adding, removing or changing it); "
-                "to run again with other settings, create a new object.", "",
-                "Besides the per-field constraints above, the API server enforces these CEL rules "
-                "(`x-kubernetes-validations`) on create and update:", "",
-                "| Applies to | Rule | Message |", "| --- | --- | --- |"]
+        out += [
+            "## Validation rules",
+            "",
+            f"**Immutability:** every `spec` field except {' and '.join(mutable)} is immutable once the "
+            f"{names['kind']} exists (a CEL transition rule per field refuses adding, removing or changing it); "
+            "to run again with other settings, create a new object.",
+            "",
+            "Besides the per-field constraints above, the API server enforces these CEL rules "
+            "(`x-kubernetes-validations`) on create and update:",
+            "",
+            "| Applies to | Rule | Message |",
+            "| --- | --- | --- |",
+        ]
         for path, schema in self._rule_holders(self.root["properties"]["spec"], "spec"):
             for rule in schema.get("x-kubernetes-validations", []):
                 if IMMUTABLE_RULE.match(rule["rule"]):
                     continue
-                out.append(f"| `{path}{rule.get('fieldPath', '')}` | `{_cell(rule['rule'])}` | {_cell(rule['message'])} |")
+                out.append(
+                    f"| `{path}{rule.get('fieldPath', '')}` | `{_cell(rule['rule'])}` | {_cell(rule['message'])} |"
+                )
         out.append("")
         return "\n".join(out)
 

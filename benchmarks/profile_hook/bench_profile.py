@@ -9,7 +9,15 @@ from collections import defaultdict
 import torch
 
 GiB = 2**30
-OWN_CODE = ("finetune_trainer", "/trl/", "/peft/", "/transformers/", "/bitsandbytes/", "/liger_kernel/", "plain_trl_sft")
+OWN_CODE = (
+    "finetune_trainer",
+    "/trl/",
+    "/peft/",
+    "/transformers/",
+    "/bitsandbytes/",
+    "/liger_kernel/",
+    "plain_trl_sft",
+)
 
 
 def install() -> None:
@@ -84,14 +92,22 @@ def peak_composition(snapshot: dict, start: int) -> dict:
     for e in live.values():
         by_site[site(e.get("frames") or [])] += e["size"]
     top = sorted(by_site.items(), key=lambda kv: -kv[1])[:15]
-    return {"allocatedAtWindowStartGiB": round(start / GiB, 3), "peakInWindowGiB": round(peak / GiB, 3),
-            "liveAtPeakAllocatedInWindowGiB": round(sum(by_site.values()) / GiB, 3),
-            "liveAtPeakBySite": [{"site": k, "GiB": round(v / GiB, 3)} for k, v in top]}
+    return {
+        "allocatedAtWindowStartGiB": round(start / GiB, 3),
+        "peakInWindowGiB": round(peak / GiB, 3),
+        "liveAtPeakAllocatedInWindowGiB": round(sum(by_site.values()) / GiB, 3),
+        "liveAtPeakBySite": [{"site": k, "GiB": round(v / GiB, 3)} for k, v in top],
+    }
 
 
-KERNEL_CLASSES = (("attention", ("flash", "fmha", "attention", "attn")), ("4-bit dequantize", ("dequant", "kdequantize")),
-                  ("matmul", ("gemm", "nvjet", "cutlass", "sm90", "xmma", "cublas")), ("triton (liger / fused head)", ("triton",)),
-                  ("copy / cast", ("copy", "cast", "to_copy")), ("elementwise / reduce", ("elementwise", "reduce", "vectorized")))
+KERNEL_CLASSES = (
+    ("attention", ("flash", "fmha", "attention", "attn")),
+    ("4-bit dequantize", ("dequant", "kdequantize")),
+    ("matmul", ("gemm", "nvjet", "cutlass", "sm90", "xmma", "cublas")),
+    ("triton (liger / fused head)", ("triton",)),
+    ("copy / cast", ("copy", "cast", "to_copy")),
+    ("elementwise / reduce", ("elementwise", "reduce", "vectorized")),
+)
 
 
 def kernel_class(name: str) -> str:
@@ -112,9 +128,13 @@ def kernel_times(prof, steps: int) -> dict:
     for name, ms, _ in rows:
         by_class[kernel_class(name)] += ms
     rows.sort(key=lambda r: -r[1])
-    return {"cudaMsPerStep": round(sum(r[1] for r in rows), 1),
-            "byClassMsPerStep": {k: round(v, 1) for k, v in sorted(by_class.items(), key=lambda kv: -kv[1])},
-            "topKernels": [{"kernel": n[:120], "msPerStep": round(ms, 2), "callsPerStep": round(c, 1)} for n, ms, c in rows[:15]]}
+    return {
+        "cudaMsPerStep": round(sum(r[1] for r in rows), 1),
+        "byClassMsPerStep": {k: round(v, 1) for k, v in sorted(by_class.items(), key=lambda kv: -kv[1])},
+        "topKernels": [
+            {"kernel": n[:120], "msPerStep": round(ms, 2), "callsPerStep": round(c, 1)} for n, ms, c in rows[:15]
+        ],
+    }
 
 
 from transformers import TrainerCallback  # noqa: E402
@@ -157,7 +177,9 @@ class ProfileWindow(TrainerCallback):
         self.result["allocatedBeforeWindowGiB"] = round(self.start / GiB, 3)
         self.result["peakAllocatedBeforeWindowGiB"] = round(torch.cuda.max_memory_allocated() / GiB, 3)
         torch.cuda.memory._record_memory_history(enabled="all", context="all", stacks="python", max_entries=2_000_000)
-        self.prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA])
+        self.prof = torch.profiler.profile(
+            activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+        )
         self.prof.__enter__()
 
     def end_window(self) -> None:

@@ -8,11 +8,30 @@ import subprocess
 from pathlib import Path
 
 K8S_VERSION = "v1.35.4"
-BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok", "helm",
-            "kubelet", "kube-proxy")
-NODE_BINARIES = ("bin/containerd", "bin/containerd-shim-runc-v2", "bin/ctr", "bin/crictl", "bin/coredns",
-                 "bin/fake-gpu-device-plugin", "bin/pause", "cni-bin/bridge", "cni-bin/host-local",
-                 "cni-bin/loopback", "cni-bin/portmap")
+BINARIES = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubectl",
+    "kwok",
+    "helm",
+    "kubelet",
+    "kube-proxy",
+)
+NODE_BINARIES = (
+    "bin/containerd",
+    "bin/containerd-shim-runc-v2",
+    "bin/ctr",
+    "bin/crictl",
+    "bin/coredns",
+    "bin/fake-gpu-device-plugin",
+    "bin/pause",
+    "cni-bin/bridge",
+    "cni-bin/host-local",
+    "cni-bin/loopback",
+    "cni-bin/portmap",
+)
 HACK = Path(__file__).resolve().parents[2] / "hack"
 BUILD_SCRIPT = HACK / "build-k8s-binaries.sh"
 NODE_BUILD_SCRIPT = HACK / "build-node-binaries.sh"
@@ -35,8 +54,9 @@ def node_dir() -> Path:
 
 def runc_path() -> Path:
     """runc as built by build-buildkit.sh (the script prints its bin dir)."""
-    out = subprocess.run(["bash", str(RUNC_BUILD_SCRIPT), "--print-bin-dir"], check=True, capture_output=True,
-                         text=True).stdout
+    out = subprocess.run(
+        ["bash", str(RUNC_BUILD_SCRIPT), "--print-bin-dir"], check=True, capture_output=True, text=True
+    ).stdout
     return Path(out.strip()) / "runc"
 
 

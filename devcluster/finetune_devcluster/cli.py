@@ -15,11 +15,13 @@ DEFAULT_WORKDIR = Path("/tmp/finetune-devcluster")
 
 
 def _env_lines(workdir: Path) -> str:
-    return (f"export KUBECONFIG={workdir / 'admin.kubeconfig'}\n"
-            f"export PATH={binaries.bin_dir()}:{binaries.node_dir() / 'bin'}:$PATH\n"
-            f"export CRI_CONFIG_FILE={workdir / 'node' / 'crictl.yaml'}\n"
-            f"export CONTAINERD_ADDRESS={workdir / 'node' / 'containerd-run' / 'containerd.sock'} "
-            "CONTAINERD_NAMESPACE=k8s.io")
+    return (
+        f"export KUBECONFIG={workdir / 'admin.kubeconfig'}\n"
+        f"export PATH={binaries.bin_dir()}:{binaries.node_dir() / 'bin'}:$PATH\n"
+        f"export CRI_CONFIG_FILE={workdir / 'node' / 'crictl.yaml'}\n"
+        f"export CONTAINERD_ADDRESS={workdir / 'node' / 'containerd-run' / 'containerd.sock'} "
+        "CONTAINERD_NAMESPACE=k8s.io"
+    )
 
 
 def node_exec(workdir: Path, argv: list[str]) -> None:
@@ -28,10 +30,16 @@ def node_exec(workdir: Path, argv: list[str]) -> None:
     if not pidfile.exists() or not Path(f"/proc/{pidfile.read_text().strip()}").exists():
         raise SystemExit(f"no dev node running from {workdir}")
     path = f"{binaries.node_dir() / 'bin'}:{binaries.bin_dir()}:{os.environ.get('PATH', '')}"
-    os.execvpe("nsenter", ["nsenter", f"--target={pidfile.read_text().strip()}", "--pid", "--mount", "--net",
-                           "--", *(argv or ["bash"])],
-               {**os.environ, "PATH": path, "CRI_CONFIG_FILE": str(workdir / "node" / "crictl.yaml"),
-                "CONTAINERD_NAMESPACE": "k8s.io"})
+    os.execvpe(
+        "nsenter",
+        ["nsenter", f"--target={pidfile.read_text().strip()}", "--pid", "--mount", "--net", "--", *(argv or ["bash"])],
+        {
+            **os.environ,
+            "PATH": path,
+            "CRI_CONFIG_FILE": str(workdir / "node" / "crictl.yaml"),
+            "CONTAINERD_NAMESPACE": "k8s.io",
+        },
+    )
 
 
 def up(workdir: Path, with_node: bool, gpus: int) -> None:
@@ -89,13 +97,18 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="finetune-devcluster", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_up = sub.add_parser("up", help="start the cluster in the foreground (Ctrl-C stops it)")
-    p_up.add_argument("--with-node", action="store_true",
-                      help="add the real node (kubelet + containerd + kube-proxy) that runs pods")
+    p_up.add_argument(
+        "--with-node", action="store_true", help="add the real node (kubelet + containerd + kube-proxy) that runs pods"
+    )
     p_up.add_argument("--gpus", type=int, default=1, help="fake nvidia.com/gpu devices the node advertises")
     p_node = sub.add_parser("node", help="run a command inside the node's namespaces (default: bash)")
     p_node.add_argument("argv", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...], e.g. -- crictl ps -a")
-    for p in (p_up, p_node, sub.add_parser("down", help="stop a cluster started by `up`"),
-              sub.add_parser("env", help="print shell exports for kubectl/helm/crictl/ctr")):
+    for p in (
+        p_up,
+        p_node,
+        sub.add_parser("down", help="stop a cluster started by `up`"),
+        sub.add_parser("env", help="print shell exports for kubectl/helm/crictl/ctr"),
+    ):
         p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
     sub.add_parser("build", help="build the pinned binaries (hack/build-k8s-binaries.sh, build-node-binaries.sh)")
     args = parser.parse_args(argv)

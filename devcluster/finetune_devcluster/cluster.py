@@ -32,19 +32,30 @@ class FakeNode:
     memory: str = "256Gi"
 
     def manifest(self) -> dict:
-        labels = {"kubernetes.io/hostname": self.name, "kubernetes.io/os": "linux",
-                  "kubernetes.io/arch": "amd64", "type": "kwok"}
+        labels = {
+            "kubernetes.io/hostname": self.name,
+            "kubernetes.io/os": "linux",
+            "kubernetes.io/arch": "amd64",
+            "type": "kwok",
+        }
         resources = {"cpu": self.cpu, "memory": self.memory, "pods": "110", "ephemeral-storage": "1Ti"}
         spec: dict = {}
         if self.gpus:
-            labels |= {"nvidia.com/gpu.present": "true", "nvidia.com/gpu.product": self.product,
-                       "nvidia.com/gpu.count": str(self.gpus)}
+            labels |= {
+                "nvidia.com/gpu.present": "true",
+                "nvidia.com/gpu.product": self.product,
+                "nvidia.com/gpu.count": str(self.gpus),
+            }
             resources["nvidia.com/gpu"] = str(self.gpus)
             spec["taints"] = [GPU_TAINT]
         return {
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": self.name, "labels": labels,
-                         "annotations": {KWOK_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"}},
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": self.name,
+                "labels": labels,
+                "annotations": {KWOK_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            },
             "spec": spec,
             "status": {"capacity": resources, "allocatable": resources},
         }
@@ -63,8 +74,9 @@ class DevCluster:
     (finetune_devcluster.node) with `gpus` fake GPUs. The node's namespaces and link are made at
     start() (the apiserver listens on the link), its kubelet and containerd by `start_node()`."""
 
-    def __init__(self, workdir: Path | str, nodes: tuple[FakeNode, ...] = DEFAULT_NODES, dev_node: bool = True,
-                 gpus: int = 1) -> None:
+    def __init__(
+        self, workdir: Path | str, nodes: tuple[FakeNode, ...] = DEFAULT_NODES, dev_node: bool = True, gpus: int = 1
+    ) -> None:
         self.control_plane = ControlPlane(workdir)
         self.workdir = self.control_plane.workdir
         self.nodes = nodes
@@ -91,11 +103,18 @@ class DevCluster:
                 self.control_plane.logs.mkdir(parents=True, exist_ok=True)
                 self.control_plane.address = self.node.prepare().host_ip
             cp = self.control_plane.start(timeout)
-            self.kwok = ManagedProcess("kwok", [
-                str(cp.bin_dir / "kwok"), f"--kubeconfig={cp.kubeconfig}", f"--config={STAGES_FILE}",
-                f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",
-                f"--server-address=127.0.0.1:{free_port()}", "--node-lease-duration-seconds=40",
-            ], cp.logs)
+            self.kwok = ManagedProcess(
+                "kwok",
+                [
+                    str(cp.bin_dir / "kwok"),
+                    f"--kubeconfig={cp.kubeconfig}",
+                    f"--config={STAGES_FILE}",
+                    f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",
+                    f"--server-address=127.0.0.1:{free_port()}",
+                    "--node-lease-duration-seconds=40",
+                ],
+                cp.logs,
+            )
             with self.api_client() as api:
                 core = client.CoreV1Api(api)
                 for node in self.nodes:
@@ -114,9 +133,12 @@ class DevCluster:
         """Wait for Ready nodes without the not-ready taint (the node controller removes it)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            ready = {n.metadata.name for n in core.list_node().items
-                     if any(c.type == "Ready" and c.status == "True" for c in (n.status.conditions or []))
-                     and not any(t.key == "node.kubernetes.io/not-ready" for t in (n.spec.taints or []))}
+            ready = {
+                n.metadata.name
+                for n in core.list_node().items
+                if any(c.type == "Ready" and c.status == "True" for c in (n.status.conditions or []))
+                and not any(t.key == "node.kubernetes.io/not-ready" for t in (n.spec.taints or []))
+            }
             if ready >= set(names):
                 return
             if self.kwok:
@@ -145,8 +167,9 @@ class DevCluster:
         """Deploy CoreDNS (the cluster DNS the kubelet points pods at) and wait until it is ready."""
         assert self.node
         kubectl = [str(self.control_plane.bin_dir / "kubectl"), f"--kubeconfig={self.kubeconfig}"]
-        done = subprocess.run([*kubectl, "apply", "-f", "-"], input=self.node.dns_manifests(), capture_output=True,
-                              text=True)
+        done = subprocess.run(
+            [*kubectl, "apply", "-f", "-"], input=self.node.dns_manifests(), capture_output=True, text=True
+        )
         if done.returncode:
             raise RuntimeError(f"deploying CoreDNS failed: {done.stderr}")
         deadline = time.monotonic() + timeout
@@ -164,12 +187,13 @@ class DevCluster:
         while (core.read_node(NODE_NAME).status.allocatable or {}).get("nvidia.com/gpu", "0") != want:
             self.node.check_alive()
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{NODE_NAME} does not advertise {want} nvidia.com/gpu after {timeout}s; "
-                                   f"logs in {self.control_plane.logs}")
+                raise TimeoutError(
+                    f"{NODE_NAME} does not advertise {want} nvidia.com/gpu after {timeout}s; "
+                    f"logs in {self.control_plane.logs}"
+                )
             time.sleep(0.2)
 
-    def local_claim(self, namespace: str, name: str, host_dir: Path, size: str = "10Gi",
-                    timeout: float = 60.0) -> str:
+    def local_claim(self, namespace: str, name: str, host_dir: Path, size: str = "10Gi", timeout: float = 60.0) -> str:
         """A PersistentVolumeClaim `name` bound to a `local` PersistentVolume on the dev node backed
         by `host_dir` (created if missing); returns the PV's name once the claim is Bound. The
         kubelet hands a local volume to the pod's fsGroup, so non-root trainers can write to it."""
@@ -177,18 +201,46 @@ class DevCluster:
         pv = f"{namespace}-{name}"
         with self.api_client() as api:
             core = client.CoreV1Api(api)
-            core.create_persistent_volume({
-                "apiVersion": "v1", "kind": "PersistentVolume",
-                "metadata": {"name": pv, "labels": {"finetune.dev/claim-namespace": namespace}},
-                "spec": {"capacity": {"storage": size}, "accessModes": ["ReadWriteOnce"], "storageClassName": "",
-                         "persistentVolumeReclaimPolicy": "Retain", "local": {"path": str(host_dir)},
-                         "claimRef": {"namespace": namespace, "name": name},
-                         "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
-                             {"key": "kubernetes.io/hostname", "operator": "In", "values": [NODE_NAME]}]}]}}}})
-            core.create_namespaced_persistent_volume_claim(namespace, {
-                "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name},
-                "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "", "volumeName": pv,
-                         "resources": {"requests": {"storage": size}}}})
+            core.create_persistent_volume(
+                {
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolume",
+                    "metadata": {"name": pv, "labels": {"finetune.dev/claim-namespace": namespace}},
+                    "spec": {
+                        "capacity": {"storage": size},
+                        "accessModes": ["ReadWriteOnce"],
+                        "storageClassName": "",
+                        "persistentVolumeReclaimPolicy": "Retain",
+                        "local": {"path": str(host_dir)},
+                        "claimRef": {"namespace": namespace, "name": name},
+                        "nodeAffinity": {
+                            "required": {
+                                "nodeSelectorTerms": [
+                                    {
+                                        "matchExpressions": [
+                                            {"key": "kubernetes.io/hostname", "operator": "In", "values": [NODE_NAME]}
+                                        ]
+                                    }
+                                ]
+                            }
+                        },
+                    },
+                }
+            )
+            core.create_namespaced_persistent_volume_claim(
+                namespace,
+                {
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolumeClaim",
+                    "metadata": {"name": name},
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "storageClassName": "",
+                        "volumeName": pv,
+                        "resources": {"requests": {"storage": size}},
+                    },
+                },
+            )
             deadline = time.monotonic() + timeout
             while core.read_namespaced_persistent_volume_claim(name, namespace).status.phase != "Bound":
                 if time.monotonic() > deadline:
@@ -209,6 +261,7 @@ class DevCluster:
     def __enter__(self) -> DevCluster:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()

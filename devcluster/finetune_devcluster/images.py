@@ -24,7 +24,7 @@ class Images:
 
     @staticmethod
     def split(ref: str) -> tuple[str, str]:
-        """"localhost/x/operator:dev" -> ("localhost/x/operator", "dev") (Helm's repository, tag)."""
+        """ "localhost/x/operator:dev" -> ("localhost/x/operator", "dev") (Helm's repository, tag)."""
         repository, _, tag = ref.rpartition(":")
         return repository, tag
 

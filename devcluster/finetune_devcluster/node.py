@@ -49,19 +49,30 @@ COREDNS_IMAGE = "localhost/finetune-devcluster/coredns:v1.14.7"
 COREDNS_MANIFESTS = Path(__file__).with_name("coredns.yaml")
 DNS_IP = "10.0.0.10"  # the kube-dns Service: in controlplane.SERVICE_CIDR
 CONTAINERD_NAMESPACE = "k8s.io"
-BIND_MOUNTS = {"kubelet": "/var/lib/kubelet", "pod-logs": "/var/log/pods",
-               "container-logs": "/var/log/containers", "containerd-run": "/run/containerd"}
+BIND_MOUNTS = {
+    "kubelet": "/var/lib/kubelet",
+    "pod-logs": "/var/log/pods",
+    "container-logs": "/var/log/containers",
+    "containerd-run": "/run/containerd",
+}
 NET_LOCK = Path("/run/lock/finetune-devcluster-net.lock")  # also guards HOST_SYSCTLS
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 # Without CAP_SYS_RESOURCE (some sandboxes drop it) no process may lower its oom_score_adj: the
 # kubelet and kube-proxy keep 0 and containerd raises negative container values to its own (0).
-HAVE_SYS_RESOURCE = bool(int(re.search(r"CapEff:\s*([0-9a-f]+)", Path("/proc/self/status").read_text())[1], 16)
-                         & (1 << 24))
+HAVE_SYS_RESOURCE = bool(
+    int(re.search(r"CapEff:\s*([0-9a-f]+)", Path("/proc/self/status").read_text())[1], 16) & (1 << 24)
+)
 # Kernel settings the kubelet sets at start (not namespaced): restored when the node stops.
 # The machine's own values are recorded by the first dev node that starts while none runs, and
 # written back by the last one to stop.
-KUBELET_SYSCTLS = ("vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
-                   "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes")
+KUBELET_SYSCTLS = (
+    "vm/overcommit_memory",
+    "vm/panic_on_oom",
+    "kernel/panic",
+    "kernel/panic_on_oops",
+    "kernel/keys/root_maxkeys",
+    "kernel/keys/root_maxbytes",
+)
 HOST_SYSCTLS = Path("/run/finetune-devcluster-sysctls.json")
 
 
@@ -135,9 +146,24 @@ class DevNode:
         try:
             with self._net_lock():  # index choice and link creation, one cluster at a time
                 self.index = min(set(range(1, 250)) - _live_indexes())
-                self.init = ManagedProcess("node-init", [
-                    "unshare", "--pid", "--fork", "--kill-child", "--mount", "--propagation", "private", "--net",
-                    "--mount-proc", sys.executable, "-m", "finetune_devcluster.nodeinit"], self.logs)
+                self.init = ManagedProcess(
+                    "node-init",
+                    [
+                        "unshare",
+                        "--pid",
+                        "--fork",
+                        "--kill-child",
+                        "--mount",
+                        "--propagation",
+                        "private",
+                        "--net",
+                        "--mount-proc",
+                        sys.executable,
+                        "-m",
+                        "finetune_devcluster.nodeinit",
+                    ],
+                    self.logs,
+                )
                 self.pid = self._init_pid()
                 self._link()
             self._mounts()
@@ -166,14 +192,27 @@ class DevNode:
         _run("ip", "link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", str(self.pid))
         _run("ip", "addr", "add", f"{self.host_ip}/24", "dev", host_if)
         _run("ip", "link", "set", host_if, "up")
-        for argv in (("ip", "link", "set", "lo", "up"), ("ip", "addr", "add", f"{self.node_ip}/24", "dev", "eth0"),
-                     ("ip", "link", "set", "eth0", "up")):
+        for argv in (
+            ("ip", "link", "set", "lo", "up"),
+            ("ip", "addr", "add", f"{self.node_ip}/24", "dev", "eth0"),
+            ("ip", "link", "set", "eth0", "up"),
+        ):
             _run("nsenter", f"--target={self.pid}", "--net", "--", *argv)
         _run("ip", "route", "add", self.pod_cidr, "via", self.node_ip, "dev", host_if)
         # Forwarding between the link and the pod bridge, bridged pod traffic through iptables
         # (kube-proxy's Service rules): settings of the node's network namespace only.
-        _run("nsenter", f"--target={self.pid}", "--net", "--mount", "--", "sysctl", "-q", "-w",
-             "net.ipv4.ip_forward=1", "net.bridge.bridge-nf-call-iptables=1")
+        _run(
+            "nsenter",
+            f"--target={self.pid}",
+            "--net",
+            "--mount",
+            "--",
+            "sysctl",
+            "-q",
+            "-w",
+            "net.ipv4.ip_forward=1",
+            "net.bridge.bridge-nf-call-iptables=1",
+        )
 
     def _mounts(self) -> None:
         for name, target in BIND_MOUNTS.items():
@@ -206,12 +245,26 @@ class DevNode:
         with self._net_lock():
             if not HOST_SYSCTLS.exists():  # else recorded by a node that runs, or crashed, before
                 HOST_SYSCTLS.write_text(json.dumps({k: (Path("/proc/sys") / k).read_text() for k in KUBELET_SYSCTLS}))
-        labels = {NODE_LABEL: "true", "nvidia.com/gpu.present": "true", "nvidia.com/gpu.product": GPU_PRODUCT,
-                  "nvidia.com/gpu.count": str(self.gpus)} if self.gpus else {NODE_LABEL: "true"}
-        self._spawn("kubelet", str(k8s / "kubelet"), f"--config={self.dir / 'kubelet.yaml'}",
-                    f"--kubeconfig={self.dir / 'kubelet.kubeconfig'}", f"--hostname-override={NODE_NAME}",
-                    f"--node-ip={self.node_ip}", "--node-labels=" + ",".join(f"{k}={v}" for k, v in labels.items()),
-                    "--v=1")
+        labels = (
+            {
+                NODE_LABEL: "true",
+                "nvidia.com/gpu.present": "true",
+                "nvidia.com/gpu.product": GPU_PRODUCT,
+                "nvidia.com/gpu.count": str(self.gpus),
+            }
+            if self.gpus
+            else {NODE_LABEL: "true"}
+        )
+        self._spawn(
+            "kubelet",
+            str(k8s / "kubelet"),
+            f"--config={self.dir / 'kubelet.yaml'}",
+            f"--kubeconfig={self.dir / 'kubelet.kubeconfig'}",
+            f"--hostname-override={NODE_NAME}",
+            f"--node-ip={self.node_ip}",
+            "--node-labels=" + ",".join(f"{k}={v}" for k, v in labels.items()),
+            "--v=1",
+        )
         if self.gpus:
             self._spawn("gpu-device-plugin", str(nd / "bin" / "fake-gpu-device-plugin"), f"--count={self.gpus}")
         self._spawn("kube-proxy", str(k8s / "kube-proxy"), f"--config={self.dir / 'kube-proxy.yaml'}", "--v=1")
@@ -229,9 +282,13 @@ class DevNode:
         client = "keyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth"
         issue_cert(pki, "kubelet", f"/O=system:nodes/CN=system:node:{NODE_NAME}", client)
         issue_cert(pki, "kube-proxy", "/CN=system:kube-proxy", client)
-        issue_cert(pki, "kubelet-serving", f"/CN={NODE_NAME}",
-                   f"subjectAltName=IP:{self.node_ip},DNS:{NODE_NAME}\n"
-                   "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth")
+        issue_cert(
+            pki,
+            "kubelet-serving",
+            f"/CN={NODE_NAME}",
+            f"subjectAltName=IP:{self.node_ip},DNS:{NODE_NAME}\n"
+            "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth",
+        )
         for user in ("kubelet", "kube-proxy"):
             write_kubeconfig(self.dir / f"{user}.kubeconfig", cp.server, pki, user)
 
@@ -243,8 +300,11 @@ class DevNode:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             lock.close()
-            print(f"dev node: {shared} is in use by another dev cluster; this node imports its images into "
-                  f"its own root ({self.dir / 'containerd-root'})", flush=True)
+            print(
+                f"dev node: {shared} is in use by another dev cluster; this node imports its images into "
+                f"its own root ({self.dir / 'containerd-root'})",
+                flush=True,
+            )
             return self.dir / "containerd-root"
         self.root_lock = lock
         return shared
@@ -252,14 +312,34 @@ class DevNode:
     def _write_configs(self, cp: ControlPlane, nd: Path) -> None:
         pki = cp.pki
         (self.dir / "cni").mkdir(exist_ok=True)
-        (self.dir / "cni" / "10-finetune-devcluster.conflist").write_text(json.dumps({
-            "cniVersion": "1.0.0", "name": "finetune-devcluster", "plugins": [
-                {"type": "bridge", "bridge": "cni0", "isGateway": True, "ipMasq": False, "hairpinMode": True,
-                 "ipam": {"type": "host-local", "ranges": [[{"subnet": self.pod_cidr}]],
-                          "routes": [{"dst": "0.0.0.0/0"}], "dataDir": str(self.dir / "cni-ipam")}},
-                {"type": "portmap", "capabilities": {"portMappings": True}}]}, indent=1))
-        (self.dir / "crictl.yaml").write_text(f"runtime-endpoint: unix://{self.socket}\n"
-                                              f"image-endpoint: unix://{self.socket}\n")
+        (self.dir / "cni" / "10-finetune-devcluster.conflist").write_text(
+            json.dumps(
+                {
+                    "cniVersion": "1.0.0",
+                    "name": "finetune-devcluster",
+                    "plugins": [
+                        {
+                            "type": "bridge",
+                            "bridge": "cni0",
+                            "isGateway": True,
+                            "ipMasq": False,
+                            "hairpinMode": True,
+                            "ipam": {
+                                "type": "host-local",
+                                "ranges": [[{"subnet": self.pod_cidr}]],
+                                "routes": [{"dst": "0.0.0.0/0"}],
+                                "dataDir": str(self.dir / "cni-ipam"),
+                            },
+                        },
+                        {"type": "portmap", "capabilities": {"portMappings": True}},
+                    ],
+                },
+                indent=1,
+            )
+        )
+        (self.dir / "crictl.yaml").write_text(
+            f"runtime-endpoint: unix://{self.socket}\nimage-endpoint: unix://{self.socket}\n"
+        )
         cri = "plugins.'io.containerd.cri.v1"
         (self.dir / "containerd.toml").write_text(f"""version = 3
 root = '{self.containerd_root}'
@@ -282,34 +362,65 @@ state = '/run/containerd'
     bin_dirs = ['{nd / "cni-bin"}']
     conf_dir = '{self.dir / "cni"}'
 """)
-        (self.dir / "kubelet.yaml").write_text(json.dumps({
-            "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
-            "failCgroupV1": False, "cgroupDriver": "cgroupfs", "cgroupRoot": f"/{self.cgroup_root}",
-            "containerRuntimeEndpoint": "unix:///run/containerd/containerd.sock",
-            "address": self.node_ip, "readOnlyPort": 0, "healthzBindAddress": "127.0.0.1",
-            "tlsCertFile": str(pki / "kubelet-serving.crt"), "tlsPrivateKeyFile": str(pki / "kubelet-serving.key"),
-            "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True},
-                               "x509": {"clientCAFile": str(pki / "ca.crt")}},
-            "authorization": {"mode": "Webhook"},
-            "clusterDNS": [DNS_IP], "clusterDomain": "cluster.local",
-            "resolvConf": "/etc/resolv.conf", "maxPods": 30, "serializeImagePulls": False,
-            **({} if HAVE_SYS_RESOURCE else {"oomScoreAdj": 0}),
-            "runtimeRequestTimeout": "10m",
-            # a shared development machine: evict late, and never garbage-collect the images
-            "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%",
-                             "nodefs.inodesFree": "1%"},
-            "imageGCHighThresholdPercent": 100, "imageGCLowThresholdPercent": 99,
-        }, indent=1))
-        (self.dir / "kube-proxy.yaml").write_text(json.dumps({
-            "apiVersion": "kubeproxy.config.k8s.io/v1alpha1", "kind": "KubeProxyConfiguration",
-            "clientConnection": {"kubeconfig": str(self.dir / "kube-proxy.kubeconfig")},
-            "hostnameOverride": NODE_NAME, "mode": "iptables", "clusterCIDR": self.pod_cidr,
-            **({} if HAVE_SYS_RESOURCE else {"oomScoreAdj": 0}),
-            "metricsBindAddress": "127.0.0.1:10249", "healthzBindAddress": "127.0.0.1:10256",
-            "nodePortAddresses": ["primary"],
-            # sysctls kube-proxy would set are not writable from a network namespace: leave them
-            "conntrack": {"maxPerCore": 0, "tcpEstablishedTimeout": "0s", "tcpCloseWaitTimeout": "0s"},
-        }, indent=1))
+        (self.dir / "kubelet.yaml").write_text(
+            json.dumps(
+                {
+                    "apiVersion": "kubelet.config.k8s.io/v1beta1",
+                    "kind": "KubeletConfiguration",
+                    "failCgroupV1": False,
+                    "cgroupDriver": "cgroupfs",
+                    "cgroupRoot": f"/{self.cgroup_root}",
+                    "containerRuntimeEndpoint": "unix:///run/containerd/containerd.sock",
+                    "address": self.node_ip,
+                    "readOnlyPort": 0,
+                    "healthzBindAddress": "127.0.0.1",
+                    "tlsCertFile": str(pki / "kubelet-serving.crt"),
+                    "tlsPrivateKeyFile": str(pki / "kubelet-serving.key"),
+                    "authentication": {
+                        "anonymous": {"enabled": False},
+                        "webhook": {"enabled": True},
+                        "x509": {"clientCAFile": str(pki / "ca.crt")},
+                    },
+                    "authorization": {"mode": "Webhook"},
+                    "clusterDNS": [DNS_IP],
+                    "clusterDomain": "cluster.local",
+                    "resolvConf": "/etc/resolv.conf",
+                    "maxPods": 30,
+                    "serializeImagePulls": False,
+                    **({} if HAVE_SYS_RESOURCE else {"oomScoreAdj": 0}),
+                    "runtimeRequestTimeout": "10m",
+                    # a shared development machine: evict late, and never garbage-collect the images
+                    "evictionHard": {
+                        "memory.available": "100Mi",
+                        "nodefs.available": "1%",
+                        "imagefs.available": "1%",
+                        "nodefs.inodesFree": "1%",
+                    },
+                    "imageGCHighThresholdPercent": 100,
+                    "imageGCLowThresholdPercent": 99,
+                },
+                indent=1,
+            )
+        )
+        (self.dir / "kube-proxy.yaml").write_text(
+            json.dumps(
+                {
+                    "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+                    "kind": "KubeProxyConfiguration",
+                    "clientConnection": {"kubeconfig": str(self.dir / "kube-proxy.kubeconfig")},
+                    "hostnameOverride": NODE_NAME,
+                    "mode": "iptables",
+                    "clusterCIDR": self.pod_cidr,
+                    **({} if HAVE_SYS_RESOURCE else {"oomScoreAdj": 0}),
+                    "metricsBindAddress": "127.0.0.1:10249",
+                    "healthzBindAddress": "127.0.0.1:10256",
+                    "nodePortAddresses": ["primary"],
+                    # sysctls kube-proxy would set are not writable from a network namespace: leave them
+                    "conntrack": {"maxPerCore": 0, "tcpEstablishedTimeout": "0s", "tcpCloseWaitTimeout": "0s"},
+                },
+                indent=1,
+            )
+        )
 
     def _wait_containerd(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -322,8 +433,12 @@ state = '/run/containerd'
 
     # --- images -------------------------------------------------------------------------------
     def ctr(self, *args: str) -> list[str]:
-        return [str(node_dir() / "bin" / "ctr"), f"--address={self.socket}", f"--namespace={CONTAINERD_NAMESPACE}",
-                *args]
+        return [
+            str(node_dir() / "bin" / "ctr"),
+            f"--address={self.socket}",
+            f"--namespace={CONTAINERD_NAMESPACE}",
+            *args,
+        ]
 
     def crictl(self, *args: str) -> str:
         return _run(str(node_dir() / "bin" / "crictl"), f"--config={self.dir / 'crictl.yaml'}", *args)
@@ -353,10 +468,16 @@ state = '/run/containerd'
         if self.image_digest(ref) == digest:
             return ref
         t0 = time.monotonic()
-        _run(*self.ctr("images", "import", "--platform=linux/amd64", "--local", "--discard-unpacked-layers", str(archive)))
+        _run(
+            *self.ctr(
+                "images", "import", "--platform=linux/amd64", "--local", "--discard-unpacked-layers", str(archive)
+            )
+        )
         self.prune_images()
-        print(f"dev node: imported {ref} ({archive.stat().st_size / 1e6:.0f} MB) in {time.monotonic() - t0:.1f}s",
-              flush=True)
+        print(
+            f"dev node: imported {ref} ({archive.stat().st_size / 1e6:.0f} MB) in {time.monotonic() - t0:.1f}s",
+            flush=True,
+        )
         return ref
 
     def _own_images(self, nd: Path) -> list[Path]:

@@ -67,8 +67,9 @@ def _layer(entries: list[Entry]) -> bytes:
     return buf.getvalue()
 
 
-def write_archive(archive: Path, ref: str, entries: list[Entry], entrypoint: list[str],
-                  env: tuple[str, ...] = ("PATH=/bin",)) -> str:
+def write_archive(
+    archive: Path, ref: str, entries: list[Entry], entrypoint: list[str], env: tuple[str, ...] = ("PATH=/bin",)
+) -> str:
     """Write a one-layer linux/amd64 image to ``archive``; return its manifest digest."""
     blobs: dict[str, bytes] = {}
 
@@ -78,22 +79,45 @@ def write_archive(archive: Path, ref: str, entries: list[Entry], entrypoint: lis
         return {"digest": digest, "size": len(data)}
 
     layer = blob(_layer(entries))
-    config = blob(json.dumps({
-        "architecture": "amd64", "os": "linux",
-        "config": {"Entrypoint": entrypoint, "Env": list(env), "WorkingDir": "/"},
-        "rootfs": {"type": "layers", "diff_ids": [layer["digest"]]},
-    }, sort_keys=True).encode())
-    manifest = blob(json.dumps({
-        "schemaVersion": 2, "mediaType": MANIFEST,
-        "config": {"mediaType": CONFIG, **config}, "layers": [{"mediaType": LAYER, **layer}],
-    }, sort_keys=True).encode())
-    index = {"schemaVersion": 2, "mediaType": INDEX, "manifests": [{
-        "mediaType": MANIFEST, **manifest, "platform": {"architecture": "amd64", "os": "linux"},
-        "annotations": {REF_ANNOTATION: ref, "org.opencontainers.image.ref.name": ref.rpartition(":")[2]},
-    }]}
-    files = {"oci-layout": json.dumps({"imageLayoutVersion": "1.0.0"}).encode(),
-             "index.json": json.dumps(index, sort_keys=True).encode(),
-             **{f"blobs/sha256/{d.removeprefix('sha256:')}": data for d, data in blobs.items()}}
+    config = blob(
+        json.dumps(
+            {
+                "architecture": "amd64",
+                "os": "linux",
+                "config": {"Entrypoint": entrypoint, "Env": list(env), "WorkingDir": "/"},
+                "rootfs": {"type": "layers", "diff_ids": [layer["digest"]]},
+            },
+            sort_keys=True,
+        ).encode()
+    )
+    manifest = blob(
+        json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": MANIFEST,
+                "config": {"mediaType": CONFIG, **config},
+                "layers": [{"mediaType": LAYER, **layer}],
+            },
+            sort_keys=True,
+        ).encode()
+    )
+    index = {
+        "schemaVersion": 2,
+        "mediaType": INDEX,
+        "manifests": [
+            {
+                "mediaType": MANIFEST,
+                **manifest,
+                "platform": {"architecture": "amd64", "os": "linux"},
+                "annotations": {REF_ANNOTATION: ref, "org.opencontainers.image.ref.name": ref.rpartition(":")[2]},
+            }
+        ],
+    }
+    files = {
+        "oci-layout": json.dumps({"imageLayoutVersion": "1.0.0"}).encode(),
+        "index.json": json.dumps(index, sort_keys=True).encode(),
+        **{f"blobs/sha256/{d.removeprefix('sha256:')}": data for d, data in blobs.items()},
+    }
     partial = archive.with_name(archive.name + ".partial")
     with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tar:
         for name, data in files.items():

@@ -26,26 +26,35 @@ from .cluster import DevCluster
 
 
 class Kubectl(Protocol):
-    def __call__(self, *args: str, input: str | None = None, check: bool = True,
-                 namespace: str | None = None) -> subprocess.CompletedProcess[str]: ...
+    def __call__(
+        self, *args: str, input: str | None = None, check: bool = True, namespace: str | None = None
+    ) -> subprocess.CompletedProcess[str]: ...
 
 
 def make_kubectl(cluster: DevCluster) -> Kubectl:
     """A function running this cluster's kubectl with its kubeconfig (text output, captured)."""
     binary = str(cluster.control_plane.bin_dir / "kubectl")
 
-    def kubectl(*args: str, input: str | None = None, check: bool = True,
-                namespace: str | None = None) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        *args: str, input: str | None = None, check: bool = True, namespace: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         argv = [binary, f"--kubeconfig={cluster.kubeconfig}", *(["-n", namespace] if namespace else []), *args]
         result = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=120)
         if check and result.returncode != 0:
             raise AssertionError(f"{' '.join(argv[2:])} failed ({result.returncode}):\n{result.stderr}")
         return result
+
     return kubectl
 
 
-def wait_for(predicate: Callable[[], Any], kubectl: Kubectl, timeout: float = 60.0, description: str = "",
-             namespace: str | None = None, objects: Sequence[str] = ("jobs", "pods")) -> Any:
+def wait_for(
+    predicate: Callable[[], Any],
+    kubectl: Kubectl,
+    timeout: float = 60.0,
+    description: str = "",
+    namespace: str | None = None,
+    objects: Sequence[str] = ("jobs", "pods"),
+) -> Any:
     """Poll `predicate` until it returns something truthy and return that; on timeout raise
     AssertionError with the namespace's events and the YAML of `objects` in it."""
     deadline = time.monotonic() + timeout
@@ -72,8 +81,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
     dev = DevCluster(tmp_path_factory.mktemp("devcluster"))
     t0 = time.monotonic()
     dev.start()
-    print(f"\ndevcluster: control plane ready in {dev.control_plane.ready_seconds:.1f}s, "
-          f"with kwok nodes in {time.monotonic() - t0:.1f}s; KUBECONFIG={dev.kubeconfig}")
+    print(
+        f"\ndevcluster: control plane ready in {dev.control_plane.ready_seconds:.1f}s, "
+        f"with kwok nodes in {time.monotonic() - t0:.1f}s; KUBECONFIG={dev.kubeconfig}"
+    )
     old = os.environ.get("KUBECONFIG")
     os.environ["KUBECONFIG"] = str(dev.kubeconfig)
     try:
@@ -131,7 +142,14 @@ def images(cluster: DevCluster, dev_node: str) -> product_images.Images:
 @pytest.fixture(name="wait_for")
 def wait_for_fixture(kubectl: Kubectl) -> Callable[..., Any]:
     """wait_for(predicate, timeout=60, description="", namespace=None, objects=("jobs", "pods"))."""
-    def bound(predicate: Callable[[], Any], timeout: float = 60.0, description: str = "",
-              namespace: str | None = None, objects: Sequence[str] = ("jobs", "pods")) -> Any:
+
+    def bound(
+        predicate: Callable[[], Any],
+        timeout: float = 60.0,
+        description: str = "",
+        namespace: str | None = None,
+        objects: Sequence[str] = ("jobs", "pods"),
+    ) -> Any:
         return wait_for(predicate, kubectl, timeout, description, namespace, objects)
+
     return bound

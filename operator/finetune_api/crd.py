@@ -114,8 +114,11 @@ NAME_RULES = [
     },
 ]
 
-SOURCE_FIELDS = {"model": ("source", "adapter"), "dataset": ("source", "validationSource"),
-                 "evaluation": ("generalSource",)}
+SOURCE_FIELDS = {
+    "model": ("source", "adapter"),
+    "dataset": ("source", "validationSource"),
+    "evaluation": ("generalSource",),
+}
 
 
 def source_form_rules(field: str) -> list[dict[str, str]]:
@@ -124,7 +127,7 @@ def source_form_rules(field: str) -> list[dict[str, str]]:
     return [
         {
             "rule": f"!has(self.{field}) || self.{field}.startsWith('builtin:') "
-                    f"|| !self.{field}.matches('(^|/)[.][.]?(/|$)')",
+            f"|| !self.{field}.matches('(^|/)[.][.]?(/|$)')",
             "message": f"{field} must not contain '.' or '..' path segments",
             "fieldPath": f".{field}",
             "reason": "FieldValueInvalid",
@@ -132,7 +135,7 @@ def source_form_rules(field: str) -> list[dict[str, str]]:
         {
             "rule": f"!has(self.{field}) || !self.{field}.startsWith('/') || {prefixes}",
             "message": f"{field}: an absolute path must name a file baked into the trainer image under "
-                       f"{' or '.join(IMAGE_PATH_PREFIXES)}; use pvc://<claim>/<path> for data on a volume",
+            f"{' or '.join(IMAGE_PATH_PREFIXES)}; use pvc://<claim>/<path> for data on a volume",
             "fieldPath": f".{field}",
             "reason": "FieldValueInvalid",
         },
@@ -144,7 +147,7 @@ def key_rule(pattern: str) -> dict[str, str]:
     return {
         "rule": f"self.all(k, k.matches(r'{pattern}'))",
         "message": "keys must be label/annotation keys: an optional DNS-subdomain prefix and '/', then at most "
-                   "63 characters of letters, digits, '-', '_' and '.', starting and ending with a letter or digit",
+        "63 characters of letters, digits, '-', '_' and '.', starting and ending with a letter or digit",
         "reason": "FieldValueInvalid",
     }
 
@@ -184,7 +187,7 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
     node.pop("title", None)
     pattern_props = node.pop("patternProperties", None)
     if pattern_props is not None:  # dict[QualifiedName, ...]: structural schemas know no patternProperties
-        (key_pattern, value_schema), = pattern_props.items()
+        ((key_pattern, value_schema),) = pattern_props.items()
         node.pop("propertyNames", None)
         node["additionalProperties"] = value_schema
         node["x-kubernetes-validations"] = [key_rule(key_pattern)]
@@ -278,7 +281,12 @@ PRINTER_COLUMNS = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
     {"name": "Model", "type": "string", "jsonPath": ".spec.model.source"},
     {"name": "Method", "type": "string", "jsonPath": ".spec.method"},
-    {"name": "Progress", "type": "string", "jsonPath": ".status.progress.percent", "description": "Percent of training steps done"},
+    {
+        "name": "Progress",
+        "type": "string",
+        "jsonPath": ".status.progress.percent",
+        "description": "Percent of training steps done",
+    },
     {"name": "Loss", "type": "number", "jsonPath": ".status.progress.loss"},
     {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1},
     {"name": "Job", "type": "string", "jsonPath": ".status.jobName", "priority": 1},

@@ -125,7 +125,8 @@ class FineTuneJobSpec(ApiModel):
     image: str | None = Field(default=None, min_length=1, max_length=512)
     """Trainer image; defaults to the one the operator is configured with."""
     pod_annotations: dict[QualifiedName, Annotated[str, Field(max_length=4096)]] = Field(
-        default_factory=dict, max_length=MAX_MAP_ENTRIES)
+        default_factory=dict, max_length=MAX_MAP_ENTRIES
+    )
     """Annotations added to the trainer pod."""
     pod_labels: dict[QualifiedName, LabelValue] = Field(default_factory=dict, max_length=MAX_MAP_ENTRIES)
     """Labels added to the trainer pod (the operator's own labels win on conflicts)."""
@@ -152,8 +153,10 @@ class FineTuneJobSpec(ApiModel):
     def input_sources(self) -> dict[str, str]:
         """Every model and data location of the spec, by field path."""
         candidates = {
-            "model.source": self.model.source, "model.adapter": self.model.adapter,
-            "dataset.source": self.dataset.source, "dataset.validationSource": self.dataset.validation_source,
+            "model.source": self.model.source,
+            "model.adapter": self.model.adapter,
+            "dataset.source": self.dataset.source,
+            "dataset.validationSource": self.dataset.validation_source,
             "evaluation.generalSource": self.evaluation.general_source,
         }
         return {k: v for k, v in candidates.items() if v}
@@ -166,8 +169,10 @@ def check_source_form(field: str, source: str) -> None:
     if source.startswith(("pvc://", "hf://", "/")) and any(seg in (".", "..") for seg in path.split("/")):
         raise ValueError(f"{field} {source!r} must not contain '.' or '..' path segments")
     if source.startswith("/") and not source.startswith(IMAGE_PATH_PREFIXES):
-        raise ValueError(f"{field} {source!r}: an absolute path must name a file baked into the trainer image "
-                         f"under {' or '.join(IMAGE_PATH_PREFIXES)}; use pvc://<claim>/<path> for data on a volume")
+        raise ValueError(
+            f"{field} {source!r}: an absolute path must name a file baked into the trainer image "
+            f"under {' or '.join(IMAGE_PATH_PREFIXES)}; use pvc://<claim>/<path> for data on a volume"
+        )
 
 
 class Phase(StrEnum):

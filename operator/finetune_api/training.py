@@ -107,7 +107,9 @@ class DatasetSpec(ApiModel):
     """Drop records whose trained-on text (answer, completion, output or text) has fewer characters than this after whitespace normalization."""
     deduplicate: bool = True
     """Drop exact duplicate records (after whitespace normalization)."""
-    labels: list[Annotated[str, Field(min_length=1, max_length=128)]] | None = Field(default=None, min_length=2, max_length=1000)
+    labels: list[Annotated[str, Field(min_length=1, max_length=128)]] | None = Field(
+        default=None, min_length=2, max_length=1000
+    )
     """Classification only: the label set, in order. Discovered from the data when omitted."""
 
 
@@ -301,5 +303,7 @@ def check_method_format(method: Method, fmt: DatasetFormat) -> None:
     if method is Method.CLASSIFICATION and fmt not in (DatasetFormat.AUTO, DatasetFormat.CLASSIFICATION):
         raise ValueError(f"method classification needs text/label data; dataset.format {fmt.value!r} does not fit")
     if method is Method.SFT and fmt in (DatasetFormat.PREFERENCE, DatasetFormat.CLASSIFICATION):
-        raise ValueError(f"method sft cannot train on dataset.format {fmt.value!r}; use method "
-                         f"{'dpo' if fmt is DatasetFormat.PREFERENCE else 'classification'}")
+        raise ValueError(
+            f"method sft cannot train on dataset.format {fmt.value!r}; use method "
+            f"{'dpo' if fmt is DatasetFormat.PREFERENCE else 'classification'}"
+        )

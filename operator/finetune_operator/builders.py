@@ -131,7 +131,7 @@ def parse_pvc_source(source: str) -> tuple[str, str] | None:
     """``pvc://claim/some/path`` -> ``("claim", "some/path")``; None for other schemes."""
     if not source.startswith("pvc://"):
         return None
-    rest = source[len("pvc://"):]
+    rest = source[len("pvc://") :]
     claim, _, path = rest.partition("/")
     return claim, posixpath.normpath(path).lstrip("/") if path.strip("/") else ""
 
@@ -175,20 +175,31 @@ def claims(spec: FineTuneJobSpec) -> dict[str, bool]:
 # --- the trainer config -----------------------------------------------------------------------
 
 
-def trainer_config(spec: FineTuneJobSpec, namespace: str, name: str, uid: str,
-                   status_patch_interval_seconds: float = 10.0) -> TrainerConfig:
+def trainer_config(
+    spec: FineTuneJobSpec, namespace: str, name: str, uid: str, status_patch_interval_seconds: float = 10.0
+) -> TrainerConfig:
     """The TrainerConfig for a FineTuneJob: the training part of the spec, sources resolved to paths,
     the output directory owned by this run (the FineTuneJob's uid)."""
-    model = ModelSpec.model_validate({**spec.model.model_dump(), "source": resolve_source(spec.model.source),
-                                      "adapter": resolve_source(spec.model.adapter)})
-    dataset = DatasetSpec.model_validate({
-        **spec.dataset.model_dump(),
-        "source": resolve_source(spec.dataset.source),
-        "validation_source": resolve_source(spec.dataset.validation_source),
-    })
-    evaluation = EvaluationSpec.model_validate({
-        **spec.evaluation.model_dump(), "general_source": resolve_source(spec.evaluation.general_source),
-    })
+    model = ModelSpec.model_validate(
+        {
+            **spec.model.model_dump(),
+            "source": resolve_source(spec.model.source),
+            "adapter": resolve_source(spec.model.adapter),
+        }
+    )
+    dataset = DatasetSpec.model_validate(
+        {
+            **spec.dataset.model_dump(),
+            "source": resolve_source(spec.dataset.source),
+            "validation_source": resolve_source(spec.dataset.validation_source),
+        }
+    )
+    evaluation = EvaluationSpec.model_validate(
+        {
+            **spec.evaluation.model_dump(),
+            "general_source": resolve_source(spec.evaluation.general_source),
+        }
+    )
     return TrainerConfig(
         method=spec.method,
         model=model,
@@ -196,8 +207,13 @@ def trainer_config(spec: FineTuneJobSpec, namespace: str, name: str, uid: str,
         peft=spec.peft,
         training=spec.training,
         evaluation=evaluation,
-        output=OutputSpec(dir=output_dir(spec, namespace, name), merge=spec.output.merge, run_id=uid,
-                          owner=f"{namespace}/{name}", replace=spec.output.replace),
+        output=OutputSpec(
+            dir=output_dir(spec, namespace, name),
+            merge=spec.output.merge,
+            run_id=uid,
+            owner=f"{namespace}/{name}",
+            replace=spec.output.replace,
+        ),
         reporting=ReportingSpec(
             termination_message_path=TERMINATION_MESSAGE_PATH,
             status_patch_interval_seconds=status_patch_interval_seconds,
@@ -213,14 +229,18 @@ def parse_spec(ftj: dict[str, Any]) -> FineTuneJobSpec:
     """Validate the stored spec (and the name's length); raises InvalidSpec with every problem, field by field."""
     name = (ftj.get("metadata") or {}).get("name") or ""
     if len(name) > MAX_NAME_LENGTH:
-        raise InvalidSpec(f"invalid spec: metadata.name must be at most {MAX_NAME_LENGTH} characters "
-                          f"(the trainer Job is named <name>-trainer); {name!r} has {len(name)}")
+        raise InvalidSpec(
+            f"invalid spec: metadata.name must be at most {MAX_NAME_LENGTH} characters "
+            f"(the trainer Job is named <name>-trainer); {name!r} has {len(name)}"
+        )
     try:
         # strict, as the API server is: "yes" is not a boolean, "2" not an integer
         spec = FineTuneJobSpec.model_validate_json(json.dumps(ftj.get("spec") or {}), strict=True)
     except pydantic.ValidationError as e:
-        errors = "; ".join(f"spec.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" if err["loc"] else err["msg"]
-                           for err in e.errors())
+        errors = "; ".join(
+            f"spec.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" if err["loc"] else err["msg"]
+            for err in e.errors()
+        )
         raise InvalidSpec(f"invalid spec: {errors}") from e
     if spec.output.path and any(seg in (".", "..") for seg in spec.output.path.split("/")):
         raise InvalidSpec(f"invalid spec: output.path {spec.output.path!r} must not contain '.' or '..' segments")
@@ -290,8 +310,10 @@ def restricted_pod_security_context() -> dict[str, Any]:
 def _volumes(ftj: dict[str, Any], spec: FineTuneJobSpec) -> tuple[list[dict], list[dict]]:
     name = ftj["metadata"]["name"]
     volumes: list[dict[str, Any]] = [
-        {"name": "config", "configMap": {"name": config_map_name(name),
-                                          "items": [{"key": CONFIG_FILE, "path": CONFIG_FILE}]}},
+        {
+            "name": "config",
+            "configMap": {"name": config_map_name(name), "items": [{"key": CONFIG_FILE, "path": CONFIG_FILE}]},
+        },
         {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": spec.resources.shm_size}},
         {"name": "tmp", "emptyDir": {}},
     ]
@@ -316,8 +338,10 @@ def _env(ftj: dict[str, Any], spec: FineTuneJobSpec, cfg: OperatorConfig) -> lis
         {"name": "MPLCONFIGDIR", "value": f"{TMP_DIR}/matplotlib"},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
         {"name": "FINETUNE_STATUS_PATCH", "value": "1" if cfg.status_patch else "0"},
-        {"name": "FINETUNE_JOB_NAME",
-         "valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{ANNOTATION_JOB}']"}}},
+        {
+            "name": "FINETUNE_JOB_NAME",
+            "valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{ANNOTATION_JOB}']"}},
+        },
         {"name": "FINETUNE_JOB_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         {"name": "FINETUNE_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
     ]
@@ -359,19 +383,21 @@ def job(ftj: dict[str, Any], spec: FineTuneJobSpec, cfg: OperatorConfig) -> dict
         "automountServiceAccountToken": cfg.status_patch,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": 60,
-        "containers": [{
-            "name": CONTAINER_NAME,
-            "image": spec.image or cfg.trainer_image,
-            "imagePullPolicy": cfg.image_pull_policy,
-            "command": list(TRAINER_COMMAND),
-            "workingDir": TMP_DIR,
-            "env": _env(ftj, spec, cfg),
-            "resources": {"requests": requests, "limits": limits},
-            "volumeMounts": mounts,
-            "securityContext": restricted_container_security_context(),
-            "terminationMessagePath": TERMINATION_MESSAGE_PATH,
-            "terminationMessagePolicy": "FallbackToLogsOnError",
-        }],
+        "containers": [
+            {
+                "name": CONTAINER_NAME,
+                "image": spec.image or cfg.trainer_image,
+                "imagePullPolicy": cfg.image_pull_policy,
+                "command": list(TRAINER_COMMAND),
+                "workingDir": TMP_DIR,
+                "env": _env(ftj, spec, cfg),
+                "resources": {"requests": requests, "limits": limits},
+                "volumeMounts": mounts,
+                "securityContext": restricted_container_security_context(),
+                "terminationMessagePath": TERMINATION_MESSAGE_PATH,
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+            }
+        ],
         "volumes": volumes,
     }
     if cfg.status_patch:
@@ -409,11 +435,17 @@ def dry_run_pod(job_manifest: dict[str, Any]) -> dict[str, Any]:
     LimitRange, validation) answers for the pod now rather than in the Job controller's Events."""
     template = job_manifest["spec"]["template"]
     meta = job_manifest["metadata"]
-    return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": f"{meta['name']}-dry-run", "namespace": meta["namespace"],
-                         "labels": dict(template["metadata"]["labels"]),
-                         "annotations": dict(template["metadata"]["annotations"])},
-            "spec": template["spec"]}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": f"{meta['name']}-dry-run",
+            "namespace": meta["namespace"],
+            "labels": dict(template["metadata"]["labels"]),
+            "annotations": dict(template["metadata"]["annotations"]),
+        },
+        "spec": template["spec"],
+    }
 
 
 def pod_prerequisites(ftj: dict[str, Any], spec: FineTuneJobSpec, cfg: OperatorConfig) -> list[dict[str, Any]]:
@@ -451,22 +483,27 @@ def cleanup_job(ftj: dict[str, Any], spec: FineTuneJobSpec, cfg: OperatorConfig)
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
                     "securityContext": restricted_pod_security_context(),
-                    "containers": [{
-                        "name": "cleanup",
-                        "image": cfg.trainer_image,
-                        "imagePullPolicy": cfg.image_pull_policy,
-                        "command": ["finetune-train", "cleanup", "--output", target, "--run-id", meta["uid"]],
-                        "env": [{"name": "HOME", "value": TMP_DIR}],
-                        "resources": {"requests": {"cpu": "100m", "memory": "64Mi"},
-                                      "limits": {"memory": "256Mi"}},
-                        "securityContext": restricted_container_security_context(),
-                        "terminationMessagePath": TERMINATION_MESSAGE_PATH,
-                        "terminationMessagePolicy": "FallbackToLogsOnError",
-                        "volumeMounts": [{"name": "output", "mountPath": pvc_mount_path(claim)},
-                                         {"name": "tmp", "mountPath": TMP_DIR}],
-                    }],
-                    "volumes": [{"name": "output", "persistentVolumeClaim": {"claimName": claim}},
-                                {"name": "tmp", "emptyDir": {}}],
+                    "containers": [
+                        {
+                            "name": "cleanup",
+                            "image": cfg.trainer_image,
+                            "imagePullPolicy": cfg.image_pull_policy,
+                            "command": ["finetune-train", "cleanup", "--output", target, "--run-id", meta["uid"]],
+                            "env": [{"name": "HOME", "value": TMP_DIR}],
+                            "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+                            "securityContext": restricted_container_security_context(),
+                            "terminationMessagePath": TERMINATION_MESSAGE_PATH,
+                            "terminationMessagePolicy": "FallbackToLogsOnError",
+                            "volumeMounts": [
+                                {"name": "output", "mountPath": pvc_mount_path(claim)},
+                                {"name": "tmp", "mountPath": TMP_DIR},
+                            ],
+                        }
+                    ],
+                    "volumes": [
+                        {"name": "output", "persistentVolumeClaim": {"claimName": claim}},
+                        {"name": "tmp", "emptyDir": {}},
+                    ],
                 },
             },
         },

@@ -76,30 +76,56 @@ def build_parser() -> argparse.ArgumentParser:
         f"Every flag has an environment default: {ENV_PREFIX}<FLAG_IN_UPPER_SNAKE_CASE>.",
     )
     scope = p.add_mutually_exclusive_group()
-    scope.add_argument("--namespace", "-n", action="append", default=None, metavar="NS",
-                       help="watch this namespace (repeatable); env FINETUNE_OPERATOR_NAMESPACES=a,b")
+    scope.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        default=None,
+        metavar="NS",
+        help="watch this namespace (repeatable); env FINETUNE_OPERATOR_NAMESPACES=a,b",
+    )
     scope.add_argument("--all-namespaces", "-A", action="store_true", default=None, help="watch every namespace")
-    p.add_argument("--kubeconfig", default=_env("KUBECONFIG") or os.environ.get("KUBECONFIG"),
-                   help="kubeconfig file (default: in-cluster service account, then $KUBECONFIG, ~/.kube/config)")
+    p.add_argument(
+        "--kubeconfig",
+        default=_env("KUBECONFIG") or os.environ.get("KUBECONFIG"),
+        help="kubeconfig file (default: in-cluster service account, then $KUBECONFIG, ~/.kube/config)",
+    )
     p.add_argument("--trainer-image", default=_env("TRAINER_IMAGE", DEFAULT_TRAINER_IMAGE))
-    p.add_argument("--image-pull-policy", default=_env("IMAGE_PULL_POLICY", "IfNotPresent"),
-                   choices=["Always", "IfNotPresent", "Never"])
-    p.add_argument("--gpu-tolerations", default=_env("GPU_TOLERATIONS"),
-                   help="JSON list of tolerations added to GPU pods (default: nvidia.com/gpu Exists NoSchedule)")
+    p.add_argument(
+        "--image-pull-policy",
+        default=_env("IMAGE_PULL_POLICY", "IfNotPresent"),
+        choices=["Always", "IfNotPresent", "Never"],
+    )
+    p.add_argument(
+        "--gpu-tolerations",
+        default=_env("GPU_TOLERATIONS"),
+        help="JSON list of tolerations added to GPU pods (default: nvidia.com/gpu Exists NoSchedule)",
+    )
     p.add_argument("--metrics-port", type=int, default=int(_env("METRICS_PORT", "8080")))
     p.add_argument("--health-port", type=int, default=int(_env("HEALTH_PORT", "8081")))
-    p.add_argument("--leader-election", dest="leader_election", action=argparse.BooleanOptionalAction,
-                   default=_env_bool("LEADER_ELECTION", True))
+    p.add_argument(
+        "--leader-election",
+        dest="leader_election",
+        action=argparse.BooleanOptionalAction,
+        default=_env_bool("LEADER_ELECTION", True),
+    )
     p.add_argument("--lease-name", default=_env("LEASE_NAME", "finetune-operator"))
     p.add_argument("--lease-namespace", default=_env("LEASE_NAMESPACE") or os.environ.get("POD_NAMESPACE"))
     p.add_argument("--lease-duration", type=float, default=float(_env("LEASE_DURATION", "15")))
     p.add_argument("--lease-renew-interval", type=float, default=float(_env("LEASE_RENEW_INTERVAL", "5")))
     p.add_argument("--identity", default=_env("IDENTITY", ""))
-    p.add_argument("--status-patch", dest="status_patch", action=argparse.BooleanOptionalAction,
-                   default=_env_bool("STATUS_PATCH", True),
-                   help="give each trainer a ServiceAccount allowed to patch its own FineTuneJob status")
-    p.add_argument("--trainer-cluster-role", default=_env("TRAINER_CLUSTER_ROLE", "finetune-operator-trainer"),
-                   help="ClusterRole bound to each trainer's ServiceAccount (patch on finetunejobs/status)")
+    p.add_argument(
+        "--status-patch",
+        dest="status_patch",
+        action=argparse.BooleanOptionalAction,
+        default=_env_bool("STATUS_PATCH", True),
+        help="give each trainer a ServiceAccount allowed to patch its own FineTuneJob status",
+    )
+    p.add_argument(
+        "--trainer-cluster-role",
+        default=_env("TRAINER_CLUSTER_ROLE", "finetune-operator-trainer"),
+        help="ClusterRole bound to each trainer's ServiceAccount (patch on finetunejobs/status)",
+    )
     p.add_argument("--status-patch-interval", type=float, default=float(_env("STATUS_PATCH_INTERVAL", "10")))
     p.add_argument("--image-pull-grace", type=float, default=float(_env("IMAGE_PULL_GRACE", "300")))
     p.add_argument("--status-min-interval", type=float, default=float(_env("STATUS_MIN_INTERVAL", "0.5")))

@@ -33,7 +33,8 @@ WORKER_LIMIT = 100  # kopf's per-object workers running at once
 def configure_settings(settings: kopf.OperatorSettings) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration", ignored_fields=["status"])
+        prefix=GROUP, key="last-handled-configuration", ignored_fields=["status"]
+    )
     settings.persistence.finalizer = FINALIZER
     settings.posting.level = logging.INFO
     settings.scanning.disabled = True  # no CRD/namespace watching: fewer permissions
@@ -60,9 +61,19 @@ def trim_ftj(body: Any) -> dict[str, Any]:
     return {
         "apiVersion": body.get("apiVersion"),
         "kind": body.get("kind"),
-        "metadata": {k: copy.deepcopy(meta.get(k)) for k in
-                     ("name", "namespace", "uid", "generation", "creationTimestamp", "deletionTimestamp",
-                      "resourceVersion") if meta.get(k) is not None},
+        "metadata": {
+            k: copy.deepcopy(meta.get(k))
+            for k in (
+                "name",
+                "namespace",
+                "uid",
+                "generation",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "resourceVersion",
+            )
+            if meta.get(k) is not None
+        },
         "spec": copy.deepcopy(dict(body.get("spec") or {})),
         "status": copy.deepcopy({k: v for k, v in dict(body.get("status") or {}).items() if k != "kopf"}),
     }
@@ -112,8 +123,16 @@ async def cleanup(memo: Any, **_: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL, registry=REGISTRY)
-async def ftj_event(type: str | None, namespace: str, name: str, memo: Any, ftj_index: kopf.Index,
-                    job_index: kopf.Index, pod_index: kopf.Index, **_: Any) -> None:
+async def ftj_event(
+    type: str | None,
+    namespace: str,
+    name: str,
+    memo: Any,
+    ftj_index: kopf.Index,
+    job_index: kopf.Index,
+    pod_index: kopf.Index,
+    **_: Any,
+) -> None:
     """Every FineTuneJob event, including the initial listing at startup (kopf's type None: the
     "resume" case) and spec.suspend changes, reconciles it at once."""
     reconciler = _reconciler(memo, ftj_index, job_index, pod_index)
@@ -124,8 +143,16 @@ async def ftj_event(type: str | None, namespace: str, name: str, memo: Any, ftj_
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=OWN_CHILDREN, registry=REGISTRY)
-async def job_event(type: str | None, namespace: str, labels: Any, memo: Any, ftj_index: kopf.Index,
-                    job_index: kopf.Index, pod_index: kopf.Index, **_: Any) -> None:
+async def job_event(
+    type: str | None,
+    namespace: str,
+    labels: Any,
+    memo: Any,
+    ftj_index: kopf.Index,
+    job_index: kopf.Index,
+    pod_index: kopf.Index,
+    **_: Any,
+) -> None:
     reconciler = _reconciler(memo, ftj_index, job_index, pod_index)
     key = (namespace, labels[builders.LABEL_JOB])
     if type == "DELETED":
@@ -134,12 +161,20 @@ async def job_event(type: str | None, namespace: str, labels: Any, memo: Any, ft
 
 
 @kopf.on.event("", "v1", "pods", labels=OWN_CHILDREN, registry=REGISTRY)
-async def pod_event(namespace: str, labels: Any, memo: Any, ftj_index: kopf.Index, job_index: kopf.Index,
-                    pod_index: kopf.Index, **_: Any) -> None:
+async def pod_event(
+    namespace: str,
+    labels: Any,
+    memo: Any,
+    ftj_index: kopf.Index,
+    job_index: kopf.Index,
+    pod_index: kopf.Index,
+    **_: Any,
+) -> None:
     _reconciler(memo, ftj_index, job_index, pod_index).enqueue((namespace, labels[builders.LABEL_JOB]), STATUS_DELAY)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, field="spec.output.retention", value="Delete", backoff=5, registry=REGISTRY)
-async def delete_output(body: Any, memo: Any, retry: int, ftj_index: kopf.Index, job_index: kopf.Index,
-                        pod_index: kopf.Index, **_: Any) -> None:
+async def delete_output(
+    body: Any, memo: Any, retry: int, ftj_index: kopf.Index, job_index: kopf.Index, pod_index: kopf.Index, **_: Any
+) -> None:
     await _reconciler(memo, ftj_index, job_index, pod_index).cleanup_output(trim_ftj(body), retry)

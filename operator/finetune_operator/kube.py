@@ -82,6 +82,7 @@ class KubeClient:
 
             async def count(session: Any, context: Any, params: aiohttp.TraceRequestStartParams) -> None:
                 on_request(params.method.upper())
+
             trace.on_request_start.append(count)
             self._trace.append(trace)
 
@@ -103,7 +104,8 @@ class KubeClient:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(ssl=self._ssl, limit=self._limit),
-                timeout=aiohttp.ClientTimeout(total=30), trace_configs=self._trace,
+                timeout=aiohttp.ClientTimeout(total=30),
+                trace_configs=self._trace,
             )
         return self._session
 
@@ -111,8 +113,15 @@ class KubeClient:
         if self._session is not None:
             await self._session.close()
 
-    async def request(self, method: str, path: str, body: Any = None, *, content_type: str = "application/json",
-                      params: dict[str, str] | None = None) -> Any:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        content_type: str = "application/json",
+        params: dict[str, str] | None = None,
+    ) -> Any:
         session = await self.session()
         headers = self._headers()
         data = None
@@ -121,8 +130,9 @@ class KubeClient:
             data = json.dumps(body)
         for attempt in range(4):
             try:
-                async with session.request(method, self.server + path, data=data, headers=headers,
-                                           params=params) as resp:
+                async with session.request(
+                    method, self.server + path, data=data, headers=headers, params=params
+                ) as resp:
                     text = await resp.text()
                     try:
                         payload = json.loads(text) if text else None

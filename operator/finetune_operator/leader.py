@@ -26,8 +26,17 @@ def _now() -> str:
 
 
 class LeaderElector:
-    def __init__(self, client: KubeClient, namespace: str, name: str, identity: str, *,
-                 lease_duration: float = 15.0, renew_interval: float = 5.0, retry_interval: float = 2.0):
+    def __init__(
+        self,
+        client: KubeClient,
+        namespace: str,
+        name: str,
+        identity: str,
+        *,
+        lease_duration: float = 15.0,
+        renew_interval: float = 5.0,
+        retry_interval: float = 2.0,
+    ):
         self.client = client
         self.namespace = namespace
         self.name = name
@@ -46,8 +55,11 @@ class LeaderElector:
         return f"{collection_path('coordination.k8s.io/v1', 'Lease', self.namespace)}/{self.name}"
 
     def _lease(self, resource_version: str | None, transitions: int, acquire_time: str) -> dict[str, Any]:
-        meta: dict[str, Any] = {"name": self.name, "namespace": self.namespace,
-                                "labels": {"app.kubernetes.io/name": "finetune-operator"}}
+        meta: dict[str, Any] = {
+            "name": self.name,
+            "namespace": self.namespace,
+            "labels": {"app.kubernetes.io/name": "finetune-operator"},
+        }
         if resource_version:
             meta["resourceVersion"] = resource_version
         return {
@@ -71,8 +83,9 @@ class LeaderElector:
             if e.status != 404:
                 raise
             try:
-                await self.client.create(collection_path("coordination.k8s.io/v1", "Lease", self.namespace),
-                                         self._lease(None, 0, _now()))
+                await self.client.create(
+                    collection_path("coordination.k8s.io/v1", "Lease", self.namespace), self._lease(None, 0, _now())
+                )
             except ApiError as e2:
                 if e2.status == 409:
                     return False

@@ -88,6 +88,7 @@ def connection_info(cfg: config_mod.OperatorConfig) -> kopf.ConnectionInfo:
             fixes[field] = os.path.join(base, os.fspath(value))
     if fixes:
         import dataclasses
+
         info = dataclasses.replace(info, **fixes)
     return info
 
@@ -129,8 +130,14 @@ async def run(cfg: config_mod.OperatorConfig) -> int:
         lease_ns = cfg.lease_namespace or info.default_namespace or "default"
         # its own connection pool: renewals never queue behind a burst of reconcile requests
         lease_client = KubeClient(info, limit=2)
-        elector = LeaderElector(lease_client, lease_ns, cfg.lease_name, cfg.identity,
-                                lease_duration=cfg.lease_duration_seconds, renew_interval=cfg.lease_renew_seconds)
+        elector = LeaderElector(
+            lease_client,
+            lease_ns,
+            cfg.lease_name,
+            cfg.identity,
+            lease_duration=cfg.lease_duration_seconds,
+            renew_interval=cfg.lease_renew_seconds,
+        )
         state["phase"] = "campaigning"
         if not await elector.acquire(stop):
             await health.stop()
@@ -150,8 +157,10 @@ async def run(cfg: config_mod.OperatorConfig) -> int:
     state["phase"] = "leading"
     reconciler = Reconciler(cfg, client)
     started = time.monotonic()
-    logger.info("starting kopf", extra={"namespaces": list(cfg.namespaces), "clusterwide": cfg.clusterwide,
-                                        "identity": cfg.identity})
+    logger.info(
+        "starting kopf",
+        extra={"namespaces": list(cfg.namespaces), "clusterwide": cfg.clusterwide, "identity": cfg.identity},
+    )
     try:
         await kopf.operator(
             registry=handlers.REGISTRY,
@@ -182,6 +191,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     profile = os.environ.get("FINETUNE_OPERATOR_PROFILE")  # development: cProfile stats to this file
     if profile:
         import cProfile
+
         profiler = cProfile.Profile()
         code = profiler.runcall(asyncio.run, run(cfg))
         profiler.dump_stats(profile)

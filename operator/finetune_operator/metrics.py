@@ -14,18 +14,26 @@ NAMESPACE = "finetune"
 
 JOBS = Gauge(f"{NAMESPACE}_jobs", "FineTuneJobs known to this operator, by phase.", ["phase"])
 RUN_DURATION = Histogram(
-    f"{NAMESPACE}_run_duration_seconds", "Wall time of finished runs (trainer start to end).", ["outcome"],
+    f"{NAMESPACE}_run_duration_seconds",
+    "Wall time of finished runs (trainer start to end).",
+    ["outcome"],
     buckets=(30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800, 86400, float("inf")),
 )
 GPU_HOURS = Counter(f"{NAMESPACE}_gpu_hours_total", "GPU hours consumed by finished runs.", ["outcome"])
 RECONCILE_ERRORS = Counter(f"{NAMESPACE}_reconcile_errors_total", "Failed reconcile steps.", ["step"])
 RECONCILE_LATENCY = Histogram(
-    f"{NAMESPACE}_reconcile_duration_seconds", "Time of one reconcile step.", ["step"],
+    f"{NAMESPACE}_reconcile_duration_seconds",
+    "Time of one reconcile step.",
+    ["step"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, float("inf")),
 )
-API_REQUESTS = Counter(f"{NAMESPACE}_operator_api_requests_total", "HTTP requests the reconciler sent to the "
-                       "Kubernetes API (creates, status patches, reads on conflicts; kopf's own watches and Events "
-                       "are not counted).", ["method"])
+API_REQUESTS = Counter(
+    f"{NAMESPACE}_operator_api_requests_total",
+    "HTTP requests the reconciler sent to the "
+    "Kubernetes API (creates, status patches, reads on conflicts; kopf's own watches and Events "
+    "are not counted).",
+    ["method"],
+)
 STATUS_WRITES = Counter(f"{NAMESPACE}_status_writes_total", "FineTuneJob status patches written.")
 LEADER = Gauge(f"{NAMESPACE}_operator_leader", "1 while this replica holds the leader Lease.")
 
@@ -37,11 +45,18 @@ JOB_LOSS = Gauge(f"{NAMESPACE}_job_train_loss", "Latest training loss, per FineT
 JOB_EVAL_LOSS = Gauge(f"{NAMESPACE}_job_eval_loss", "Latest evaluation loss, per FineTuneJob.", JOB_LABELS)
 JOB_TOKENS = Gauge(f"{NAMESPACE}_job_tokens_per_second", "Training throughput, per FineTuneJob.", JOB_LABELS)
 JOB_ETA = Gauge(f"{NAMESPACE}_job_eta_seconds", "Estimated seconds until training ends, per FineTuneJob.", JOB_LABELS)
-JOB_GPU_HOURS = Gauge(f"{NAMESPACE}_job_gpu_hours", "GPU hours used so far (GPUs x run time), per FineTuneJob.",
-                      JOB_LABELS)
+JOB_GPU_HOURS = Gauge(
+    f"{NAMESPACE}_job_gpu_hours", "GPU hours used so far (GPUs x run time), per FineTuneJob.", JOB_LABELS
+)
 # status.progress field -> gauge (and a factor)
-_PROGRESS_GAUGES = (("percent", JOB_PROGRESS, 0.01), ("step", JOB_STEP, 1.0), ("loss", JOB_LOSS, 1.0),
-                    ("evalLoss", JOB_EVAL_LOSS, 1.0), ("tokensPerSecond", JOB_TOKENS, 1.0), ("etaSeconds", JOB_ETA, 1.0))
+_PROGRESS_GAUGES = (
+    ("percent", JOB_PROGRESS, 0.01),
+    ("step", JOB_STEP, 1.0),
+    ("loss", JOB_LOSS, 1.0),
+    ("evalLoss", JOB_EVAL_LOSS, 1.0),
+    ("tokensPerSecond", JOB_TOKENS, 1.0),
+    ("etaSeconds", JOB_ETA, 1.0),
+)
 
 
 class JobMetrics:

@@ -74,8 +74,14 @@ class Views:
     def job(self, key: Key, ftj_uid: str) -> dict[str, Any] | None:
         """This run's Job: named ``<name>-trainer`` and controlled by the FineTuneJob with ``ftj_uid``."""
         wanted = builders.job_name(key[1])
-        return next((j for j in self.jobs.get(key) or ()
-                     if j["metadata"]["name"] == wanted and j["metadata"]["controllerUid"] == ftj_uid), None)
+        return next(
+            (
+                j
+                for j in self.jobs.get(key) or ()
+                if j["metadata"]["name"] == wanted and j["metadata"]["controllerUid"] == ftj_uid
+            ),
+            None,
+        )
 
     def pods_of(self, key: Key, job_uid: str) -> list[dict[str, Any]]:
         return [p for p in self.pods.get(key) or () if p["metadata"]["controllerUid"] == job_uid]
@@ -104,8 +110,13 @@ class Reconciler:
         self.queue.enqueue(key, delay)
 
     def forget(self, key: Key) -> None:
-        for state in (self.last_written, self.last_write_at, self.expected_jobs, self.blocked,
-                      self.prerequisites_checked):
+        for state in (
+            self.last_written,
+            self.last_write_at,
+            self.expected_jobs,
+            self.blocked,
+            self.prerequisites_checked,
+        ):
             state.pop(key, None)  # type: ignore[attr-defined]
         self.unseen_writes.discard(key)
         self.job_metrics.forget(key)
@@ -148,7 +159,12 @@ class Reconciler:
             self.expected_jobs.pop(key, None)
             expected = None
         recorded = self._recorded(key, ftj)
-        if job is None and expected is None and recorded.get("jobName") and not status_mod.is_final(recorded.get("phase")):
+        if (
+            job is None
+            and expected is None
+            and recorded.get("jobName")
+            and not status_mod.is_final(recorded.get("phase"))
+        ):
             job = await self._find_job(ftj)  # before calling it deleted: maybe someone removed its labels
         pod = status_mod.latest_pod(self.views.pods_of(key, job["metadata"]["uid"])) if job else None
         if job is not None and pod is None and status_mod.job_finished(job):
@@ -157,11 +173,20 @@ class Reconciler:
         stored = ftj.get("status") or {}
         baseline = self._baseline(key, stored)
         view = {**ftj, "status": {**stored, **baseline}}
-        result = status_mod.compute(view, job, pod, job_expected=expected is not None,
-                                    image_pull_grace_seconds=self.cfg.image_pull_grace_seconds,
-                                    blocked=self.blocked.get(key))
-        self.job_metrics.set(key, {**stored, **result.status}, int(((ftj.get("spec") or {}).get("resources") or {})
-                                                               .get("gpus", 1)), dt.datetime.now(dt.timezone.utc))
+        result = status_mod.compute(
+            view,
+            job,
+            pod,
+            job_expected=expected is not None,
+            image_pull_grace_seconds=self.cfg.image_pull_grace_seconds,
+            blocked=self.blocked.get(key),
+        )
+        self.job_metrics.set(
+            key,
+            {**stored, **result.status},
+            int(((ftj.get("spec") or {}).get("resources") or {}).get("gpus", 1)),
+            dt.datetime.now(dt.timezone.utc),
+        )
         if not await self._write_status(key, ftj, baseline, result):
             return
         final = status_mod.is_final(result.status.get("phase"))
@@ -186,8 +211,9 @@ class Reconciler:
             return owned
         return written if key in self.unseen_writes else owned
 
-    async def _write_status(self, key: Key, ftj: dict[str, Any], baseline: dict[str, Any],
-                            result: status_mod.Result) -> bool:
+    async def _write_status(
+        self, key: Key, ftj: dict[str, Any], baseline: dict[str, Any], result: status_mod.Result
+    ) -> bool:
         """Patch the status if it changed. False when the write was deferred (or the object is gone)."""
         patch = status_mod.merge_patch(baseline, result.status)
         if not patch:
@@ -215,12 +241,21 @@ class Reconciler:
             etype, reason, message = result.event
             if etype == "Warning" or baseline.get("phase") != result.status["phase"]:
                 post_event(ftj, etype, reason, message)  # one event per phase, plus every warning
-            logger.info("%s/%s: %s", meta["namespace"], meta["name"], message,
-                        extra={"finetunejob": f"{meta['namespace']}/{meta['name']}",
-                               "phase": result.status["phase"], "reason": reason})
+            logger.info(
+                "%s/%s: %s",
+                meta["namespace"],
+                meta["name"],
+                message,
+                extra={
+                    "finetunejob": f"{meta['namespace']}/{meta['name']}",
+                    "phase": result.status["phase"],
+                    "reason": reason,
+                },
+            )
         if result.transitioned_to_final:
-            metrics.observe_final(result.status["phase"], result.status.get("durationSeconds"),
-                                  result.status.get("gpuSeconds"))
+            metrics.observe_final(
+                result.status["phase"], result.status.get("durationSeconds"), result.status.get("gpuSeconds")
+            )
         return True
 
     # --- the Job -------------------------------------------------------------------------------
@@ -229,8 +264,11 @@ class Reconciler:
         """This run's Job read from the API server (it is missing from the view only when its labels
         were removed, or it is gone); its labels are put back so that the watch follows it again."""
         meta = ftj["metadata"]
-        probe = {"apiVersion": "batch/v1", "kind": "Job",
-                 "metadata": {"name": builders.job_name(meta["name"]), "namespace": meta["namespace"]}}
+        probe = {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": builders.job_name(meta["name"]), "namespace": meta["namespace"]},
+        }
         try:
             job = await self.client.get(object_path(probe))
         except ApiError as e:
@@ -239,17 +277,26 @@ class Reconciler:
             raise
         if status_mod.controller_uid(job) != meta["uid"]:
             return None
-        await self.client.merge_patch(object_path(probe), {"metadata": {
-            "uid": job["metadata"]["uid"], "labels": builders.standard_labels(meta["name"])}})
-        logger.warning("%s/%s: the labels of Job %s had been removed; put back", meta["namespace"], meta["name"],
-                       probe["metadata"]["name"], extra={"finetunejob": f"{meta['namespace']}/{meta['name']}"})
+        await self.client.merge_patch(
+            object_path(probe),
+            {"metadata": {"uid": job["metadata"]["uid"], "labels": builders.standard_labels(meta["name"])}},
+        )
+        logger.warning(
+            "%s/%s: the labels of Job %s had been removed; put back",
+            meta["namespace"],
+            meta["name"],
+            probe["metadata"]["name"],
+            extra={"finetunejob": f"{meta['namespace']}/{meta['name']}"},
+        )
         return status_mod.job_summary(job)
 
     async def _find_pod(self, job: dict[str, Any]) -> dict[str, Any] | None:
         """The finished Job's latest pod, by the Job controller's own label (ours may have been removed)."""
         meta = job["metadata"]
-        found = await self.client.get(collection_path("v1", "Pod", meta["namespace"]), params={
-            "labelSelector": f"batch.kubernetes.io/controller-uid={meta['uid']}"})
+        found = await self.client.get(
+            collection_path("v1", "Pod", meta["namespace"]),
+            params={"labelSelector": f"batch.kubernetes.io/controller-uid={meta['uid']}"},
+        )
         pods = [status_mod.pod_summary(p) for p in (found or {}).get("items") or []]
         return status_mod.latest_pod([p for p in pods if p["metadata"]["controllerUid"] == meta["uid"]])
 
@@ -291,8 +338,13 @@ class Reconciler:
         """Create the children only for a live, unfinished run whose Job was never created."""
         recorded = self._recorded(key, ftj)
         blocked = self.blocked.get(key)
-        return not (ftj["metadata"].get("deletionTimestamp") or status_mod.is_final(recorded.get("phase"))
-                    or recorded.get("jobName") or key in self.expected_jobs or (blocked and blocked.final))
+        return not (
+            ftj["metadata"].get("deletionTimestamp")
+            or status_mod.is_final(recorded.get("phase"))
+            or recorded.get("jobName")
+            or key in self.expected_jobs
+            or (blocked and blocked.final)
+        )
 
     async def ensure_children(self, key: Key, ftj: dict[str, Any]) -> bool:
         """Create the run's children; True when it did. When the API server refuses one, the reason
@@ -333,8 +385,13 @@ class Reconciler:
             self._create_slots.release()
         self.blocked.pop(key, None)
         metrics.RECONCILE_LATENCY.labels(step="create").observe(time.monotonic() - started)
-        logger.info("%s/%s: created Job %s", key[0], key[1], job["metadata"]["name"],
-                    extra={"finetunejob": f"{key[0]}/{key[1]}"})
+        logger.info(
+            "%s/%s: created Job %s",
+            key[0],
+            key[1],
+            job["metadata"]["name"],
+            extra={"finetunejob": f"{key[0]}/{key[1]}"},
+        )
         return True
 
     async def ensure_prerequisites(self, ftj: dict[str, Any], spec: FineTuneJobSpec | None = None) -> None:
@@ -345,8 +402,9 @@ class Reconciler:
             objs.append(builders.role_binding(ftj, self.cfg))
         await asyncio.gather(*(self._create_owned(ftj, o) for o in objs))
 
-    def _prerequisites_due(self, key: Key, job: dict[str, Any], pod: dict[str, Any] | None,
-                           stored: dict[str, Any]) -> bool:
+    def _prerequisites_due(
+        self, key: Key, job: dict[str, Any], pod: dict[str, Any] | None, stored: dict[str, Any]
+    ) -> bool:
         """Whether a running Job looks like it lost its ConfigMap, ServiceAccount or RoleBinding
         (deleted by someone): its pod cannot get its config, the Job has had no pod for a while, or
         the running trainer's progress reports stopped arriving (its RoleBinding is gone)."""
@@ -357,8 +415,13 @@ class Reconciler:
             return True
         waiting = ((status_mod.trainer_container_status(pod) or {}).get("state") or {}).get("waiting") or {}
         created = status_mod.parse_time(job["metadata"].get("creationTimestamp"))
-        podless = pod is None and not status_mod.job_finished(job) and not (job.get("spec") or {}).get("suspend") \
-            and created is not None and time.time() - created.timestamp() > POD_EXPECTED_WITHIN
+        podless = (
+            pod is None
+            and not status_mod.job_finished(job)
+            and not (job.get("spec") or {}).get("suspend")
+            and created is not None
+            and time.time() - created.timestamp() > POD_EXPECTED_WITHIN
+        )
         if waiting.get("reason") in status_mod.CONFIG_ERROR_REASONS or podless:
             self.prerequisites_checked[key] = time.monotonic()
             return True
@@ -373,7 +436,11 @@ class Reconciler:
         started = status_mod.parse_time((pod.get("status") or {}).get("startTime"))
         updated = status_mod.parse_time((stored.get("progress") or {}).get("updatedAt"))
         last = updated or started
-        return last is not None and (started is None or now - started.timestamp() > limit) and now - last.timestamp() > limit
+        return (
+            last is not None
+            and (started is None or now - started.timestamp() > limit)
+            and now - last.timestamp() > limit
+        )
 
     async def _dry_run(self, pod: dict[str, Any]) -> None:
         """Admission's answer for the trainer pod (Pod Security, PriorityClass, LimitRange, validation)."""
@@ -402,17 +469,23 @@ class Reconciler:
                 raise _Refused(blocked) from e
         existing = await self.client.get(object_path(obj))
         uid = ftj["metadata"]["uid"]
-        owner = next((o for o in (existing.get("metadata") or {}).get("ownerReferences") or []
-                      if o.get("controller")), None)
+        owner = next(
+            (o for o in (existing.get("metadata") or {}).get("ownerReferences") or [] if o.get("controller")), None
+        )
         if owner is not None and owner.get("uid") == uid:
             return existing  # created by this run before a restart
         if owner is not None and owner.get("kind") == KIND and owner.get("name") == ftj["metadata"]["name"]:
-            raise RetryLater(f"{kind} {name} belongs to an earlier FineTuneJob of this name (uid {owner.get('uid')}); "
-                             "waiting for the garbage collector to remove it", delay=5)
+            raise RetryLater(
+                f"{kind} {name} belongs to an earlier FineTuneJob of this name (uid {owner.get('uid')}); "
+                "waiting for the garbage collector to remove it",
+                delay=5,
+            )
         by = f"controlled by {owner.get('kind')} {owner.get('name')}" if owner else "not created by the operator"
-        raise NameConflict(f"{kind} {name} already exists in namespace {obj['metadata']['namespace']} and was not "
-                           f"created by this FineTuneJob ({by}); the operator never takes over objects it did not "
-                           "create: rename the FineTuneJob, or delete that object and re-create the FineTuneJob")
+        raise NameConflict(
+            f"{kind} {name} already exists in namespace {obj['metadata']['namespace']} and was not "
+            f"created by this FineTuneJob ({by}); the operator never takes over objects it did not "
+            "create: rename the FineTuneJob, or delete that object and re-create the FineTuneJob"
+        )
 
     # --- deletion ------------------------------------------------------------------------------
 
@@ -428,8 +501,10 @@ class Reconciler:
         job = self.views.job(key, meta["uid"])
         if job is not None:
             try:
-                await self.client.delete(object_path({"apiVersion": "batch/v1", "kind": "Job", "metadata": job["metadata"]}),
-                                         {"propagationPolicy": "Background", "preconditions": {"uid": job["metadata"]["uid"]}})
+                await self.client.delete(
+                    object_path({"apiVersion": "batch/v1", "kind": "Job", "metadata": job["metadata"]}),
+                    {"propagationPolicy": "Background", "preconditions": {"uid": job["metadata"]["uid"]}},
+                )
             except ApiError as e:
                 if e.status not in (404, 409):
                     raise
@@ -442,8 +517,12 @@ class Reconciler:
         conds = status_mod.true_conditions(cleanup)
         if "Complete" in conds:
             outcome, message = await self._cleanup_result(cleanup)
-            post_event(ftj, "Normal" if outcome == "removed" else "Warning",
-                       "OutputDeleted" if outcome == "removed" else "OutputKept", message)
+            post_event(
+                ftj,
+                "Normal" if outcome == "removed" else "Warning",
+                "OutputDeleted" if outcome == "removed" else "OutputKept",
+                message,
+            )
             return
         if "Failed" in conds or retry >= 60:
             post_event(ftj, "Warning", "OutputCleanupFailed", f"could not remove {where}; remove it by hand")
@@ -453,8 +532,10 @@ class Reconciler:
     async def _cleanup_result(self, cleanup_job: dict[str, Any]) -> tuple[str, str]:
         """(outcome, message) from the cleanup pod's termination message (a JSON line)."""
         meta = cleanup_job["metadata"]
-        pods = await self.client.get(collection_path("v1", "Pod", meta["namespace"]),
-                                     params={"labelSelector": f"batch.kubernetes.io/controller-uid={meta['uid']}"})
+        pods = await self.client.get(
+            collection_path("v1", "Pod", meta["namespace"]),
+            params={"labelSelector": f"batch.kubernetes.io/controller-uid={meta['uid']}"},
+        )
         for pod in (pods or {}).get("items") or []:
             term = status_mod.terminated_state(pod) or {}
             try:

@@ -43,16 +43,34 @@ from finetune_api.resource import ConditionType, FineTuneJobSpec, Phase
 
 from . import builders
 
-IMAGE_PULL_REASONS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull",
-                      "RegistryUnavailable"}
+IMAGE_PULL_REASONS = {
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "ErrImageNeverPull",
+    "RegistryUnavailable",
+}
 CONFIG_ERROR_REASONS = {"CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
 MESSAGE_LIMIT = 2048
 QUOTA_RETRY_SECONDS = 10.0  # quota frees up as other runs end
 NOT_PERMITTED_RETRY_SECONDS = 60.0  # an admin opting the namespace in is rarer
 RESULT_GRACE_SECONDS = 30.0
 """How long a completed Job's pod may take to show its terminated state before the run is ResultMissing."""
-OWNED_FIELDS = ("phase", "reason", "message", "observedGeneration", "conditions", "jobName", "podName",
-                "startTime", "completionTime", "durationSeconds", "gpuSeconds", "metrics", "artifacts")
+OWNED_FIELDS = (
+    "phase",
+    "reason",
+    "message",
+    "observedGeneration",
+    "conditions",
+    "jobName",
+    "podName",
+    "startTime",
+    "completionTime",
+    "durationSeconds",
+    "gpuSeconds",
+    "metrics",
+    "artifacts",
+)
 
 
 class Reason:
@@ -189,13 +207,19 @@ def unschedulable_message(spec: FineTuneJobSpec, scheduler_message: str) -> str:
     if "persistentvolumeclaim" in lowered and "nvidia.com/gpu" not in lowered:
         missing = sorted(set(re.findall(r'persistentvolumeclaim "([^"]+)" not found', lowered)))
         if missing:
-            return _short(f"PersistentVolumeClaim {', '.join(missing)} not found in the namespace: create it "
-                          f"(the trainer mounts {', '.join(sorted(builders.claims(spec)))})" + quoted)
+            return _short(
+                f"PersistentVolumeClaim {', '.join(missing)} not found in the namespace: create it "
+                f"(the trainer mounts {', '.join(sorted(builders.claims(spec)))})" + quoted
+            )
         names = ", ".join(sorted(builders.claims(spec)))
-        return _short(f"the trainer pod cannot be scheduled until its PersistentVolumeClaims ({names}) "
-                      f"exist and are bound" + quoted)
-    return _short(f"no node can run the trainer pod, which needs {gpu_description(spec)}, "
-                  f"{spec.resources.cpu} CPU and {spec.resources.memory} memory" + quoted)
+        return _short(
+            f"the trainer pod cannot be scheduled until its PersistentVolumeClaims ({names}) "
+            f"exist and are bound" + quoted
+        )
+    return _short(
+        f"no node can run the trainer pod, which needs {gpu_description(spec)}, "
+        f"{spec.resources.cpu} CPU and {spec.resources.memory} memory" + quoted
+    )
 
 
 def refusal(status_code: int, message: str, what: str) -> ChildrenBlocked | None:
@@ -208,14 +232,21 @@ def refusal(status_code: int, message: str, what: str) -> ChildrenBlocked | None
     if status_code != 403 or "being terminated" in lowered:
         return None
     if "exceeded quota" in lowered:
-        return ChildrenBlocked(Reason.QUOTA_EXCEEDED,
-                               _short(f"{what} would exceed a ResourceQuota of the namespace (retrying): {first}"), False,
-                               retry_after=QUOTA_RETRY_SECONDS)
+        return ChildrenBlocked(
+            Reason.QUOTA_EXCEEDED,
+            _short(f"{what} would exceed a ResourceQuota of the namespace (retrying): {first}"),
+            False,
+            retry_after=QUOTA_RETRY_SECONDS,
+        )
     if "cannot create resource" in lowered or "validatingadmissionpolicy" in lowered:
-        return ChildrenBlocked(Reason.NOT_PERMITTED,
-                               _short(f"the operator may not create {what} here (retrying every "
-                                      f"{NOT_PERMITTED_RETRY_SECONDS:.0f}s): {first}"), False,
-                               retry_after=NOT_PERMITTED_RETRY_SECONDS)
+        return ChildrenBlocked(
+            Reason.NOT_PERMITTED,
+            _short(
+                f"the operator may not create {what} here (retrying every {NOT_PERMITTED_RETRY_SECONDS:.0f}s): {first}"
+            ),
+            False,
+            retry_after=NOT_PERMITTED_RETRY_SECONDS,
+        )
     # Pod Security, a missing PriorityClass, a LimitRange: admission refuses the pod as specified
     return ChildrenBlocked(FailureReason.POD_REJECTED, _short(f"admission refused {what}: {first}"), True)
 
@@ -237,9 +268,12 @@ def _failure(job: dict[str, Any], pod: dict[str, Any] | None, spec: FineTuneJobS
     failed = true_conditions(job).get("Failed") or true_conditions(job).get("FailureTarget") or {}
     job_reason = failed.get("reason") or ""
     if job_reason == "DeadlineExceeded":
-        return _Verdict(Phase.FAILED, FailureReason.DEADLINE_EXCEEDED,
-                        f"the run exceeded activeDeadlineSeconds={spec.active_deadline_seconds} and was stopped"
-                        + (f" ({failed.get('message')})" if failed.get("message") else ""))
+        return _Verdict(
+            Phase.FAILED,
+            FailureReason.DEADLINE_EXCEEDED,
+            f"the run exceeded activeDeadlineSeconds={spec.active_deadline_seconds} and was stopped"
+            + (f" ({failed.get('message')})" if failed.get("message") else ""),
+        )
     if pod is None or (pod.get("metadata") or {}).get("deletionTimestamp") or _disrupted(pod):
         return _pod_gone(pod, job_reason)
     term = terminated_state(pod)
@@ -248,34 +282,58 @@ def _failure(job: dict[str, Any], pod: dict[str, Any] | None, spec: FineTuneJobS
         raw = term.get("message") or ""
         summary = parse_summary(raw)
         if term.get("reason") == "OOMKilled":
-            return _Verdict(Phase.FAILED, FailureReason.OOM_KILLED,
-                            f"the trainer was killed for exceeding its memory limit ({spec.resources.memory}): "
-                            "raise resources.memory, or lower training.batchSize / maxSeqLength")
+            return _Verdict(
+                Phase.FAILED,
+                FailureReason.OOM_KILLED,
+                f"the trainer was killed for exceeding its memory limit ({spec.resources.memory}): "
+                "raise resources.memory, or lower training.batchSize / maxSeqLength",
+            )
         if summary is not None and summary.outcome == "succeeded":  # exit != 0: not the trainer's own exit
-            return _Verdict(Phase.FAILED, FailureReason.POD_FAILED,
-                            f"the trainer container exited with code {code} although its termination message claims "
-                            "success: the container did not end the way finetune-train does (was spec.image changed?)")
+            return _Verdict(
+                Phase.FAILED,
+                FailureReason.POD_FAILED,
+                f"the trainer container exited with code {code} although its termination message claims "
+                "success: the container did not end the way finetune-train does (was spec.image changed?)",
+            )
         detail = one_line(summary.message or "" if summary else raw)
         if code in EXIT_CODE_REASONS:
             reason = EXIT_CODE_REASONS[code]
-            return _Verdict(Phase.FAILED, reason,
-                            _short(detail) if detail else f"the trainer exited with code {code} ({reason})")
-        return _Verdict(Phase.FAILED, FailureReason.POD_FAILED,
-                        _short(f"the trainer exited with code {code}"
-                               + (f" ({term.get('reason')})" if term.get("reason") else "")
-                               + (f": {detail}" if detail else "")))
+            return _Verdict(
+                Phase.FAILED, reason, _short(detail) if detail else f"the trainer exited with code {code} ({reason})"
+            )
+        return _Verdict(
+            Phase.FAILED,
+            FailureReason.POD_FAILED,
+            _short(
+                f"the trainer exited with code {code}"
+                + (f" ({term.get('reason')})" if term.get("reason") else "")
+                + (f": {detail}" if detail else "")
+            ),
+        )
     pod_status = (pod or {}).get("status") or {}
     if pod_status.get("reason") or pod_status.get("message"):
-        return _Verdict(Phase.FAILED, FailureReason.POD_FAILED,
-                        _short(f"{pod_status.get('reason', '')}: {pod_status.get('message', '')}".strip(": ")))
+        return _Verdict(
+            Phase.FAILED,
+            FailureReason.POD_FAILED,
+            _short(f"{pod_status.get('reason', '')}: {pod_status.get('message', '')}".strip(": ")),
+        )
     failed_at = parse_time(failed.get("lastTransitionTime")) or now
     waited = (now - failed_at).total_seconds()
     if waited < RESULT_GRACE_SECONDS:  # the pod's final state may reach us after the Job's
-        return _Verdict(Phase.RUNNING, Reason.FINISHING, "the Job failed; reading the trainer's exit status",
-                        requeue_after=max(1.0, RESULT_GRACE_SECONDS - waited))
-    return _Verdict(Phase.FAILED, FailureReason.POD_FAILED,
-                    _short(f"the Job failed ({job_reason or 'unknown reason'})"
-                           + (f": {failed.get('message')}" if failed.get("message") else "")))
+        return _Verdict(
+            Phase.RUNNING,
+            Reason.FINISHING,
+            "the Job failed; reading the trainer's exit status",
+            requeue_after=max(1.0, RESULT_GRACE_SECONDS - waited),
+        )
+    return _Verdict(
+        Phase.FAILED,
+        FailureReason.POD_FAILED,
+        _short(
+            f"the Job failed ({job_reason or 'unknown reason'})"
+            + (f": {failed.get('message')}" if failed.get("message") else "")
+        ),
+    )
 
 
 def _disrupted(pod: dict[str, Any]) -> dict[str, Any] | None:
@@ -292,9 +350,14 @@ def _pod_gone(pod: dict[str, Any] | None, job_reason: str) -> _Verdict:
         how = f"was disrupted ({disruption.get('reason')}: {disruption.get('message', '')})".rstrip(": )") + ")"
     else:
         how = "was deleted (or evicted) before the trainer finished"
-    return _Verdict(Phase.FAILED, FailureReason.POD_DELETED,
-                    _short(f"{what} {how}; the Job does not retry it ({job_reason or 'failed'}): "
-                           "re-create the FineTuneJob to run again (spec.suspend pauses a run without losing it)"))
+    return _Verdict(
+        Phase.FAILED,
+        FailureReason.POD_DELETED,
+        _short(
+            f"{what} {how}; the Job does not retry it ({job_reason or 'failed'}): "
+            "re-create the FineTuneJob to run again (spec.suspend pauses a run without losing it)"
+        ),
+    )
 
 
 def _completed(job: dict[str, Any], pod: dict[str, Any] | None, now: dt.datetime) -> _Verdict:
@@ -304,21 +367,32 @@ def _completed(job: dict[str, Any], pod: dict[str, Any] | None, now: dt.datetime
     if summary is not None and summary.outcome == "succeeded":
         return _Verdict(Phase.SUCCEEDED, Reason.SUCCEEDED, "the adapter is trained and saved")
     if term is not None:
-        return _Verdict(Phase.FAILED, FailureReason.RESULT_MISSING,
-                        "the trainer pod exited 0 without the trainer's completion record (no TrainerSummary in "
-                        "its termination message): the container did not run finetune-train to the end")
+        return _Verdict(
+            Phase.FAILED,
+            FailureReason.RESULT_MISSING,
+            "the trainer pod exited 0 without the trainer's completion record (no TrainerSummary in "
+            "its termination message): the container did not run finetune-train to the end",
+        )
     completed = parse_time(((job.get("status") or {}).get("completionTime"))) or now
     waited = (now - completed).total_seconds()
     if waited < RESULT_GRACE_SECONDS:
-        return _Verdict(Phase.RUNNING, Reason.FINISHING, "the Job completed; reading the trainer's result",
-                        requeue_after=max(1.0, RESULT_GRACE_SECONDS - waited))
-    return _Verdict(Phase.FAILED, FailureReason.RESULT_MISSING,
-                    "the Job completed but its trainer pod is gone, so the trainer's result was never read: "
-                    "re-create the FineTuneJob to run again")
+        return _Verdict(
+            Phase.RUNNING,
+            Reason.FINISHING,
+            "the Job completed; reading the trainer's result",
+            requeue_after=max(1.0, RESULT_GRACE_SECONDS - waited),
+        )
+    return _Verdict(
+        Phase.FAILED,
+        FailureReason.RESULT_MISSING,
+        "the Job completed but its trainer pod is gone, so the trainer's result was never read: "
+        "re-create the FineTuneJob to run again",
+    )
 
 
-def _from_pod(pod: dict[str, Any] | None, spec: FineTuneJobSpec, now: dt.datetime,
-              image_pull_grace_seconds: float) -> _Verdict:
+def _from_pod(
+    pod: dict[str, Any] | None, spec: FineTuneJobSpec, now: dt.datetime, image_pull_grace_seconds: float
+) -> _Verdict:
     if pod is None:
         return _Verdict(Phase.PENDING, Reason.WAITING_FOR_POD, "the Job has not created the trainer pod yet")
     status = pod.get("status") or {}
@@ -328,36 +402,64 @@ def _from_pod(pod: dict[str, Any] | None, spec: FineTuneJobSpec, now: dt.datetim
     waiting = (cs.get("state") or {}).get("waiting") or {}
     if pod_phase == "Pending":
         if scheduled and scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
-            return _Verdict(Phase.PENDING, FailureReason.UNSCHEDULABLE,
-                            unschedulable_message(spec, scheduled.get("message") or ""), stalled=True)
+            return _Verdict(
+                Phase.PENDING,
+                FailureReason.UNSCHEDULABLE,
+                unschedulable_message(spec, scheduled.get("message") or ""),
+                stalled=True,
+            )
         wreason = waiting.get("reason") or ""
         if wreason in IMAGE_PULL_REASONS:
-            image = (cs.get("image") or spec.image or "the trainer image")
-            since = parse_time((scheduled or {}).get("lastTransitionTime")) or parse_time(
-                pod["metadata"].get("creationTimestamp")) or now
+            image = cs.get("image") or spec.image or "the trainer image"
+            since = (
+                parse_time((scheduled or {}).get("lastTransitionTime"))
+                or parse_time(pod["metadata"].get("creationTimestamp"))
+                or now
+            )
             elapsed = (now - since).total_seconds()
             message = _short(f"cannot pull image {image}: {wreason}: {waiting.get('message', '')}".rstrip(": "))
             if elapsed >= image_pull_grace_seconds:
-                return _Verdict(Phase.FAILED, FailureReason.IMAGE_PULL_FAILED,
-                                message + f" (failing for {int(elapsed)}s, the Job was suspended)",
-                                suspend_job=True)
-            return _Verdict(Phase.PENDING, FailureReason.IMAGE_PULL_FAILED,
-                            message + f" (the run fails if this lasts {int(image_pull_grace_seconds)}s)",
-                            stalled=True, requeue_after=max(1.0, image_pull_grace_seconds - elapsed))
+                return _Verdict(
+                    Phase.FAILED,
+                    FailureReason.IMAGE_PULL_FAILED,
+                    message + f" (failing for {int(elapsed)}s, the Job was suspended)",
+                    suspend_job=True,
+                )
+            return _Verdict(
+                Phase.PENDING,
+                FailureReason.IMAGE_PULL_FAILED,
+                message + f" (the run fails if this lasts {int(image_pull_grace_seconds)}s)",
+                stalled=True,
+                requeue_after=max(1.0, image_pull_grace_seconds - elapsed),
+            )
         if wreason in CONFIG_ERROR_REASONS:
-            return _Verdict(Phase.PENDING, Reason.CONTAINER_CONFIG_ERROR,
-                            _short(f"{wreason}: {waiting.get('message', '')}"), stalled=True)
+            return _Verdict(
+                Phase.PENDING,
+                Reason.CONTAINER_CONFIG_ERROR,
+                _short(f"{wreason}: {waiting.get('message', '')}"),
+                stalled=True,
+            )
         node = (pod.get("spec") or {}).get("nodeName")
-        return _Verdict(Phase.PENDING, Reason.STARTING,
-                        f"the trainer pod is starting on node {node}" if node else "the trainer pod is being scheduled")
+        return _Verdict(
+            Phase.PENDING,
+            Reason.STARTING,
+            f"the trainer pod is starting on node {node}" if node else "the trainer pod is being scheduled",
+        )
     if pod_phase == "Running":
         return _Verdict(Phase.RUNNING, Reason.RUNNING, f"training on node {(pod.get('spec') or {}).get('nodeName')}")
     return _Verdict(Phase.RUNNING, Reason.FINISHING, f"the trainer pod is {pod_phase}; waiting for the Job")
 
 
-def _verdict(ftj: dict[str, Any], spec: FineTuneJobSpec, job: dict[str, Any] | None, pod: dict[str, Any] | None,
-             now: dt.datetime, job_expected: bool, image_pull_grace_seconds: float,
-             blocked: ChildrenBlocked | None) -> _Verdict:
+def _verdict(
+    ftj: dict[str, Any],
+    spec: FineTuneJobSpec,
+    job: dict[str, Any] | None,
+    pod: dict[str, Any] | None,
+    now: dt.datetime,
+    job_expected: bool,
+    image_pull_grace_seconds: float,
+    blocked: ChildrenBlocked | None,
+) -> _Verdict:
     prev = ftj.get("status") or {}
     if blocked is not None and job is None:
         if blocked.final:
@@ -365,10 +467,13 @@ def _verdict(ftj: dict[str, Any], spec: FineTuneJobSpec, job: dict[str, Any] | N
         return _Verdict(Phase.PENDING, blocked.reason, _short(blocked.message), stalled=True)
     if job is None:
         if prev.get("jobName") and not job_expected:
-            return _Verdict(Phase.FAILED, FailureReason.JOB_DELETED,
-                            f"the Job {prev['jobName']} was deleted while the run was "
-                            f"{(prev.get('phase') or 'pending').lower()}; it is not recreated: "
-                            "delete and re-create the FineTuneJob to run again")
+            return _Verdict(
+                Phase.FAILED,
+                FailureReason.JOB_DELETED,
+                f"the Job {prev['jobName']} was deleted while the run was "
+                f"{(prev.get('phase') or 'pending').lower()}; it is not recreated: "
+                "delete and re-create the FineTuneJob to run again",
+            )
         if spec.suspend:
             return _Verdict(Phase.SUSPENDED, Reason.SUSPENDED, "suspended by spec.suspend")
         return _Verdict(Phase.PENDING, Reason.CREATING, "creating the trainer Job")
@@ -381,16 +486,18 @@ def _verdict(ftj: dict[str, Any], spec: FineTuneJobSpec, job: dict[str, Any] | N
         if spec.suspend:
             return _Verdict(Phase.SUSPENDED, Reason.SUSPENDED, "suspended by spec.suspend; set it to false to resume")
         if spec.scheduling.queue_name:
-            return _Verdict(Phase.PENDING, Reason.QUEUED,
-                            f"waiting for Kueue to admit the Job (queue {spec.scheduling.queue_name})")
+            return _Verdict(
+                Phase.PENDING, Reason.QUEUED, f"waiting for Kueue to admit the Job (queue {spec.scheduling.queue_name})"
+            )
         return _Verdict(Phase.PENDING, Reason.RESUMING, "resuming the Job")
     if spec.suspend:
         return _Verdict(Phase.SUSPENDED, Reason.SUSPENDED, "suspending the Job")
     return _from_pod(pod, spec, now, image_pull_grace_seconds)
 
 
-def _condition(prev: dict[str, dict[str, Any]], ctype: str, true: bool, reason: str, message: str,
-               generation: int | None, now: str) -> dict[str, Any]:
+def _condition(
+    prev: dict[str, dict[str, Any]], ctype: str, true: bool, reason: str, message: str, generation: int | None, now: str
+) -> dict[str, Any]:
     status = "True" if true else "False"
     old = prev.get(ctype)
     ltt = old["lastTransitionTime"] if old and old.get("status") == status and old.get("lastTransitionTime") else now
@@ -400,8 +507,9 @@ def _condition(prev: dict[str, dict[str, Any]], ctype: str, true: bool, reason: 
     return cond
 
 
-def _conditions(v: _Verdict, prev_conditions: list[dict[str, Any]], pod: dict[str, Any] | None,
-                generation: int | None, now: str) -> list[dict[str, Any]]:
+def _conditions(
+    v: _Verdict, prev_conditions: list[dict[str, Any]], pod: dict[str, Any] | None, generation: int | None, now: str
+) -> list[dict[str, Any]]:
     prev = {c.get("type"): c for c in prev_conditions or []}
     reason, message = str(v.reason), v.message
     succeeded = v.phase is Phase.SUCCEEDED
@@ -411,7 +519,9 @@ def _conditions(v: _Verdict, prev_conditions: list[dict[str, Any]], pod: dict[st
     reconciling = v.phase in (Phase.PENDING, Phase.RUNNING) and not stalled
     out = [
         _condition(prev, ConditionType.READY, succeeded, reason, message, generation, now),
-        _condition(prev, ConditionType.RECONCILING, reconciling, reason, message if reconciling else "", generation, now),
+        _condition(
+            prev, ConditionType.RECONCILING, reconciling, reason, message if reconciling else "", generation, now
+        ),
         _condition(prev, ConditionType.STALLED, stalled, reason, message if stalled else "", generation, now),
         _condition(prev, ConditionType.SUCCEEDED, succeeded, reason, message if succeeded else "", generation, now),
         _condition(prev, ConditionType.FAILED, failed, reason, message if failed else "", generation, now),
@@ -421,9 +531,17 @@ def _conditions(v: _Verdict, prev_conditions: list[dict[str, Any]], pod: dict[st
     if scheduled is not None:
         ok = scheduled.get("status") == "True"
         node = (pod.get("spec") or {}).get("nodeName")
-        out.append(_condition(prev, ConditionType.SCHEDULED, ok, "Scheduled" if ok else (scheduled.get("reason") or "Pending"),
-                              f"on node {node}" if ok and node else (message if v.reason == FailureReason.UNSCHEDULABLE else ""),
-                              generation, now))
+        out.append(
+            _condition(
+                prev,
+                ConditionType.SCHEDULED,
+                ok,
+                "Scheduled" if ok else (scheduled.get("reason") or "Pending"),
+                f"on node {node}" if ok and node else (message if v.reason == FailureReason.UNSCHEDULABLE else ""),
+                generation,
+                now,
+            )
+        )
     elif ConditionType.SCHEDULED in prev:
         kept = dict(prev[ConditionType.SCHEDULED])
         if generation is not None:
@@ -434,19 +552,28 @@ def _conditions(v: _Verdict, prev_conditions: list[dict[str, Any]], pod: dict[st
     return out
 
 
-def _times(job: dict[str, Any] | None, pod: dict[str, Any] | None, prev: dict[str, Any], final: bool,
-           now: dt.datetime) -> tuple[str | None, str | None]:
+def _times(
+    job: dict[str, Any] | None, pod: dict[str, Any] | None, prev: dict[str, Any], final: bool, now: dt.datetime
+) -> tuple[str | None, str | None]:
     cs = trainer_container_status(pod) or {}
     state = cs.get("state") or {}
     term = terminated_state(pod)
-    start = ((state.get("running") or {}).get("startedAt") or (term or {}).get("startedAt")
-             or prev.get("startTime") or ((job or {}).get("status") or {}).get("startTime"))
+    start = (
+        (state.get("running") or {}).get("startedAt")
+        or (term or {}).get("startedAt")
+        or prev.get("startTime")
+        or ((job or {}).get("status") or {}).get("startTime")
+    )
     end = None
     if final:
         job_status = (job or {}).get("status") or {}
         failed = true_conditions(job).get("Failed") or true_conditions(job).get("FailureTarget") or {}
-        end = ((term or {}).get("finishedAt") or job_status.get("completionTime")
-               or failed.get("lastTransitionTime") or fmt_time(now))
+        end = (
+            (term or {}).get("finishedAt")
+            or job_status.get("completionTime")
+            or failed.get("lastTransitionTime")
+            or fmt_time(now)
+        )
     return start, end
 
 
@@ -470,9 +597,16 @@ def is_final(phase: str | None) -> bool:
     return phase in FINAL_PHASES
 
 
-def compute(ftj: dict[str, Any], job: dict[str, Any] | None, pod: dict[str, Any] | None, *,
-            now: dt.datetime | None = None, job_expected: bool = False,
-            image_pull_grace_seconds: float = 300.0, blocked: ChildrenBlocked | None = None) -> Result:
+def compute(
+    ftj: dict[str, Any],
+    job: dict[str, Any] | None,
+    pod: dict[str, Any] | None,
+    *,
+    now: dt.datetime | None = None,
+    job_expected: bool = False,
+    image_pull_grace_seconds: float = 300.0,
+    blocked: ChildrenBlocked | None = None,
+) -> Result:
     """The FineTuneJob's operator-owned status, given its Job (only this run's: the caller checks
     the owner uid), the Job's latest Pod, and why creating the children failed, if it did."""
     now = now or dt.datetime.now(dt.timezone.utc)
@@ -485,17 +619,24 @@ def compute(ftj: dict[str, Any], job: dict[str, Any] | None, pod: dict[str, Any]
     if is_final(prev_phase) and _final_is_trusted(prev, job):
         kept = {k: v for k, v in prev.items() if k in OWNED_FIELDS}
         kept["observedGeneration"] = generation
-        kept["conditions"] = [{**c, "observedGeneration": generation} if generation is not None else c
-                              for c in prev.get("conditions") or []]
+        kept["conditions"] = [
+            {**c, "observedGeneration": generation} if generation is not None else c
+            for c in prev.get("conditions") or []
+        ]
         return Result(status=_clean(kept))
 
     try:
         spec = builders.parse_spec(ftj)
     except builders.InvalidSpec as e:
         v = _Verdict(Phase.FAILED, FailureReason.INVALID_SPEC, _short(str(e)))
-        status = {"phase": v.phase.value, "reason": v.reason, "message": v.message, "observedGeneration": generation,
-                  "conditions": _conditions(v, prev.get("conditions") or [], None, generation, now_s),
-                  "completionTime": now_s}
+        status = {
+            "phase": v.phase.value,
+            "reason": v.reason,
+            "message": v.message,
+            "observedGeneration": generation,
+            "conditions": _conditions(v, prev.get("conditions") or [], None, generation, now_s),
+            "completionTime": now_s,
+        }
         return _result(status, prev, v)
 
     v = _verdict(ftj, spec, job, pod, now, job_expected, image_pull_grace_seconds, blocked)
@@ -528,7 +669,7 @@ def compute(ftj: dict[str, Any], job: dict[str, Any] | None, pod: dict[str, Any]
         if summary is not None and summary.artifacts is not None:
             mount = builders.pvc_mount_path(spec.output.pvc) + "/"
             if summary.artifacts.path.startswith(mount):
-                artifacts["path"] = summary.artifacts.path[len(mount):]
+                artifacts["path"] = summary.artifacts.path[len(mount) :]
             artifacts["sizeBytes"] = summary.artifacts.size_bytes
             if summary.artifacts.sha256:
                 artifacts["sha256"] = summary.artifacts.sha256
@@ -546,8 +687,13 @@ def _result(status: dict[str, Any], prev: dict[str, Any], v: _Verdict) -> Result
     if (prev.get("phase"), prev.get("reason")) != (status["phase"], status["reason"]):
         warning = v.phase is Phase.FAILED or v.stalled
         event = ("Warning" if warning else "Normal", status["reason"], f"{status['phase']}: {status['message']}")
-    return Result(status=status, requeue_after=v.requeue_after, event=event, suspend_job=v.suspend_job,
-                  transitioned_to_final=v.phase.is_final and not is_final(prev.get("phase")))
+    return Result(
+        status=status,
+        requeue_after=v.requeue_after,
+        event=event,
+        suspend_job=v.suspend_job,
+        transitioned_to_final=v.phase.is_final and not is_final(prev.get("phase")),
+    )
 
 
 def owned_part(status: dict[str, Any] | None) -> dict[str, Any]:
@@ -582,11 +728,19 @@ def job_summary(job: dict[str, Any]) -> dict[str, Any]:
     meta = job.get("metadata") or {}
     spec = job.get("spec") or {}
     return {
-        "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace"), "uid": meta.get("uid"),
-                     "creationTimestamp": meta.get("creationTimestamp"), "controllerUid": controller_uid(job)},
+        "metadata": {
+            "name": meta.get("name"),
+            "namespace": meta.get("namespace"),
+            "uid": meta.get("uid"),
+            "creationTimestamp": meta.get("creationTimestamp"),
+            "controllerUid": controller_uid(job),
+        },
         "spec": {"suspend": spec.get("suspend"), "ttlSecondsAfterFinished": spec.get("ttlSecondsAfterFinished")},
-        "status": {k: v for k, v in (job.get("status") or {}).items()
-                   if k in ("conditions", "startTime", "completionTime", "active", "failed", "succeeded")},
+        "status": {
+            k: v
+            for k, v in (job.get("status") or {}).items()
+            if k in ("conditions", "startTime", "completionTime", "active", "failed", "succeeded")
+        },
     }
 
 
@@ -595,10 +749,18 @@ def pod_summary(pod: dict[str, Any]) -> dict[str, Any]:
     meta = pod.get("metadata") or {}
     status = pod.get("status") or {}
     return {
-        "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace"), "uid": meta.get("uid"),
-                     "creationTimestamp": meta.get("creationTimestamp"),
-                     "deletionTimestamp": meta.get("deletionTimestamp"), "controllerUid": controller_uid(pod)},
+        "metadata": {
+            "name": meta.get("name"),
+            "namespace": meta.get("namespace"),
+            "uid": meta.get("uid"),
+            "creationTimestamp": meta.get("creationTimestamp"),
+            "deletionTimestamp": meta.get("deletionTimestamp"),
+            "controllerUid": controller_uid(pod),
+        },
         "spec": {"nodeName": (pod.get("spec") or {}).get("nodeName")},
-        "status": {k: v for k, v in status.items()
-                   if k in ("phase", "reason", "message", "conditions", "containerStatuses", "startTime")},
+        "status": {
+            k: v
+            for k, v in status.items()
+            if k in ("phase", "reason", "message", "conditions", "containerStatuses", "startTime")
+        },
     }

@@ -37,8 +37,11 @@ class WorkQueue(Generic[K]):
     ``backoff``; ``on_failure(key, error)`` is told of every failure but RetryLater.
     """
 
-    def __init__(self, process: Callable[[K], Awaitable[None]],
-                 on_failure: Callable[[K, Exception], None] = lambda key, error: None):
+    def __init__(
+        self,
+        process: Callable[[K], Awaitable[None]],
+        on_failure: Callable[[K, Exception], None] = lambda key, error: None,
+    ):
         self._process = process
         self._on_failure = on_failure
         self._timers: dict[K, asyncio.TimerHandle] = {}

@@ -31,8 +31,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 def helm(cluster: Any, *args: str) -> str:
-    done = subprocess.run([str(cluster.control_plane.bin_dir / "helm"), f"--kubeconfig={cluster.kubeconfig}", *args],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [str(cluster.control_plane.bin_dir / "helm"), f"--kubeconfig={cluster.kubeconfig}", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, f"helm {' '.join(args)} failed:\n{done.stdout}{done.stderr}"
     return done.stdout
 
@@ -43,11 +47,34 @@ def operator_release(cluster: Any, kubectl: Any, images: Images) -> str:
     runs as the chart's Deployment on the dev node."""
     operator_repo, operator_tag = Images.split(images.operator)
     trainer_repo, trainer_tag = Images.split(images.trainer)
-    helm(cluster, "install", RELEASE, str(CHART), "--namespace", RELEASE_NS, "--create-namespace", "--wait",
-         "--timeout", "5m", "--set", f"image.repository={operator_repo}", "--set", f"image.tag={operator_tag}",
-         "--set", "image.pullPolicy=Never", "--set", f"trainer.image.repository={trainer_repo}",
-         "--set", f"trainer.image.tag={trainer_tag}", "--set", "trainer.pullPolicy=Never",
-         "--set-json", 'extraArgs=["--status-patch-interval=1"]', "--set-json", f"nodeSelector={json.dumps(ON_DEV_NODE)}")
+    helm(
+        cluster,
+        "install",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        RELEASE_NS,
+        "--create-namespace",
+        "--wait",
+        "--timeout",
+        "5m",
+        "--set",
+        f"image.repository={operator_repo}",
+        "--set",
+        f"image.tag={operator_tag}",
+        "--set",
+        "image.pullPolicy=Never",
+        "--set",
+        f"trainer.image.repository={trainer_repo}",
+        "--set",
+        f"trainer.image.tag={trainer_tag}",
+        "--set",
+        "trainer.pullPolicy=Never",
+        "--set-json",
+        'extraArgs=["--status-patch-interval=1"]',
+        "--set-json",
+        f"nodeSelector={json.dumps(ON_DEV_NODE)}",
+    )
     yield RELEASE_NS
     helm(cluster, "uninstall", RELEASE, "--namespace", RELEASE_NS, "--wait")
     kubectl("delete", "namespace", RELEASE_NS, "--wait=false", check=False)
@@ -57,16 +84,22 @@ def operator_release(cluster: Any, kubectl: Any, images: Images) -> str:
 def run_ns(cluster: Any, kubectl: Any, namespace: str, operator_release: str, tmp_path: Path) -> dict[str, Any]:
     """The test's namespace opted in to the operator, Pod Security `restricted`, with the claims
     `datasets` (log-intent data, read-only for the trainer) and `artifacts` on the dev node."""
-    kubectl("label", "namespace", namespace, "finetune.dev/enabled=true", "pod-security.kubernetes.io/enforce=restricted")
+    kubectl(
+        "label", "namespace", namespace, "finetune.dev/enabled=true", "pod-security.kubernetes.io/enforce=restricted"
+    )
     data = tmp_path / "datasets"
     (data / "log-intent").mkdir(parents=True)
     lines = (EXAMPLE / "train.jsonl").read_text().splitlines()
     (data / "log-intent" / "train.jsonl").write_text("\n".join(lines[:240]) + "\n")
-    (data / "log-intent" / "eval.jsonl").write_text("\n".join((EXAMPLE / "eval.jsonl").read_text().splitlines()[:60]) + "\n")
+    (data / "log-intent" / "eval.jsonl").write_text(
+        "\n".join((EXAMPLE / "eval.jsonl").read_text().splitlines()[:60]) + "\n"
+    )
     bad = lines[:2] + ['{"text": "unterminated', *lines[3:40]]
     (data / "log-intent" / "malformed.jsonl").write_text("\n".join(bad) + "\n")
-    pvs = [cluster.local_claim(namespace, "datasets", data, "1Gi"),
-           cluster.local_claim(namespace, "artifacts", tmp_path / "artifacts", "1Gi")]
+    pvs = [
+        cluster.local_claim(namespace, "datasets", data, "1Gi"),
+        cluster.local_claim(namespace, "artifacts", tmp_path / "artifacts", "1Gi"),
+    ]
     yield {"name": namespace, "datasets": data, "artifacts": tmp_path / "artifacts"}
     for pv in pvs:
         kubectl("delete", "pv", pv, "--wait=false", check=False)
@@ -76,14 +109,24 @@ def classification(name: str, **overrides: Any) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "method": "classification",
         "model": {"source": "builtin:minilm-l6"},
-        "dataset": {"source": "pvc://datasets/log-intent/train.jsonl",
-                    "validationSource": "pvc://datasets/log-intent/eval.jsonl",
-                    "format": "classification", "labels": LABELS},
+        "dataset": {
+            "source": "pvc://datasets/log-intent/train.jsonl",
+            "validationSource": "pvc://datasets/log-intent/eval.jsonl",
+            "format": "classification",
+            "labels": LABELS,
+        },
         "peft": {"type": "lora", "r": 8, "alpha": 16, "targetModules": ["auto"]},
         # a minute or two of CPU on a busy 2-core machine, enough to beat the untrained baseline
-        "training": {"maxSteps": 12, "learningRate": 0.003, "batchSize": 16, "gradientAccumulationSteps": 1,
-                     "maxSeqLength": 64, "optimizer": "adamw_torch", "gradientCheckpointing": False,
-                     "loggingSteps": 2},
+        "training": {
+            "maxSteps": 12,
+            "learningRate": 0.003,
+            "batchSize": 16,
+            "gradientAccumulationSteps": 1,
+            "maxSeqLength": 64,
+            "optimizer": "adamw_torch",
+            "gradientCheckpointing": False,
+            "loggingSteps": 2,
+        },
         "output": {"pvc": "artifacts", "path": name},
         "resources": {"gpus": 0, "cpu": "500m", "memory": "3Gi", "shmSize": "64Mi"},
         "scheduling": {"nodeSelector": ON_DEV_NODE},
@@ -121,12 +164,16 @@ def assert_one_line(status: dict[str, Any]) -> None:
 
 
 def test_trains_minilm_in_the_trainer_image_on_the_real_node(
-        cluster: Any, kubectl: Any, kube_api: client.ApiClient, run_ns: dict[str, Any], dev_node: str) -> None:
+    cluster: Any, kubectl: Any, kube_api: client.ApiClient, run_ns: dict[str, Any], dev_node: str
+) -> None:
     ns = run_ns["name"]
     runs = Runs(kube_api, ns)
     # one fake GPU: the device plugin allocates it, the trainer finds no CUDA and trains on CPU
-    runs.create(classification("tuned", resources={"gpus": 1, "gpuProduct": GPU_PRODUCT, "cpu": "1",
-                                                   "memory": "3Gi", "shmSize": "64Mi"}))
+    runs.create(
+        classification(
+            "tuned", resources={"gpus": 1, "gpuProduct": GPU_PRODUCT, "cpu": "1", "memory": "3Gi", "shmSize": "64Mi"}
+        )
+    )
     live: list[dict[str, Any]] = []
 
     def final(st: dict[str, Any]) -> bool:
@@ -157,13 +204,28 @@ def test_trains_minilm_in_the_trainer_image_on_the_real_node(
 def test_failures_reach_status_with_their_reason(kube_api: client.ApiClient, run_ns: dict[str, Any]) -> None:
     runs = Runs(kube_api, run_ns["name"])
     cases = {
-        "malformed": (classification("malformed", dataset={
-            "source": "pvc://datasets/log-intent/malformed.jsonl", "format": "classification", "labels": LABELS}),
-            "InvalidData", "malformed.jsonl:3"),
-        "no-model": (classification("no-model", model={"source": "pvc://datasets/no-such-model"}),
-                     "ModelNotFound", "no-such-model"),
-        "oom": (classification("oom", resources={"gpus": 0, "cpu": "500m", "memory": "200Mi", "shmSize": "16Mi"}),
-                "OOMKilled", "200Mi"),
+        "malformed": (
+            classification(
+                "malformed",
+                dataset={
+                    "source": "pvc://datasets/log-intent/malformed.jsonl",
+                    "format": "classification",
+                    "labels": LABELS,
+                },
+            ),
+            "InvalidData",
+            "malformed.jsonl:3",
+        ),
+        "no-model": (
+            classification("no-model", model={"source": "pvc://datasets/no-such-model"}),
+            "ModelNotFound",
+            "no-such-model",
+        ),
+        "oom": (
+            classification("oom", resources={"gpus": 0, "cpu": "500m", "memory": "200Mi", "shmSize": "16Mi"}),
+            "OOMKilled",
+            "200Mi",
+        ),
     }
     for body, _, _ in cases.values():
         runs.create(body)
@@ -181,8 +243,18 @@ def test_failures_reach_status_with_their_reason(kube_api: client.ApiClient, run
 
 def test_pod_deleted_mid_run_fails_the_run(kube_api: client.ApiClient, run_ns: dict[str, Any]) -> None:
     runs = Runs(kube_api, run_ns["name"])
-    runs.create(classification("deleted", training={"maxSteps": 5000, "batchSize": 8, "maxSeqLength": 64,
-                                                    "optimizer": "adamw_torch", "gradientCheckpointing": False}))
+    runs.create(
+        classification(
+            "deleted",
+            training={
+                "maxSteps": 5000,
+                "batchSize": 8,
+                "maxSeqLength": 64,
+                "optimizer": "adamw_torch",
+                "gradientCheckpointing": False,
+            },
+        )
+    )
     st = runs.wait("deleted", lambda s: (s.get("progress") or {}).get("stage") == "training", 600, "training")
     runs.core.delete_namespaced_pod(st["podName"], run_ns["name"])
     st = runs.wait("deleted", lambda s: s.get("phase") == "Failed", 300, "Failed")
@@ -192,10 +264,12 @@ def test_pod_deleted_mid_run_fails_the_run(kube_api: client.ApiClient, run_ns: d
 
 
 def test_more_gpus_than_the_node_has_stays_pending_with_the_schedulers_message(
-        kube_api: client.ApiClient, run_ns: dict[str, Any]) -> None:
+    kube_api: client.ApiClient, run_ns: dict[str, Any]
+) -> None:
     runs = Runs(kube_api, run_ns["name"])
-    runs.create(classification("too-big", resources={"gpus": 2, "gpuProduct": GPU_PRODUCT, "cpu": "500m",
-                                                     "memory": "1Gi"}))
+    runs.create(
+        classification("too-big", resources={"gpus": 2, "gpuProduct": GPU_PRODUCT, "cpu": "500m", "memory": "1Gi"})
+    )
     st = runs.wait("too-big", lambda s: s.get("reason") == "Unschedulable", 120, "Unschedulable")
     assert st["phase"] == "Pending"
     assert "Insufficient nvidia.com/gpu" in st["message"], st

@@ -15,9 +15,14 @@ LOCK_DIR = ROOT / "requirements"
 
 # Where the images and the dev environment run: CPython 3.11 on Linux x86_64.
 TARGET_ENV = {
-    "python_version": "3.11", "python_full_version": "3.11.2", "implementation_name": "cpython",
-    "platform_python_implementation": "CPython", "sys_platform": "linux", "platform_system": "Linux",
-    "platform_machine": "x86_64", "os_name": "posix",
+    "python_version": "3.11",
+    "python_full_version": "3.11.2",
+    "implementation_name": "cpython",
+    "platform_python_implementation": "CPython",
+    "sys_platform": "linux",
+    "platform_system": "Linux",
+    "platform_machine": "x86_64",
+    "os_name": "posix",
 }
 
 

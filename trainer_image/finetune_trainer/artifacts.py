@@ -98,8 +98,13 @@ class OutputDir:
         _fsync_dir(self.root)
         checksums = "".join(f"{digest}  {name}\n" for name, digest in sorted(sums.items()))
         write_atomic(self.root / CHECKSUMS, checksums)
-        marker = {"runId": self.run_id, "completedAt": now_rfc3339(),
-                  "sha256sums": hashlib.sha256(checksums.encode()).hexdigest(), "files": len(sums), "sizeBytes": size}
+        marker = {
+            "runId": self.run_id,
+            "completedAt": now_rfc3339(),
+            "sha256sums": hashlib.sha256(checksums.encode()).hexdigest(),
+            "files": len(sums),
+            "sizeBytes": size,
+        }
         write_atomic(self.root / COMPLETE_MARKER, json.dumps(marker, indent=2) + "\n")
         _fsync_dir(self.root)
         return {"files": sums, "size_bytes": size}

@@ -71,8 +71,12 @@ def resolve_labels(data: PreparedData, given: list[str] | None) -> list[str]:
         for records, name in ((data.train, data.train_name), (data.validation, data.validation_name)):
             for r in records:
                 if r.data["label"] not in seen:
-                    raise DataError.at(_file(name), r.line, "label",
-                                       f"unknown label {short(r.data['label'])}; dataset.labels is {short(list(given), 300)}")
+                    raise DataError.at(
+                        _file(name),
+                        r.line,
+                        "label",
+                        f"unknown label {short(r.data['label'])}; dataset.labels is {short(list(given), 300)}",
+                    )
         unused = [x for x in given if x not in {r.data["label"] for r in data.train}]
         if unused:
             log.warning("labels %s of dataset.labels never occur in the training data", unused)
@@ -83,14 +87,20 @@ def resolve_labels(data: PreparedData, given: list[str] | None) -> list[str]:
     found = {r.data["label"] for r in pool}
     labels = sorted(found, key=_label_sort_key(found))
     if len(labels) < 2:
-        raise DataError(f"{data.train_name}: every record has the label {short(labels[0] if labels else None)}; "
-                        "classification needs at least two labels")
+        raise DataError(
+            f"{data.train_name}: every record has the label {short(labels[0] if labels else None)}; "
+            "classification needs at least two labels"
+        )
     if data.report.validation_source == "file":
         for r in data.validation:
             if r.data["label"] not in found:
-                raise DataError.at(_file(data.validation_name), r.line, "label",
-                                   f"label {short(r.data['label'])} does not occur in the training data "
-                                   f"(its labels: {short(labels, 300)}); fix the record or list every label in dataset.labels")
+                raise DataError.at(
+                    _file(data.validation_name),
+                    r.line,
+                    "label",
+                    f"label {short(r.data['label'])} does not occur in the training data "
+                    f"(its labels: {short(labels, 300)}); fix the record or list every label in dataset.labels",
+                )
     return labels
 
 
@@ -117,7 +127,9 @@ def read_label_map(adapter_dir: str | Path) -> list[str]:
             raise ValueError("labels must be a list of at least two strings")
         return labels
     except FileNotFoundError:
-        raise ModelNotFoundError(f"adapter {adapter_dir}: no {LABEL_MAP_FILE} (not a classification adapter?)") from None
+        raise ModelNotFoundError(
+            f"adapter {adapter_dir}: no {LABEL_MAP_FILE} (not a classification adapter?)"
+        ) from None
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelNotFoundError(f"adapter {adapter_dir}: {LABEL_MAP_FILE} is invalid: {exc}") from None
 
@@ -146,7 +158,12 @@ def classification_metrics(y_true: list[int], y_pred: list[int], labels: list[st
         "accuracy": float(tp.sum() / n) if n else 0.0,
         "macroF1": float(f1[present].mean()) if present.any() else 0.0,
         "perClass": {
-            labels[i]: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(support[i])}
+            labels[i]: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
             for i in range(k)
         },
         "confusionMatrix": cm.tolist(),
@@ -194,7 +211,9 @@ def predict(model, examples: list[dict], pad_token_id: int, batch_size: int = 32
     return preds, total_loss / len(examples)
 
 
-def evaluate_classifier(model, examples: list[dict], labels: list[str], pad_token_id: int, batch_size: int = 32) -> dict:
+def evaluate_classifier(
+    model, examples: list[dict], labels: list[str], pad_token_id: int, batch_size: int = 32
+) -> dict:
     preds, loss = predict(model, examples, pad_token_id, batch_size)
     out = {"loss": loss}
     out.update(classification_metrics([e["labels"] for e in examples], preds, labels))
@@ -230,18 +249,26 @@ def load_classifier(location, labels: list[str], tokenizer, quantization=None, t
 
     id2label = {i: x for i, x in enumerate(labels)}
     label2id = {x: i for i, x in enumerate(labels)}
-    extra = dict(num_labels=len(labels), id2label=id2label, label2id=label2id,
-                 problem_type="single_label_classification", output_loading_info=True)
+    extra = dict(
+        num_labels=len(labels),
+        id2label=id2label,
+        label2id=label2id,
+        problem_type="single_label_classification",
+        output_loading_info=True,
+    )
     if quantization is not None:
         # transformers matches these from the start of the module path, as regexes: allow any prefix (bert.pooler).
         extra["skip_modules"] = [rf"(?:.*\.)?{h}" for h in HEAD_NAMES]
     try:
-        model, info = load_model(AutoModelForSequenceClassification, location, quantization,
-                                 trust_remote_code=trust_remote_code, **extra)
+        model, info = load_model(
+            AutoModelForSequenceClassification, location, quantization, trust_remote_code=trust_remote_code, **extra
+        )
     except ValueError as exc:
         if "Unrecognized configuration class" in str(exc):
-            raise ConfigError(f"model {location.source}: its architecture has no sequence-classification head in transformers "
-                              f"({str(exc).splitlines()[0][:200]})") from None
+            raise ConfigError(
+                f"model {location.source}: its architecture has no sequence-classification head in transformers "
+                f"({str(exc).splitlines()[0][:200]})"
+            ) from None
         raise
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
@@ -276,8 +303,10 @@ class ClassificationMethod(TrainingMethod):
 
     def check_compatible(self, ctx: RunContext) -> None:
         if ctx.config.evaluation.general_source:
-            raise ConfigError('field "evaluation.generalSource": the forgetting check measures the perplexity of a causal '
-                              "language model on general text; a classifier has none. Remove it for method classification")
+            raise ConfigError(
+                'field "evaluation.generalSource": the forgetting check measures the perplexity of a causal '
+                "language model on general text; a classifier has none. Remove it for method classification"
+            )
         if ctx.tokenizer.pad_token_id is None:
             raise ConfigError(f"model {ctx.config.model.source}: its tokenizer has neither a pad nor an EOS token")
 
@@ -297,16 +326,18 @@ class ClassificationMethod(TrainingMethod):
         ctx.eval_examples = val
 
     def load_model(self, ctx: RunContext):
-        model, self.new_modules = load_classifier(ctx.location, self.labels, ctx.tokenizer, ctx.config.peft.quantization,
-                                                  ctx.config.model.trust_remote_code)
+        model, self.new_modules = load_classifier(
+            ctx.location, self.labels, ctx.tokenizer, ctx.config.peft.quantization, ctx.config.model.trust_remote_code
+        )
         return model
 
     def modules_to_save(self, ctx: RunContext, model) -> list[str] | None:
         return head_modules(model, self.new_modules)
 
     def evaluate(self, ctx: RunContext, model, examples: list) -> dict:
-        return evaluate_classifier(model, examples, self.labels, ctx.tokenizer.pad_token_id,
-                                   max(8, ctx.config.training.batch_size))
+        return evaluate_classifier(
+            model, examples, self.labels, ctx.tokenizer.pad_token_id, max(8, ctx.config.training.batch_size)
+        )
 
     def evaluate_file(self, request: EvaluateRequest) -> dict:
         """Reload base + adapter (head included), predict ``request.data`` and return the metrics.
@@ -324,25 +355,36 @@ class ClassificationMethod(TrainingMethod):
         ids = {x: i for i, x in enumerate(labels)}
         for r in records:
             if r.data["label"] not in ids:
-                raise DataError.at(Path(request.data).name, r.line, "label",
-                                   f"unknown label {short(r.data['label'])}; the adapter's labels are {short(labels, 300)}")
+                raise DataError.at(
+                    Path(request.data).name,
+                    r.line,
+                    "label",
+                    f"unknown label {short(r.data['label'])}; the adapter's labels are {short(labels, 300)}",
+                )
         location = request.location()
         tokenizer = load_tokenizer(location)
         examples = encode(tokenizer, records, ids, min(request.max_seq_length, 512))
         model, _ = load_classifier(location, labels, tokenizer, request.quantization)
         batch_size = max(request.batch_size, 8)
         result = request.summary(method="classification")
-        result.update(evaluate_with_adapter(
-            model, request, lambda m: evaluate_classifier(m, examples, labels, tokenizer.pad_token_id, batch_size)))
+        result.update(
+            evaluate_with_adapter(
+                model, request, lambda m: evaluate_classifier(m, examples, labels, tokenizer.pad_token_id, batch_size)
+            )
+        )
         return result
 
     def build_trainer(self, ctx: RunContext, model, common_args: dict, callbacks: list):
         from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
         return Trainer(
-            model=model, args=TrainingArguments(**common_args), train_dataset=ctx.train_dataset,
-            eval_dataset=ctx.eval_dataset, data_collator=DataCollatorWithPadding(ctx.tokenizer),
-            processing_class=ctx.tokenizer, callbacks=callbacks,
+            model=model,
+            args=TrainingArguments(**common_args),
+            train_dataset=ctx.train_dataset,
+            eval_dataset=ctx.eval_dataset,
+            data_collator=DataCollatorWithPadding(ctx.tokenizer),
+            processing_class=ctx.tokenizer,
+            callbacks=callbacks,
         )
 
     def samples(self, ctx: RunContext, model) -> list[dict]:
@@ -354,8 +396,10 @@ class ClassificationMethod(TrainingMethod):
         tuned, _ = predict(model, examples, ctx.tokenizer.pad_token_id)
         with model.disable_adapter():
             base, _ = predict(model, examples, ctx.tokenizer.pad_token_id)
-        return [{"prompt": r.data["text"], "reference": r.data["label"], "base": self.labels[b], "tuned": self.labels[t]}
-                for r, b, t in zip(records, base, tuned)]
+        return [
+            {"prompt": r.data["text"], "reference": r.data["label"], "base": self.labels[b], "tuned": self.labels[t]}
+            for r, b, t in zip(records, base, tuned)
+        ]
 
     def save(self, ctx: RunContext, model, staging: Path) -> None:
         super().save(ctx, model, staging)
@@ -367,8 +411,9 @@ class ClassificationMethod(TrainingMethod):
         metrics["labels"] = list(self.labels)
         final, base = metrics.get("final") or {}, metrics.get("baseline") or {}
         if final.get("confusionMatrix"):
-            plot_confusion_matrices(staging / CONFUSION_PNG, self.labels, final["confusionMatrix"],
-                                    base.get("confusionMatrix"))
+            plot_confusion_matrices(
+                staging / CONFUSION_PNG, self.labels, final["confusionMatrix"], base.get("confusionMatrix")
+            )
         return report_sections(base, final, self.labels)
 
     def merge(self, ctx: RunContext, adapter_dir: Path, target: Path) -> None:
@@ -409,15 +454,22 @@ def report_sections(base: dict, final: dict, labels: list[str]) -> list[str]:
     for label in labels:
         c = final["perClass"][label]
         lines.append(f"| {label} | {_pct(c['precision'])} | {_pct(c['recall'])} | {_pct(c['f1'])} | {c['support']} |")
-    lines += ["", "### Confusion matrix (tuned; rows: true label, columns: predicted)", "",
-              "| true \\ predicted | " + " | ".join(labels) + " |", "| --- |" + " --- |" * len(labels)]
+    lines += [
+        "",
+        "### Confusion matrix (tuned; rows: true label, columns: predicted)",
+        "",
+        "| true \\ predicted | " + " | ".join(labels) + " |",
+        "| --- |" + " --- |" * len(labels),
+    ]
     for label, row in zip(labels, final["confusionMatrix"]):
         lines.append(f"| **{label}** | " + " | ".join(str(v) for v in row) + " |")
     lines += ["", f"![confusion matrix]({CONFUSION_PNG})", ""]
     return lines
 
 
-def plot_confusion_matrices(path: Path, labels: list[str], final_cm: list[list[int]], base_cm: list[list[int]] | None = None) -> None:
+def plot_confusion_matrices(
+    path: Path, labels: list[str], final_cm: list[list[int]], base_cm: list[list[int]] | None = None
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -440,8 +492,15 @@ def plot_confusion_matrices(path: Path, labels: list[str], final_cm: list[list[i
             hi = m.max() if m.size else 0
             for i in range(m.shape[0]):
                 for j in range(m.shape[1]):
-                    ax.text(j, i, str(m[i, j]), ha="center", va="center", fontsize=8,
-                            color="white" if hi and m[i, j] > hi / 2 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        str(m[i, j]),
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="white" if hi and m[i, j] > hi / 2 else "black",
+                    )
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

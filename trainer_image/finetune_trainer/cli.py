@@ -79,7 +79,10 @@ def failure_summary(exc: BaseException) -> tuple[int, TrainerSummary]:
     if isinstance(exc, TrainerError):
         code, message = exc.exit_code, exc.message
     elif is_out_of_memory(exc):
-        code, message = ExitCode.OUT_OF_MEMORY, f"{OOM_HINT} ({str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__})"
+        code, message = (
+            ExitCode.OUT_OF_MEMORY,
+            f"{OOM_HINT} ({str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__})",
+        )
     else:
         code, message = ExitCode.FAILED, f"{type(exc).__name__}: {str(exc).strip()[:1500]}"
     summary = TrainerSummary(outcome="failed", reason=EXIT_CODE_REASONS[code].value, message=message[:2048])
@@ -99,8 +102,14 @@ def cmd_train(args) -> int:
             return run_workers(config, config_path, processes)
         if distributed.is_worker():
             distributed.setup_worker()
-        log.info("config %s: method %s, model %s, data %s, output %s", config_path, config.method.value,
-                 config.model.source, config.dataset.source, config.output.dir)
+        log.info(
+            "config %s: method %s, model %s, data %s, output %s",
+            config_path,
+            config.method.value,
+            config.model.source,
+            config.dataset.source,
+            config.output.dir,
+        )
         reporter = make_reporter(config)
         summary = train(config, reporter)
     except KeyboardInterrupt:
@@ -143,10 +152,18 @@ def cmd_evaluate(args) -> int:
     from .methods import EvaluateRequest, evaluate_command
 
     try:
-        result = evaluate_command(EvaluateRequest(
-            model=args.model, data=args.data, adapter=args.adapter, format=DatasetFormat(args.format),
-            max_seq_length=args.max_seq_length, batch_size=args.batch_size, compare_base=args.compare_base,
-            quantize=args.qlora))
+        result = evaluate_command(
+            EvaluateRequest(
+                model=args.model,
+                data=args.data,
+                adapter=args.adapter,
+                format=DatasetFormat(args.format),
+                max_seq_length=args.max_seq_length,
+                batch_size=args.batch_size,
+                compare_base=args.compare_base,
+                quantize=args.qlora,
+            )
+        )
     except BaseException as exc:  # noqa: BLE001
         if isinstance(exc, KeyboardInterrupt):
             raise
@@ -183,8 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command")
     t = sub.add_parser("train", help="train as the config says (the default)")
     t.add_argument("--config", dest="config_sub", help="TrainerConfig JSON")
-    e = sub.add_parser("evaluate", help="loss and perplexity of a model (+ adapter) on a dataset (accuracy/F1 for classification, "
-                       "preference accuracy and reward margin for preference data); prints JSON")
+    e = sub.add_parser(
+        "evaluate",
+        help="loss and perplexity of a model (+ adapter) on a dataset (accuracy/F1 for classification, "
+        "preference accuracy and reward margin for preference data); prints JSON",
+    )
     e.add_argument("--model", required=True, help="model source: a directory, hf://org/name or builtin:name")
     e.add_argument("--adapter", help="adapter directory (adapter_config.json + adapter_model.safetensors)")
     e.add_argument("--data", required=True, help="JSONL or JSON-array file")
@@ -193,8 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int, default=4)
     e.add_argument("--compare-base", action="store_true", help="also evaluate the base model without the adapter")
     e.add_argument("--qlora", action="store_true", help="load the base model in 4-bit (as QLoRA trained it)")
-    c = sub.add_parser("cleanup", help="remove the files one run wrote to its output directory (never another run's); "
-                       "prints JSON")
+    c = sub.add_parser(
+        "cleanup", help="remove the files one run wrote to its output directory (never another run's); prints JSON"
+    )
     c.add_argument("--output", required=True, help="the run's output directory")
     c.add_argument("--run-id", required=True, help="the run (FineTuneJob uid) whose files to remove")
     c.add_argument("--termination-message-path", default="/dev/termination-log")

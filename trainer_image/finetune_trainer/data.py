@@ -88,7 +88,9 @@ def _iter_json_array(text: str, name: str) -> Iterator[tuple[int, Any]]:
         raise DataError.at(name, line_of(pos), None, "not valid JSON: expected ',' or ']' between records")
 
 
-def read_records(path: str | Path, fmt: DatasetFormat, allowed: set[DatasetFormat] | None = None) -> tuple[DatasetFormat, list[Record]]:
+def read_records(
+    path: str | Path, fmt: DatasetFormat, allowed: set[DatasetFormat] | None = None
+) -> tuple[DatasetFormat, list[Record]]:
     """Read and validate every record of a JSONL file or JSON array.
 
     With ``fmt=auto`` the format is detected from the first record and every record must match it.
@@ -99,17 +101,34 @@ def read_records(path: str | Path, fmt: DatasetFormat, allowed: set[DatasetForma
     first_line = None
     for lineno, raw in _iter_raw(path, name):
         if not isinstance(raw, dict):
-            raise DataError.at(name, lineno, None, f"expected a JSON object per record, got {type(raw).__name__} {short(raw)}")
+            raise DataError.at(
+                name, lineno, None, f"expected a JSON object per record, got {type(raw).__name__} {short(raw)}"
+            )
         detected = detect_format(raw)
         if fmt is DatasetFormat.AUTO:
             if detected is None:
                 known = "; ".join(f"{f.name.value}: {sorted(_keys_hint(f))}" for f in FORMATS.values())
-                raise DataError.at(name, lineno, None, f"cannot tell the record format from keys {sorted(raw)} (known formats: {known})")
+                raise DataError.at(
+                    name,
+                    lineno,
+                    None,
+                    f"cannot tell the record format from keys {sorted(raw)} (known formats: {known})",
+                )
             if allowed is not None and detected not in allowed:
-                raise DataError.at(name, lineno, None, f"records are in {detected.value!r} format, which this method cannot train on (it takes {', '.join(sorted(a.value for a in allowed))}){_hint(detected, allowed)}")
+                raise DataError.at(
+                    name,
+                    lineno,
+                    None,
+                    f"records are in {detected.value!r} format, which this method cannot train on (it takes {', '.join(sorted(a.value for a in allowed))}){_hint(detected, allowed)}",
+                )
             fmt, first_line = detected, lineno
         elif first_line is not None and detected is not None and detected is not fmt:
-            raise DataError.at(name, lineno, None, f"mixed formats: this record looks like {detected.value!r} but the first record (line {first_line}) is {fmt.value!r}; every record must use the same format")
+            raise DataError.at(
+                name,
+                lineno,
+                None,
+                f"mixed formats: this record looks like {detected.value!r} but the first record (line {first_line}) is {fmt.value!r}; every record must use the same format",
+            )
         if first_line is None:
             first_line = lineno
         spec = FORMATS[fmt]
@@ -117,7 +136,12 @@ def read_records(path: str | Path, fmt: DatasetFormat, allowed: set[DatasetForma
             data = spec.validate(raw)
         except FieldProblem as p:
             if detected is not None and detected is not fmt and p.problem == "missing":
-                raise DataError.at(name, lineno, p.field, f"missing (this record looks like {detected.value!r} data, but the dataset is {fmt.value!r})") from None
+                raise DataError.at(
+                    name,
+                    lineno,
+                    p.field,
+                    f"missing (this record looks like {detected.value!r} data, but the dataset is {fmt.value!r})",
+                ) from None
             raise DataError.at(name, lineno, p.field, p.problem) from None
         records.append(Record(lineno, data, _key(data)))
     if fmt is DatasetFormat.AUTO:
@@ -167,12 +191,16 @@ class CurationReport:
         return out
 
     def summary(self) -> str:
-        s = (f"{self.records_read} records read ({self.format}), {self.short_dropped} empty/too short and "
-             f"{self.duplicates_dropped} duplicates dropped, {self.usable} usable: {self.train_records} train / "
-             f"{self.validation_records} validation")
+        s = (
+            f"{self.records_read} records read ({self.format}), {self.short_dropped} empty/too short and "
+            f"{self.duplicates_dropped} duplicates dropped, {self.usable} usable: {self.train_records} train / "
+            f"{self.validation_records} validation"
+        )
         if self.validation_source == "file":
-            s += (f" (validation file: {self.validation_read} read, {self.validation_short_dropped} short and "
-                  f"{self.validation_duplicates_dropped} duplicates dropped, {self.validation_overlap_removed} also in train removed)")
+            s += (
+                f" (validation file: {self.validation_read} read, {self.validation_short_dropped} short and "
+                f"{self.validation_duplicates_dropped} duplicates dropped, {self.validation_overlap_removed} also in train removed)"
+            )
         return s
 
 
@@ -181,7 +209,9 @@ def _camel(name: str) -> str:
     return head + "".join(p.title() for p in rest)
 
 
-def curate(records: list[Record], fmt: DatasetFormat, min_chars: int, deduplicate: bool) -> tuple[list[Record], int, int]:
+def curate(
+    records: list[Record], fmt: DatasetFormat, min_chars: int, deduplicate: bool
+) -> tuple[list[Record], int, int]:
     """Drop records whose trained-on text is shorter than ``min_chars`` and exact duplicates (first kept)."""
     spec = FORMATS[fmt]
     seen: set[str] = set()
@@ -227,7 +257,9 @@ def load_dataset_spec(spec: DatasetSpec, seed: int, allowed: set[DatasetFormat] 
     fmt, raw = read_records(spec.source, spec.format, allowed)
     kept, short_n, dup_n = curate(raw, fmt, spec.min_chars, spec.deduplicate)
     name = Path(spec.source).name
-    report = CurationReport(format=fmt.value, records_read=len(raw), short_dropped=short_n, duplicates_dropped=dup_n, usable=len(kept))
+    report = CurationReport(
+        format=fmt.value, records_read=len(raw), short_dropped=short_n, duplicates_dropped=dup_n, usable=len(kept)
+    )
     if len(kept) < spec.min_records:
         raise DataError(
             f"{name}: only {len(kept)} usable records ({len(raw)} read, {short_n} empty or shorter than minChars={spec.min_chars}, "

@@ -85,12 +85,22 @@ def launch(argv: list[str], processes: int) -> tuple[int, TrainerSummary | None]
     """Run ``finetune-train argv`` as ``processes`` workers; returns (exit code, summary to write
     as the termination message, or None when rank 0 wrote it)."""
     reports = tempfile.mkdtemp(prefix="finetune-ranks-")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
-           "-m", "finetune_trainer", *argv]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={processes}",
+        "-m",
+        "finetune_trainer",
+        *argv,
+    ]
     env = dict(os.environ, **{REPORTS_ENV: reports})
     log.info("%d processes (one per GPU): %s", processes, " ".join(cmd))
     child = subprocess.Popen(cmd, env=env)
-    previous = {s: signal.signal(s, lambda signum, _frame: child.send_signal(signum)) for s in (signal.SIGTERM, signal.SIGINT)}
+    previous = {
+        s: signal.signal(s, lambda signum, _frame: child.send_signal(signum)) for s in (signal.SIGTERM, signal.SIGINT)
+    }
     try:
         rc = child.wait()
     finally:
@@ -117,7 +127,10 @@ def first_failure(reports: Path, rc: int) -> tuple[int, TrainerSummary]:
         summary = TrainerSummary.model_validate(first["summary"])
         message = f"rank {first['rank']}: {summary.message or ''}"[:2048]
         return int(first["exitCode"]), summary.model_copy(update={"message": message})
-    message = (f"a training process ended without a report (torch.distributed.run exit code {rc}: killed, e.g. by the "
-               "kernel's OOM killer, or a crash); see the pod log")
-    return int(ExitCode.FAILED), TrainerSummary(outcome="failed", reason=EXIT_CODE_REASONS[ExitCode.FAILED].value,
-                                                message=message)
+    message = (
+        f"a training process ended without a report (torch.distributed.run exit code {rc}: killed, e.g. by the "
+        "kernel's OOM killer, or a crash); see the pod log"
+    )
+    return int(ExitCode.FAILED), TrainerSummary(
+        outcome="failed", reason=EXIT_CODE_REASONS[ExitCode.FAILED].value, message=message
+    )

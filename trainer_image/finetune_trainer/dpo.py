@@ -42,7 +42,9 @@ log = logging.getLogger("finetune_trainer")
 
 def _ids(tokenizer, value, generation_prompt: bool = False) -> list[int]:
     if isinstance(value, list):
-        out = tokenizer.apply_chat_template(value, tokenize=True, return_dict=True, add_generation_prompt=generation_prompt)
+        out = tokenizer.apply_chat_template(
+            value, tokenize=True, return_dict=True, add_generation_prompt=generation_prompt
+        )
         return list(out["input_ids"])
     return list(tokenizer(text=value)["input_ids"])
 
@@ -70,7 +72,9 @@ def tokenize_pairs(tokenizer, records, file: str, max_len: int, counts: dict | N
         try:
             ex = tokenize_pair(tokenizer, r.data)
         except Exception as exc:  # a chat template rejecting the messages
-            raise DataError.at(file, r.line, "prompt", f"the model's chat template rejects this record: {exc}") from None
+            raise DataError.at(
+                file, r.line, "prompt", f"the model's chat template rejects this record: {exc}"
+            ) from None
         room = max_len - len(ex["prompt_ids"])
         if room <= 0:
             if counts is not None:
@@ -140,8 +144,9 @@ def reference_context(model, continuing: bool):
     return None
 
 
-def preference_metrics(model, pairs: list[dict], pad_id: int, beta: float, batch_size: int = 4,
-                       continuing: bool = False) -> dict:
+def preference_metrics(
+    model, pairs: list[dict], pad_id: int, beta: float, batch_size: int = 4, continuing: bool = False
+) -> dict:
     import torch
 
     if not pairs:
@@ -208,11 +213,17 @@ class DPOMethod(TrainingMethod):
         if chat and plain:
             odd = plain[0] if len(plain) <= len(chat) else chat[0]
             kind = "a string prompt" if odd in plain else "a chat-message prompt"
-            raise DataError.at(ctx.data.train_name, odd.line, "prompt",
-                               f"has {kind} unlike the other records; use one form (all strings or all message lists)")
+            raise DataError.at(
+                ctx.data.train_name,
+                odd.line,
+                "prompt",
+                f"has {kind} unlike the other records; use one form (all strings or all message lists)",
+            )
         if chat and not getattr(ctx.tokenizer, "chat_template", None):
-            raise ConfigError(f"model {ctx.config.model.source} has no chat template, but {ctx.data.train_name} holds "
-                              "chat-message preference records; use a chat/instruct model or string prompts")
+            raise ConfigError(
+                f"model {ctx.config.model.source} has no chat template, but {ctx.data.train_name} holds "
+                "chat-message preference records; use a chat/instruct model or string prompts"
+            )
 
     def prepare(self, ctx: RunContext) -> None:
         from datasets import Dataset
@@ -237,15 +248,25 @@ class DPOMethod(TrainingMethod):
         val = [r for r in ctx.data.validation if answer_text(r.data["chosen"]) != answer_text(r.data["rejected"])]
         ctx.eval_dataset = Dataset.from_list([dict(r.data) for r in val]) if val else None
         ctx.eval_examples = tokenize_pairs(ctx.tokenizer, val, ctx.data.validation_name, t.max_seq_length, counts)
-        tokenize_pairs(ctx.tokenizer, train_recs, ctx.data.train_name, t.max_seq_length, counts)  # counts + template errors
+        tokenize_pairs(
+            ctx.tokenizer, train_recs, ctx.data.train_name, t.max_seq_length, counts
+        )  # counts + template errors
         if ctx.config.evaluation.general_source:
-            ctx.general_examples = general_examples(ctx.tokenizer, ctx.config.evaluation.general_source, t.max_seq_length)
+            ctx.general_examples = general_examples(
+                ctx.tokenizer, ctx.config.evaluation.general_source, t.max_seq_length
+            )
 
     def evaluate(self, ctx: RunContext, model, examples: list) -> dict:
         if examples and "labels" in examples[0]:  # general text (forgetting check)
             return evaluate_lm(model, examples, ctx.tokenizer.pad_token_id, ctx.config.training.batch_size)
-        return preference_metrics(model, examples, ctx.tokenizer.pad_token_id, ctx.config.training.dpo_beta,
-                                  ctx.config.training.batch_size, self.continuing)
+        return preference_metrics(
+            model,
+            examples,
+            ctx.tokenizer.pad_token_id,
+            ctx.config.training.dpo_beta,
+            ctx.config.training.batch_size,
+            self.continuing,
+        )
 
     def evaluate_file(self, request: EvaluateRequest, beta: float = 0.1) -> dict:
         """Preference metrics of base + adapter against the base model (the adapter disabled)."""
@@ -268,8 +289,13 @@ class DPOMethod(TrainingMethod):
         t = ctx.config.training
         args = DPOConfig(**common_args, beta=t.dpo_beta, max_length=t.max_seq_length, dataset_num_proc=None)
         return DPOTrainer(
-            model=model, ref_model=None, args=args, train_dataset=ctx.train_dataset, eval_dataset=ctx.eval_dataset,
-            processing_class=ctx.tokenizer, callbacks=callbacks,
+            model=model,
+            ref_model=None,
+            args=args,
+            train_dataset=ctx.train_dataset,
+            eval_dataset=ctx.eval_dataset,
+            processing_class=ctx.tokenizer,
+            callbacks=callbacks,
         )
 
     def samples(self, ctx: RunContext, model) -> list[dict]:
@@ -280,15 +306,25 @@ class DPOMethod(TrainingMethod):
             return []
         out = []
         for r in ctx.data.validation[:n]:
-            ids = _ids(ctx.tokenizer, r.data["prompt"], generation_prompt=True)[-ctx.config.training.max_seq_length:]
-            shown = (r.data["prompt"] if isinstance(r.data["prompt"], str)
-                     else "\n".join(f"[{m['role']}] {m['content']}" for m in r.data["prompt"]))
+            ids = _ids(ctx.tokenizer, r.data["prompt"], generation_prompt=True)[-ctx.config.training.max_seq_length :]
+            shown = (
+                r.data["prompt"]
+                if isinstance(r.data["prompt"], str)
+                else "\n".join(f"[{m['role']}] {m['content']}" for m in r.data["prompt"])
+            )
             tuned = generate(model, ctx.tokenizer, ids, ctx.config.evaluation.max_new_tokens)
             ref = reference_context(model, self.continuing)
             with ref if ref is not None else contextlib.nullcontext():
                 base = generate(model, ctx.tokenizer, ids, ctx.config.evaluation.max_new_tokens)
-            out.append({"prompt": shown, "reference": f"chosen: {answer_text(r.data['chosen'])}\n\nrejected: "
-                        f"{answer_text(r.data['rejected'])}", "base": base, "tuned": tuned})
+            out.append(
+                {
+                    "prompt": shown,
+                    "reference": f"chosen: {answer_text(r.data['chosen'])}\n\nrejected: "
+                    f"{answer_text(r.data['rejected'])}",
+                    "base": base,
+                    "tuned": tuned,
+                }
+            )
         return out
 
     def save(self, ctx: RunContext, model, staging: Path) -> None:
@@ -297,8 +333,12 @@ class DPOMethod(TrainingMethod):
         ctx.tokenizer.save_pretrained(str(staging))
 
     def finalize(self, ctx: RunContext, metrics: dict, staging: Path) -> list[str]:
-        return report_section(metrics.get("baseline") or {}, metrics.get("final") or {},
-                              ctx.config.model.adapter, ctx.config.training.dpo_beta)
+        return report_section(
+            metrics.get("baseline") or {},
+            metrics.get("final") or {},
+            ctx.config.model.adapter,
+            ctx.config.training.dpo_beta,
+        )
 
 
 def general_examples(tokenizer, path: str, max_len: int) -> list[dict]:

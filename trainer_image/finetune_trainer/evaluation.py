@@ -62,8 +62,13 @@ def generate(model, tokenizer, prompt_ids: list[int], max_new_tokens: int) -> st
     device = next(p.device for p in model.parameters())
     ids = torch.tensor([prompt_ids], device=device)
     with torch.no_grad():
-        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                             do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        out = model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+        )
     if was_training:
         model.train()
-    return tokenizer.decode(out[0, len(prompt_ids):], skip_special_tokens=True).strip()
+    return tokenizer.decode(out[0, len(prompt_ids) :], skip_special_tokens=True).strip()

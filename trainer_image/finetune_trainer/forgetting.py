@@ -30,12 +30,20 @@ def forgetting_table(metrics: dict, general_name: str | None = None) -> dict | N
         return None
     db, df = metrics.get("baseline") or {}, metrics.get("final") or {}
     rows = {
-        "domain": {"set": "validation", "perplexityBefore": _num(db.get("perplexity")),
-                   "perplexityAfter": _num(df.get("perplexity")), "lossBefore": _num(db.get("loss")),
-                   "lossAfter": _num(df.get("loss"))},
-        "general": {"set": general_name or "generalSource", "perplexityBefore": _num(gb.get("perplexity")),
-                    "perplexityAfter": _num(gf.get("perplexity")), "lossBefore": _num(gb.get("loss")),
-                    "lossAfter": _num(gf.get("loss"))},
+        "domain": {
+            "set": "validation",
+            "perplexityBefore": _num(db.get("perplexity")),
+            "perplexityAfter": _num(df.get("perplexity")),
+            "lossBefore": _num(db.get("loss")),
+            "lossAfter": _num(df.get("loss")),
+        },
+        "general": {
+            "set": general_name or "generalSource",
+            "perplexityBefore": _num(gb.get("perplexity")),
+            "perplexityAfter": _num(gf.get("perplexity")),
+            "lossBefore": _num(gb.get("loss")),
+            "lossAfter": _num(gf.get("loss")),
+        },
     }
     for row in rows.values():
         row["perplexityChange"] = _change(row["perplexityBefore"], row["perplexityAfter"])

@@ -153,7 +153,9 @@ def _messages(value: object, path: str, assistant_only: bool) -> list[dict]:
 def _answer(record: dict, key: str, chat: bool):
     if key not in record or record[key] is None:
         if key == "rejected":
-            raise FieldProblem("rejected", f"missing: DPO learns from a rejected answer next to each chosen one; {SFT_HINT}")
+            raise FieldProblem(
+                "rejected", f"missing: DPO learns from a rejected answer next to each chosen one; {SFT_HINT}"
+            )
         raise FieldProblem(key, "missing")
     value = record[key]
     if chat:
@@ -163,18 +165,23 @@ def _answer(record: dict, key: str, chat: bool):
             value = [value]
         return _messages(value, key, assistant_only=True)
     if isinstance(value, (list, dict)):
-        raise FieldProblem(key, "is a chat message (list), but the prompt is a string; give the prompt as a list of messages too")
+        raise FieldProblem(
+            key, "is a chat message (list), but the prompt is a string; give the prompt as a list of messages too"
+        )
     return _text(value, key)
 
 
 def validate_preference(record: dict) -> dict:
     if "prompt" not in record or record["prompt"] is None:
-        raise FieldProblem("prompt", "missing (preference records are {\"prompt\", \"chosen\", \"rejected\"})")
+        raise FieldProblem("prompt", 'missing (preference records are {"prompt", "chosen", "rejected"})')
     prompt = record["prompt"]
     chat = isinstance(prompt, list)
     prompt = _messages(prompt, "prompt", assistant_only=False) if chat else _text(prompt, "prompt")
     if chat and prompt[-1]["role"] == "assistant":
-        raise FieldProblem(f"prompt[{len(prompt) - 1}].role", "the prompt ends with an assistant message; it should end with the user turn being answered")
+        raise FieldProblem(
+            f"prompt[{len(prompt) - 1}].role",
+            "the prompt ends with an assistant message; it should end with the user turn being answered",
+        )
     return {"prompt": prompt, "chosen": _answer(record, "chosen", chat), "rejected": _answer(record, "rejected", chat)}
 
 
@@ -189,62 +196,72 @@ def is_chat_preference(record: dict) -> bool:
 
 # --- the table -----------------------------------------------------------------------------------
 
-FORMATS: dict[DatasetFormat, RecordFormat] = {f.name: f for f in (
-    RecordFormat(
-        name=DatasetFormat.CHAT, method=Method.SFT,
-        detect=lambda r: "messages" in r,
-        validate=lambda r: {"messages": _turns(r, "messages", "role", "content", CHAT_ROLES, "assistant")},
-        trained_text=_answers,
-        example='{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}',
-    ),
-    RecordFormat(
-        name=DatasetFormat.SHAREGPT, method=Method.SFT,
-        detect=lambda r: "conversations" in r,
-        # Converted to chat messages on the way in.
-        validate=lambda r: {"messages": _turns(r, "conversations", "from", "value", SHAREGPT_ROLES, "gpt")},
-        trained_text=_answers,
-        example='{"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello!"}]}',
-    ),
-    RecordFormat(
-        name=DatasetFormat.ALPACA, method=Method.SFT,
-        detect=lambda r: "instruction" in r,
-        validate=lambda r: {
-            "instruction": _str_field(r, "instruction"),
-            "input": _str_field(r, "input", required=False) or "",
-            "output": _str_field(r, "output"),
-        },
-        trained_text=lambda r: r["output"],
-        example='{"instruction": "Translate to French", "input": "cat", "output": "chat"}',
-    ),
-    RecordFormat(
-        name=DatasetFormat.PROMPT_COMPLETION, method=Method.SFT,
-        detect=lambda r: "completion" in r,
-        validate=lambda r: {"prompt": _str_field(r, "prompt"), "completion": _str_field(r, "completion")},
-        trained_text=lambda r: r["completion"],
-        example='{"prompt": "2+2=", "completion": "4"}',
-    ),
-    RecordFormat(
-        name=DatasetFormat.TEXT, method=Method.SFT,
-        detect=lambda r: "text" in r and "label" not in r,
-        validate=lambda r: {"text": _str_field(r, "text")},
-        trained_text=lambda r: r["text"],
-        example='{"text": "Plain text to continue."}',
-    ),
-    RecordFormat(
-        name=DatasetFormat.CLASSIFICATION, method=Method.CLASSIFICATION,
-        detect=lambda r: "label" in r,
-        validate=validate_classification,
-        trained_text=lambda r: r["text"],
-        example='{"text": "%LINK-3-UPDOWN: Interface Gi0/1, changed state to down", "label": "link-state"}',
-    ),
-    RecordFormat(
-        name=DatasetFormat.PREFERENCE, method=Method.DPO,
-        detect=lambda r: "chosen" in r or "rejected" in r,
-        validate=validate_preference,
-        trained_text=lambda r: answer_text(r["chosen"]),
-        example='{"prompt": "Is 10.0.0.1 a private address?", "chosen": "Yes: 10.0.0.0/8 is RFC 1918 space.", "rejected": "No."}',
-    ),
-)}
+FORMATS: dict[DatasetFormat, RecordFormat] = {
+    f.name: f
+    for f in (
+        RecordFormat(
+            name=DatasetFormat.CHAT,
+            method=Method.SFT,
+            detect=lambda r: "messages" in r,
+            validate=lambda r: {"messages": _turns(r, "messages", "role", "content", CHAT_ROLES, "assistant")},
+            trained_text=_answers,
+            example='{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}',
+        ),
+        RecordFormat(
+            name=DatasetFormat.SHAREGPT,
+            method=Method.SFT,
+            detect=lambda r: "conversations" in r,
+            # Converted to chat messages on the way in.
+            validate=lambda r: {"messages": _turns(r, "conversations", "from", "value", SHAREGPT_ROLES, "gpt")},
+            trained_text=_answers,
+            example='{"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello!"}]}',
+        ),
+        RecordFormat(
+            name=DatasetFormat.ALPACA,
+            method=Method.SFT,
+            detect=lambda r: "instruction" in r,
+            validate=lambda r: {
+                "instruction": _str_field(r, "instruction"),
+                "input": _str_field(r, "input", required=False) or "",
+                "output": _str_field(r, "output"),
+            },
+            trained_text=lambda r: r["output"],
+            example='{"instruction": "Translate to French", "input": "cat", "output": "chat"}',
+        ),
+        RecordFormat(
+            name=DatasetFormat.PROMPT_COMPLETION,
+            method=Method.SFT,
+            detect=lambda r: "completion" in r,
+            validate=lambda r: {"prompt": _str_field(r, "prompt"), "completion": _str_field(r, "completion")},
+            trained_text=lambda r: r["completion"],
+            example='{"prompt": "2+2=", "completion": "4"}',
+        ),
+        RecordFormat(
+            name=DatasetFormat.TEXT,
+            method=Method.SFT,
+            detect=lambda r: "text" in r and "label" not in r,
+            validate=lambda r: {"text": _str_field(r, "text")},
+            trained_text=lambda r: r["text"],
+            example='{"text": "Plain text to continue."}',
+        ),
+        RecordFormat(
+            name=DatasetFormat.CLASSIFICATION,
+            method=Method.CLASSIFICATION,
+            detect=lambda r: "label" in r,
+            validate=validate_classification,
+            trained_text=lambda r: r["text"],
+            example='{"text": "%LINK-3-UPDOWN: Interface Gi0/1, changed state to down", "label": "link-state"}',
+        ),
+        RecordFormat(
+            name=DatasetFormat.PREFERENCE,
+            method=Method.DPO,
+            detect=lambda r: "chosen" in r or "rejected" in r,
+            validate=validate_preference,
+            trained_text=lambda r: answer_text(r["chosen"]),
+            example='{"prompt": "Is 10.0.0.1 a private address?", "chosen": "Yes: 10.0.0.0/8 is RFC 1918 space.", "rejected": "No."}',
+        ),
+    )
+}
 
 # What data of another method lacks, for "train on it with method sft" hints.
 _MISSING_FOR = {Method.DPO: "it has no rejected answers", Method.CLASSIFICATION: "it has no labels"}

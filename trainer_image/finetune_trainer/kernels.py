@@ -38,8 +38,10 @@ def attention_implementation(spec: KernelsSpec) -> str:
     if choice != "varlen":
         return choice
     if torch.cuda.is_available() and flash_varlen() is None:
-        log.warning("training.kernels.attention varlen: this PyTorch has no variable-length flash kernel; "
-                    "packed examples are attended one at a time with sdpa")
+        log.warning(
+            "training.kernels.attention varlen: this PyTorch has no variable-length flash kernel; "
+            "packed examples are attended one at a time with sdpa"
+        )
     register_varlen_attention()
     return VARLEN
 
@@ -52,8 +54,9 @@ def register_varlen_attention() -> None:
     ALL_MASK_ATTENTION_FUNCTIONS.register(VARLEN, sdpa_mask)  # the mask of the sdpa fallback
 
 
-def varlen_attention_forward(module, query, key, value, attention_mask, dropout: float = 0.0,
-                             scaling: float | None = None, **kwargs):
+def varlen_attention_forward(
+    module, query, key, value, attention_mask, dropout: float = 0.0, scaling: float | None = None, **kwargs
+):
     """transformers attention interface: ``query`` [batch, heads, tokens, dim], key/value with
     ``num_key_value_heads``; returns ([batch, tokens, heads, dim], None)."""
     import torch
@@ -61,7 +64,9 @@ def varlen_attention_forward(module, query, key, value, attention_mask, dropout:
 
     cu_seq_lens = kwargs.get("cu_seq_lens_q")
     if cu_seq_lens is None or query.shape[0] != 1 or dropout or not getattr(module, "is_causal", False):
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
     q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # [tokens, heads, dim]
     cu_seq_lens = cu_seq_lens.to(device=q.device, dtype=torch.int32)
     out = causal_varlen_attention(q, k, v, cu_seq_lens, int(kwargs["max_length_q"]), scaling)
@@ -86,8 +91,11 @@ def per_sequence_attention(q, k, v, cu_seq_lens, scale: float | None):
     outs = []
     for start, end in zip(bounds[:-1], bounds[1:]):
         qs, ks, vs = (t[start:end].transpose(0, 1).unsqueeze(0) for t in (q, k, v))
-        outs.append(F.scaled_dot_product_attention(qs, ks, vs, is_causal=True, scale=scale,
-                                                   enable_gqa=ks.shape[1] != qs.shape[1])[0].transpose(0, 1))
+        outs.append(
+            F.scaled_dot_product_attention(
+                qs, ks, vs, is_causal=True, scale=scale, enable_gqa=ks.shape[1] != qs.shape[1]
+            )[0].transpose(0, 1)
+        )
     return torch.cat(outs)
 
 
@@ -133,7 +141,13 @@ def flash_varlen():
 
 # --- Liger ---------------------------------------------------------------------------------------
 
-LIGER_KERNELS = {"rope": True, "rms_norm": True, "swiglu": True, "cross_entropy": False, "fused_linear_cross_entropy": False}
+LIGER_KERNELS = {
+    "rope": True,
+    "rms_norm": True,
+    "swiglu": True,
+    "cross_entropy": False,
+    "fused_linear_cross_entropy": False,
+}
 """RMSNorm, RoPE and SwiGLU; not the loss: TRL's trainers already compute the LM head and the loss
 in chunks without materializing the logits."""
 

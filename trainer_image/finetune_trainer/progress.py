@@ -66,8 +66,15 @@ def progress_patch(progress: TrainingProgress) -> bytes:
 class StatusPatcher:
     """PATCHes ``{"status": {"progress": ...}}`` onto the FineTuneJob status subresource."""
 
-    def __init__(self, url: str, token: str, ssl_context: ssl.SSLContext | None, interval: float, timeout: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        ssl_context: ssl.SSLContext | None,
+        interval: float,
+        timeout: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.url = url
         self.token = token
         self.ssl_context = ssl_context
@@ -87,11 +94,18 @@ class StatusPatcher:
         name, ns = env.get("FINETUNE_JOB_NAME"), env.get("FINETUNE_JOB_NAMESPACE")
         host, port = env.get("KUBERNETES_SERVICE_HOST"), env.get("KUBERNETES_SERVICE_PORT", "443")
         token_file, ca_file = sa_dir / "token", sa_dir / "ca.crt"
-        missing = [k for k, v in (("FINETUNE_JOB_NAME", name), ("FINETUNE_JOB_NAMESPACE", ns), ("KUBERNETES_SERVICE_HOST", host)) if not v]
+        missing = [
+            k
+            for k, v in (("FINETUNE_JOB_NAME", name), ("FINETUNE_JOB_NAMESPACE", ns), ("KUBERNETES_SERVICE_HOST", host))
+            if not v
+        ]
         if not token_file.is_file():
             missing.append(str(token_file))
         if missing:
-            log.warning("status patching is on but %s missing: progress goes to stdout and the progress file only", ", ".join(missing))
+            log.warning(
+                "status patching is on but %s missing: progress goes to stdout and the progress file only",
+                ", ".join(missing),
+            )
             return None
         scheme = env.get("FINETUNE_STATUS_SCHEME", "https")  # http only for tests
         if ":" in host and not host.startswith("["):
@@ -108,11 +122,16 @@ class StatusPatcher:
         if not final and self._last is not None and now - self._last < self.interval:
             return False
         self._last = now
-        req = urllib.request.Request(self.url, data=progress_patch(progress), method="PATCH", headers={
-            "Content-Type": "application/merge-patch+json",
-            "Authorization": f"Bearer {self.token}",
-            "Accept": "application/json",
-        })
+        req = urllib.request.Request(
+            self.url,
+            data=progress_patch(progress),
+            method="PATCH",
+            headers={
+                "Content-Type": "application/merge-patch+json",
+                "Authorization": f"Bearer {self.token}",
+                "Accept": "application/json",
+            },
+        )
         try:
             with urllib.request.urlopen(req, timeout=self.timeout, context=self.ssl_context) as resp:
                 resp.read()
@@ -199,8 +218,12 @@ def make_progress_callback(reporter: ProgressReporter, tokens_fn: Callable[[], i
             self.t0 = self.last_t = time.monotonic()
             self.start_step = state.global_step
             self.last_tokens = state.num_input_tokens_seen or 0
-            reporter.update(stage="training", step=state.global_step, total_steps=state.max_steps,
-                            percent=_pct(state.global_step, state.max_steps))
+            reporter.update(
+                stage="training",
+                step=state.global_step,
+                total_steps=state.max_steps,
+                percent=_pct(state.global_step, state.max_steps),
+            )
 
         def on_step_end(self, args, state, control, **kw):
             # Every optimizer step moves step/percent/ETA (quietly: stdout gets the on_log lines);
@@ -209,9 +232,15 @@ def make_progress_callback(reporter: ProgressReporter, tokens_fn: Callable[[], i
             done = step - self.start_step
             now = time.monotonic()
             eta = (now - self.t0) / done * (total - step) if done > 0 and total and self.t0 else None
-            reporter.update(stage="training", step=step, total_steps=total, percent=_pct(step, total),
-                            epoch=round(state.epoch or 0.0, 4), eta_seconds=round(eta, 1) if eta is not None else None,
-                            echo=False)
+            reporter.update(
+                stage="training",
+                step=step,
+                total_steps=total,
+                percent=_pct(step, total),
+                epoch=round(state.epoch or 0.0, 4),
+                eta_seconds=round(eta, 1) if eta is not None else None,
+                echo=False,
+            )
 
         def on_log(self, args, state, control, logs=None, **kw):
             logs = dict(logs or {})
@@ -232,8 +261,12 @@ def make_progress_callback(reporter: ProgressReporter, tokens_fn: Callable[[], i
             eta = (now - self.t0) / done * (total - step) if done > 0 and total else None
             entry["tokensPerSecond"] = tps
             reporter.update(
-                stage="training", step=step, total_steps=total, percent=_pct(step, total),
-                epoch=round(state.epoch or 0.0, 4), loss=round(float(logs["loss"]), 4),
+                stage="training",
+                step=step,
+                total_steps=total,
+                percent=_pct(step, total),
+                epoch=round(state.epoch or 0.0, 4),
+                loss=round(float(logs["loss"]), 4),
                 learning_rate=float(logs["learning_rate"]) if "learning_rate" in logs else None,
                 tokens_per_second=round(tps, 2) if tps is not None else None,
                 eta_seconds=round(eta, 1) if eta is not None else None,

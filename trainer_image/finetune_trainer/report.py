@@ -9,7 +9,9 @@ from pathlib import Path
 
 def write_metrics(path: Path, metrics: dict) -> None:
     """Strict JSON: NaN/inf (e.g. a loss over no tokens) become null, not the invalid token NaN."""
-    path.write_text(json.dumps(_finite(metrics), indent=2, sort_keys=False, default=_json_default, allow_nan=False) + "\n")
+    path.write_text(
+        json.dumps(_finite(metrics), indent=2, sort_keys=False, default=_json_default, allow_nan=False) + "\n"
+    )
 
 
 def _finite(value):
@@ -88,11 +90,15 @@ def write_eval_report(path: Path, metrics: dict, samples: list[dict], extra: lis
     ]
     for key, label in (("loss", "eval loss"), ("perplexity", "perplexity"), ("accuracy", "accuracy")):
         if key in base or key in final:
-            lines.append(f"| validation | {label} | {_fmt(base.get(key))} | {_fmt(final.get(key))} | {_delta(base.get(key), final.get(key))} |")
+            lines.append(
+                f"| validation | {label} | {_fmt(base.get(key))} | {_fmt(final.get(key))} | {_delta(base.get(key), final.get(key))} |"
+            )
     gb, gf = m.get("generalBaseline") or {}, m.get("generalFinal") or {}
     for key, label in (("loss", "loss"), ("perplexity", "perplexity")):
         if key in gb or key in gf:
-            lines.append(f"| general text (forgetting check) | {label} | {_fmt(gb.get(key))} | {_fmt(gf.get(key))} | {_delta(gb.get(key), gf.get(key))} |")
+            lines.append(
+                f"| general text (forgetting check) | {label} | {_fmt(gb.get(key))} | {_fmt(gf.get(key))} | {_delta(gb.get(key), gf.get(key))} |"
+            )
     if not base:
         lines += ["", "Baseline evaluation was off (`evaluation.baseline: false`) or there was no validation data."]
     if extra:
@@ -107,7 +113,9 @@ def write_eval_report(path: Path, metrics: dict, samples: list[dict], extra: lis
         f"- Train: {c.get('trainRecords')}; validation: {c.get('validationRecords')} ({c.get('validationSource')})",
     ]
     if c.get("validationSource") == "file":
-        lines.append(f"- Validation file: {c.get('validationRead')} read, {c.get('validationOverlapRemoved')} also in the training data removed")
+        lines.append(
+            f"- Validation file: {c.get('validationRead')} read, {c.get('validationOverlapRemoved')} also in the training data removed"
+        )
     for k in ("truncated", "droppedNoTrainedTokens"):
         if c.get(k):
             lines.append(f"- {k}: {c[k]}")

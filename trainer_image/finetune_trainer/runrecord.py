@@ -35,8 +35,14 @@ LOCAL_RUN = "local"
 """The id of runs started without one (``finetune-train`` on a workstation): they share a directory."""
 BOOKKEEPING = (RUN_RECORD, COMPLETE_MARKER, CHECKSUMS, PROGRESS_FILE, CHECKPOINTS)
 # Names a run writes whose presence, in a directory no run has claimed, means someone's result.
-RESULT_NAMES = (COMPLETE_MARKER, CHECKSUMS, CHECKPOINTS, "adapter_model.safetensors", "adapter_config.json",
-                "metrics.json")
+RESULT_NAMES = (
+    COMPLETE_MARKER,
+    CHECKSUMS,
+    CHECKPOINTS,
+    "adapter_model.safetensors",
+    "adapter_config.json",
+    "metrics.json",
+)
 
 
 def read(root: str | os.PathLike) -> dict[str, Any] | None:
@@ -66,12 +72,14 @@ def claim(root: str | os.PathLike, run_id: str | None, owner: str | None = None,
     if taken and not replace:
         raise OutputExistsError(
             f"the output directory {root} holds {_describe(record)}; set output.replace: true to replace it, "
-            "or write to another output.path")
+            "or write to another output.path"
+        )
     if taken:
         remove_run_files(root)
     root.mkdir(parents=True, exist_ok=True)
-    write_atomic(root / RUN_RECORD, json.dumps({"runId": run_id, "owner": owner, "claimedAt": now_rfc3339()},
-                                                indent=2) + "\n")
+    write_atomic(
+        root / RUN_RECORD, json.dumps({"runId": run_id, "owner": owner, "claimedAt": now_rfc3339()}, indent=2) + "\n"
+    )
 
 
 def wait_for_claim(root: str | os.PathLike, run_id: str | None, timeout: float = 600.0) -> None:
@@ -81,7 +89,9 @@ def wait_for_claim(root: str | os.PathLike, run_id: str | None, timeout: float =
     deadline = time.monotonic() + timeout
     while (read(root) or {}).get("runId") != run_id:
         if time.monotonic() > deadline:
-            raise OutputExistsError(f"the output directory {root} was not claimed by run {run_id} within {timeout:.0f}s")
+            raise OutputExistsError(
+                f"the output directory {root} was not claimed by run {run_id} within {timeout:.0f}s"
+            )
         time.sleep(0.2)
 
 
@@ -129,5 +139,7 @@ def cleanup(root: str | os.PathLike, run_id: str) -> dict[str, str]:
     if root.exists() and not any(root.iterdir()):
         root.rmdir()
     left = f"; other files in {root} were kept" if root.exists() else ""
-    return {"outcome": "removed",
-            "message": f"removed {files} files ({size / 1e6:.1f} MB) of run {run_id} from {root}{left}"}
+    return {
+        "outcome": "removed",
+        "message": f"removed {files} files ({size / 1e6:.1f} MB) of run {run_id} from {root}{left}",
+    }

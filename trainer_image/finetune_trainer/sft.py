@@ -42,10 +42,13 @@ def to_example(fmt: DatasetFormat, data: dict, chat: bool) -> dict:
     if fmt is DatasetFormat.ALPACA:
         if chat:
             content = data["instruction"] + (f"\n\n{data['input']}" if data["input"] else "")
-            return {"messages": [{"role": "user", "content": content}, {"role": "assistant", "content": data["output"]}]}
+            return {
+                "messages": [{"role": "user", "content": content}, {"role": "assistant", "content": data["output"]}]
+            }
         prompt = ALPACA_PROMPT.format(
             ctx=", paired with an input that provides further context" if data["input"] else "",
-            instruction=data["instruction"], input=f"### Input:\n{data['input']}\n\n" if data["input"] else "",
+            instruction=data["instruction"],
+            input=f"### Input:\n{data['input']}\n\n" if data["input"] else "",
         )
         return {"prompt": prompt, "completion": data["output"]}
     if fmt is DatasetFormat.PROMPT_COMPLETION:
@@ -115,11 +118,22 @@ def prompt_for_sample(tokenizer, example: dict) -> tuple[list[int], str, str] | 
     if len(ids) < 4:
         return None
     cut = max(1, len(ids) // 3)
-    return ids[:cut], tokenizer.decode(ids[:cut], skip_special_tokens=True), tokenizer.decode(ids[cut:], skip_special_tokens=True)
+    return (
+        ids[:cut],
+        tokenizer.decode(ids[:cut], skip_special_tokens=True),
+        tokenizer.decode(ids[cut:], skip_special_tokens=True),
+    )
 
 
-def tokenize_records(tokenizer, fmt: DatasetFormat, records: list[Record], file: str, completion_only: bool,
-                     max_len: int, counts: dict | None = None) -> list[dict]:
+def tokenize_records(
+    tokenizer,
+    fmt: DatasetFormat,
+    records: list[Record],
+    file: str,
+    completion_only: bool,
+    max_len: int,
+    counts: dict | None = None,
+) -> list[dict]:
     """Tokenized {input_ids, labels} per record, truncated to ``max_len``; template errors name the line."""
     chat = has_chat_template(tokenizer)
     out = []
@@ -128,7 +142,11 @@ def tokenize_records(tokenizer, fmt: DatasetFormat, records: list[Record], file:
         try:
             ids, mask = tokenize_example(tokenizer, example, completion_only)
         except Exception as exc:  # jinja2 TemplateError from apply_chat_template, typically
-            field = "messages" if fmt is DatasetFormat.CHAT else ("conversations" if fmt is DatasetFormat.SHAREGPT else None)
+            field = (
+                "messages"
+                if fmt is DatasetFormat.CHAT
+                else ("conversations" if fmt is DatasetFormat.SHAREGPT else None)
+            )
             raise DataError.at(file, r.line, field, f"the model's chat template rejects this record: {exc}") from None
         if len(ids) > max_len:
             ids, mask = ids[:max_len], mask[:max_len]
@@ -163,12 +181,28 @@ class SFTMethod(TrainingMethod):
 
         t = ctx.config.training
         counts = ctx.data.report.extra
-        train = tokenize_records(ctx.tokenizer, ctx.data.format, ctx.data.train, ctx.data.train_name,
-                                 t.completion_only_loss, t.max_seq_length, counts)
-        val = tokenize_records(ctx.tokenizer, ctx.data.format, ctx.data.validation, ctx.data.validation_name,
-                               t.completion_only_loss, t.max_seq_length, counts)
+        train = tokenize_records(
+            ctx.tokenizer,
+            ctx.data.format,
+            ctx.data.train,
+            ctx.data.train_name,
+            t.completion_only_loss,
+            t.max_seq_length,
+            counts,
+        )
+        val = tokenize_records(
+            ctx.tokenizer,
+            ctx.data.format,
+            ctx.data.validation,
+            ctx.data.validation_name,
+            t.completion_only_loss,
+            t.max_seq_length,
+            counts,
+        )
         if not train:
-            raise DataError(f"{ctx.data.train_name}: no record has trained tokens left after truncation to maxSeqLength={t.max_seq_length}")
+            raise DataError(
+                f"{ctx.data.train_name}: no record has trained tokens left after truncation to maxSeqLength={t.max_seq_length}"
+            )
         counts["trainTokens"] = sum(len(e["input_ids"]) for e in train)
         counts["trainLossTokens"] = sum(sum(1 for x in e["labels"] if x != -100) for e in train)
         ctx.train_dataset = Dataset.from_list(train)
@@ -178,8 +212,9 @@ class SFTMethod(TrainingMethod):
             from .data import read_records
 
             gfmt, grecs = read_records(ctx.config.evaluation.general_source, DatasetFormat.AUTO, self.formats)
-            ctx.general_examples = tokenize_records(ctx.tokenizer, gfmt, grecs, Path(ctx.config.evaluation.general_source).name,
-                                                    False, t.max_seq_length)
+            ctx.general_examples = tokenize_records(
+                ctx.tokenizer, gfmt, grecs, Path(ctx.config.evaluation.general_source).name, False, t.max_seq_length
+            )
 
     def evaluate(self, ctx: RunContext, model, examples: list) -> dict:
         return evaluate_lm(model, examples, ctx.tokenizer.pad_token_id, ctx.config.training.batch_size)
@@ -196,8 +231,11 @@ class SFTMethod(TrainingMethod):
         examples = tokenize_records(tokenizer, fmt, records, name, True, request.max_seq_length)
         model = load_causal_lm(location, request.quantization)
         result = request.summary(format=fmt.value)
-        result.update(evaluate_with_adapter(
-            model, request, lambda m: evaluate_lm(m, examples, tokenizer.pad_token_id, request.batch_size)))
+        result.update(
+            evaluate_with_adapter(
+                model, request, lambda m: evaluate_lm(m, examples, tokenizer.pad_token_id, request.batch_size)
+            )
+        )
         return result
 
     def build_trainer(self, ctx: RunContext, model, common_args: dict, callbacks: list):
@@ -211,8 +249,12 @@ class SFTMethod(TrainingMethod):
             dataset_num_proc=None,
         )
         return SFTTrainer(
-            model=model, args=args, train_dataset=ctx.train_dataset, eval_dataset=ctx.eval_dataset,
-            processing_class=ctx.tokenizer, callbacks=callbacks,
+            model=model,
+            args=args,
+            train_dataset=ctx.train_dataset,
+            eval_dataset=ctx.eval_dataset,
+            processing_class=ctx.tokenizer,
+            callbacks=callbacks,
         )
 
     def samples(self, ctx: RunContext, model) -> list[dict]:
@@ -226,7 +268,7 @@ class SFTMethod(TrainingMethod):
             if p is None:
                 continue
             ids, shown, ref = p
-            ids = ids[-ctx.config.training.max_seq_length:]
+            ids = ids[-ctx.config.training.max_seq_length :]
             tuned = generate(model, ctx.tokenizer, ids, ctx.config.evaluation.max_new_tokens)
             with model.disable_adapter():
                 base = generate(model, ctx.tokenizer, ids, ctx.config.evaluation.max_new_tokens)

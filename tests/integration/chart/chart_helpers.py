@@ -40,8 +40,12 @@ def helm_binary() -> str:
 
 def run_helm(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     home = Path(tempfile.gettempdir()) / "finetune-operator-helm"
-    env = {**os.environ, "HELM_CACHE_HOME": str(home / "cache"), "HELM_CONFIG_HOME": str(home / "config"),
-           "HELM_DATA_HOME": str(home / "data")}
+    env = {
+        **os.environ,
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_DATA_HOME": str(home / "data"),
+    }
     result = subprocess.run([helm_binary(), *args], capture_output=True, text=True, timeout=timeout, env=env)
     if check and result.returncode != 0:
         raise AssertionError(f"helm {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
@@ -56,8 +60,13 @@ def set_args(values: dict[str, Any] | None) -> list[str]:
     return out
 
 
-def render(values: dict[str, Any] | None = None, *extra: str, release: str = "ft", namespace: str = "finetune-system",
-           include_crds: bool = False) -> list[dict[str, Any]]:
+def render(
+    values: dict[str, Any] | None = None,
+    *extra: str,
+    release: str = "ft",
+    namespace: str = "finetune-system",
+    include_crds: bool = False,
+) -> list[dict[str, Any]]:
     """`helm template` the chart and return the objects."""
     args = ["template", release, str(CHART), "--namespace", namespace, *set_args(values), *extra]
     if include_crds:
@@ -67,9 +76,13 @@ def render(values: dict[str, Any] | None = None, *extra: str, release: str = "ft
 
 
 def find(objects: list[dict[str, Any]], kind: str, name: str | None = None, namespace: str | None = None) -> list[dict]:
-    return [o for o in objects if o["kind"] == kind
-            and (name is None or o["metadata"]["name"] == name)
-            and (namespace is None or o["metadata"].get("namespace") == namespace)]
+    return [
+        o
+        for o in objects
+        if o["kind"] == kind
+        and (name is None or o["metadata"]["name"] == name)
+        and (namespace is None or o["metadata"].get("namespace") == namespace)
+    ]
 
 
 def one(objects: list[dict[str, Any]], kind: str, name: str | None = None, namespace: str | None = None) -> dict:

@@ -21,7 +21,9 @@ CRD_NAME = "finetunejobs.finetune.dev"
 
 def server_dry_run(kubectl, objects: list[dict[str, Any]]) -> str:
     manifest = yaml.safe_dump_all(objects, sort_keys=False)
-    result = kubectl("apply", "--dry-run=server", "--validate=strict", "-o", "name", "-f", "-", input=manifest, check=False)
+    result = kubectl(
+        "apply", "--dry-run=server", "--validate=strict", "-o", "name", "-f", "-", input=manifest, check=False
+    )
     assert result.returncode == 0, f"server-side dry run refused the rendered chart:\n{result.stderr}"
     return result.stdout
 
@@ -30,8 +32,16 @@ VALUE_SETS = {
     "defaults": {},
     "namespaced": "namespaced",  # filled in with the test namespace
     "cluster-wide": {"watch": {"clusterWide": True}},
-    "selector-expressions": {"watch": {"namespaceSelector": {"matchExpressions": [
-        {"key": "tier", "operator": "In", "values": ["ml"]}, {"key": "frozen", "operator": "DoesNotExist"}]}}},
+    "selector-expressions": {
+        "watch": {
+            "namespaceSelector": {
+                "matchExpressions": [
+                    {"key": "tier", "operator": "In", "values": ["ml"]},
+                    {"key": "frozen", "operator": "DoesNotExist"},
+                ]
+            }
+        }
+    },
     "ha-no-metrics": {"replicas": 3, "metrics": {"enabled": False}, "extraArgs": ["--log-level=DEBUG"]},
 }
 
@@ -43,8 +53,13 @@ def test_every_rendered_object_passes_server_side_dry_run(case, cluster, kubectl
         values = {"watch": {"namespaces": [namespace]}}
     objects = render(values, release="dry", namespace=namespace, include_crds=True)
     kinds = {o["kind"] for o in objects}
-    assert {"CustomResourceDefinition", "Deployment", "ServiceAccount", "ValidatingAdmissionPolicy",
-            "ValidatingAdmissionPolicyBinding"} <= kinds
+    assert {
+        "CustomResourceDefinition",
+        "Deployment",
+        "ServiceAccount",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    } <= kinds
     out = server_dry_run(kubectl, objects)
     for obj in objects:
         assert f"{obj['kind'].lower()}" in out.lower()
@@ -55,13 +70,27 @@ def test_service_monitor_renders_a_valid_object_for_prometheus_operator(cluster,
     """The devcluster has no prometheus-operator: a stand-in CRD (kind and scope only) lets the
     server check the ServiceMonitor's metadata; its spec is asserted in the unit tests."""
     stand_in = {
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
         "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
-        "spec": {"group": "monitoring.coreos.com", "scope": "Namespaced",
-                 "names": {"plural": "servicemonitors", "singular": "servicemonitor", "kind": "ServiceMonitor",
-                           "listKind": "ServiceMonitorList"},
-                 "versions": [{"name": "v1", "served": True, "storage": True,
-                               "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]},
+        "spec": {
+            "group": "monitoring.coreos.com",
+            "scope": "Namespaced",
+            "names": {
+                "plural": "servicemonitors",
+                "singular": "servicemonitor",
+                "kind": "ServiceMonitor",
+                "listKind": "ServiceMonitorList",
+            },
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+                }
+            ],
+        },
     }
     crd_name = stand_in["metadata"]["name"]
     created = kubectl("get", "crd", crd_name, check=False).returncode != 0
@@ -148,7 +177,8 @@ def _install_upgrade_uninstall(release: Release, kubectl, namespace: str, wait_f
     binding = get(kubectl, "clusterrolebinding", full)
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": full, "namespace": namespace}]
     assert get(kubectl, "clusterrole", f"{full}-trainer")["rules"] == [
-        {"apiGroups": ["finetune.dev"], "resources": ["finetunejobs/status"], "verbs": ["patch"]}]
+        {"apiGroups": ["finetune.dev"], "resources": ["finetunejobs/status"], "verbs": ["patch"]}
+    ]
     assert env_of(deployment)["FINETUNE_OPERATOR_TRAINER_CLUSTER_ROLE"] == f"{full}-trainer"
     policies = _policies(kubectl, name)
     assert set(policies) == {f"{full}-{p}" for p in POLICIES}
@@ -156,16 +186,32 @@ def _install_upgrade_uninstall(release: Release, kubectl, namespace: str, wait_f
         assert not policy.get("status", {}).get("typeChecking", {}).get("expressionWarnings"), policy["status"]
     opt_in = get(kubectl, "validatingadmissionpolicybinding", f"{full}-operator-opt-in-0")
     assert opt_in["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"][0] == {
-        "key": "finetune.dev/enabled", "operator": "NotIn", "values": ["true"]}
+        "key": "finetune.dev/enabled",
+        "operator": "NotIn",
+        "values": ["true"],
+    }
     # The controller-manager picks the Deployment up (a ReplicaSet); no image is pulled here.
-    wait_for(lambda: (get(kubectl, "deployment", full, namespace) or {}).get("status", {}).get("observedGeneration") == 1,
-             description="deployment observed", namespace=namespace, objects=("deployments", "replicasets"))
+    wait_for(
+        lambda: (get(kubectl, "deployment", full, namespace) or {}).get("status", {}).get("observedGeneration") == 1,
+        description="deployment observed",
+        namespace=namespace,
+        objects=("deployments", "replicasets"),
+    )
     assert len(_replicasets(kubectl, namespace, name)) == 1
 
     # upgrade: change values (more replicas, another trainer image, namespaced RBAC)
-    out = release.helm("upgrade", name, str(CHART), "--reuse-values", "--set", "replicas=2",
-                       "--set", "trainer.image.tag=0.2.0",
-                       "--set-json", "watch=" + json.dumps({"namespaces": [namespace]})).stdout
+    out = release.helm(
+        "upgrade",
+        name,
+        str(CHART),
+        "--reuse-values",
+        "--set",
+        "replicas=2",
+        "--set",
+        "trainer.image.tag=0.2.0",
+        "--set-json",
+        "watch=" + json.dumps({"namespaces": [namespace]}),
+    ).stdout
     assert "STATUS: deployed" in out and "REVISION: 2" in out
     deployment = get(kubectl, "deployment", full, namespace)
     assert deployment["metadata"]["generation"] == 2
@@ -182,32 +228,55 @@ def _install_upgrade_uninstall(release: Release, kubectl, namespace: str, wait_f
     assert role["rules"] == _server_form([r for r in rules if not _is_lease(r)])
     opt_in = get(kubectl, "validatingadmissionpolicybinding", f"{full}-operator-opt-in-0")
     assert opt_in["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"][0] == {
-        "key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": [namespace]}
+        "key": "kubernetes.io/metadata.name",
+        "operator": "NotIn",
+        "values": [namespace],
+    }
     assert get(kubectl, "role", f"{full}-leader-election", namespace) is not None
     assert get(kubectl, "rolebinding", full, namespace)["roleRef"]["name"] == full
     # The new pod template starts a rollout: a second ReplicaSet.
-    wait_for(lambda: (get(kubectl, "deployment", full, namespace) or {}).get("status", {}).get("observedGeneration") == 2,
-             description="upgrade observed", namespace=namespace, objects=("deployments", "replicasets"))
-    wait_for(lambda: len(_replicasets(kubectl, namespace, name)) == 2, description="a new ReplicaSet",
-             namespace=namespace, objects=("deployments", "replicasets"))
+    wait_for(
+        lambda: (get(kubectl, "deployment", full, namespace) or {}).get("status", {}).get("observedGeneration") == 2,
+        description="upgrade observed",
+        namespace=namespace,
+        objects=("deployments", "replicasets"),
+    )
+    wait_for(
+        lambda: len(_replicasets(kubectl, namespace, name)) == 2,
+        description="a new ReplicaSet",
+        namespace=namespace,
+        objects=("deployments", "replicasets"),
+    )
     history = json.loads(release.helm("history", name, "-o", "json").stdout)
     assert [h["revision"] for h in history] == [1, 2] and history[-1]["status"] == "deployed"
 
     # uninstall: everything goes but the CRD (Helm never deletes crds/)
     release.helm("uninstall", name, "--wait", "--timeout", "120s")
-    for kind, obj_name, ns in [("deployment", full, namespace), ("serviceaccount", full, namespace),
-                               ("service", f"{full}-metrics", namespace), ("role", full, namespace),
-                               ("rolebinding", full, namespace), ("role", f"{full}-leader-election", namespace),
-                               ("clusterrole", full, None), ("clusterrole", f"{full}-trainer", None),
-                               ("clusterrole", f"{full}-edit", None), ("clusterrole", f"{full}-view", None)]:
+    for kind, obj_name, ns in [
+        ("deployment", full, namespace),
+        ("serviceaccount", full, namespace),
+        ("service", f"{full}-metrics", namespace),
+        ("role", full, namespace),
+        ("rolebinding", full, namespace),
+        ("role", f"{full}-leader-election", namespace),
+        ("clusterrole", full, None),
+        ("clusterrole", f"{full}-trainer", None),
+        ("clusterrole", f"{full}-edit", None),
+        ("clusterrole", f"{full}-view", None),
+    ]:
         assert get(kubectl, kind, obj_name, ns) is None, f"{kind}/{obj_name} survived helm uninstall"
     assert _policies(kubectl, name) == {}
     assert get(kubectl, "crd", CRD_NAME) is not None
     assert release.helm("status", name, check=False).returncode != 0
 
 
-POLICIES = ["operator-protected-namespaces", "operator-opt-in", "operator-output", "finetunejob-requester",
-            "status-integrity"]
+POLICIES = [
+    "operator-protected-namespaces",
+    "operator-opt-in",
+    "operator-output",
+    "finetunejob-requester",
+    "status-integrity",
+]
 
 
 def _policies(kubectl, release: str) -> dict[str, dict[str, Any]]:
@@ -216,7 +285,9 @@ def _policies(kubectl, release: str) -> dict[str, dict[str, Any]]:
 
 
 def _replicasets(kubectl, namespace: str, release: str) -> list[dict[str, Any]]:
-    out = kubectl("get", "replicasets", "-l", f"app.kubernetes.io/instance={release}", "-o", "json", namespace=namespace)
+    out = kubectl(
+        "get", "replicasets", "-l", f"app.kubernetes.io/instance={release}", "-o", "json", namespace=namespace
+    )
     return json.loads(out.stdout)["items"]
 
 

@@ -59,14 +59,20 @@ class Release:
         return f"system:serviceaccount:{self.namespace}:{self.fullname}"
 
     def run(self, kubeconfig: str | Path, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([self.kubectl_bin, f"--kubeconfig={kubeconfig}", *args], input=input,
-                              capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [self.kubectl_bin, f"--kubeconfig={kubeconfig}", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     def as_admin(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
         return self.run(self.admin_kubeconfig, *args, input=input)
 
-    def as_user(self, user: str, *args: str, input: str | None = None,
-                groups: tuple[str, ...] = ("system:authenticated",)) -> subprocess.CompletedProcess[str]:
+    def as_user(
+        self, user: str, *args: str, input: str | None = None, groups: tuple[str, ...] = ("system:authenticated",)
+    ) -> subprocess.CompletedProcess[str]:
         return self.as_admin(f"--as={user}", *[f"--as-group={g}" for g in groups], *args, input=input)
 
     def as_operator(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -95,9 +101,12 @@ def patch_status(api: client.ApiClient, namespace: str, name: str, status: dict[
     """A JSON merge patch of a FineTuneJob's status subresource, sent as the operator and the trainer
     send it (no GET first: neither may read it). None when accepted, else the server's 403 message."""
     request = api.param_serialize(
-        "PATCH", f"/apis/finetune.dev/v1alpha1/namespaces/{namespace}/finetunejobs/{name}/status",
+        "PATCH",
+        f"/apis/finetune.dev/v1alpha1/namespaces/{namespace}/finetunejobs/{name}/status",
         header_params={"Content-Type": "application/merge-patch+json", "Accept": "application/json"},
-        body={"status": status}, auth_settings=["BearerToken"])
+        body={"status": status},
+        auth_settings=["BearerToken"],
+    )
     response = api.call_api(*request)
     response.read()
     if response.status == 200:
@@ -119,9 +128,16 @@ def unique(prefix: str) -> str:
 
 
 def ftj(name: str, **spec: Any) -> dict[str, Any]:
-    body = {"apiVersion": "finetune.dev/v1alpha1", "kind": "FineTuneJob", "metadata": {"name": name},
-            "spec": {"model": {"source": "builtin:smollm2-135m-instruct"},
-                     "dataset": {"source": "pvc://data/train.jsonl"}, "output": {"pvc": "artifacts"}}}
+    body = {
+        "apiVersion": "finetune.dev/v1alpha1",
+        "kind": "FineTuneJob",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {"source": "builtin:smollm2-135m-instruct"},
+            "dataset": {"source": "pvc://data/train.jsonl"},
+            "output": {"pvc": "artifacts"},
+        },
+    }
     body["spec"].update(spec)
     return body
 
@@ -129,20 +145,33 @@ def ftj(name: str, **spec: Any) -> dict[str, Any]:
 def trainer_job(name: str, **pod: Any) -> dict[str, Any]:
     """A Job shaped like the operator's trainer Job `<name>`: its own ServiceAccount, configMap,
     emptyDir and PVC volumes only (suspended: no pods are needed)."""
-    pod_spec = {"serviceAccountName": name, "restartPolicy": "Never",
-                "containers": [{"name": "trainer", "image": "ghcr.io/finetune-operator/trainer:0.1.0"}],
-                "volumes": [{"name": "config", "configMap": {"name": name.removesuffix("-trainer") + "-config"}},
-                            {"name": "tmp", "emptyDir": {}},
-                            {"name": "output", "persistentVolumeClaim": {"claimName": "artifacts"}}]}
+    pod_spec = {
+        "serviceAccountName": name,
+        "restartPolicy": "Never",
+        "containers": [{"name": "trainer", "image": "ghcr.io/finetune-operator/trainer:0.1.0"}],
+        "volumes": [
+            {"name": "config", "configMap": {"name": name.removesuffix("-trainer") + "-config"}},
+            {"name": "tmp", "emptyDir": {}},
+            {"name": "output", "persistentVolumeClaim": {"claimName": "artifacts"}},
+        ],
+    }
     pod_spec.update(pod)
-    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
-            "spec": {"suspend": True, "backoffLimit": 0, "template": {"spec": pod_spec}}}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name},
+        "spec": {"suspend": True, "backoffLimit": 0, "template": {"spec": pod_spec}},
+    }
 
 
 def rolebinding(name: str, role_kind: str, role: str, subjects: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": name},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role},
-            "subjects": subjects}
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role},
+        "subjects": subjects,
+    }
 
 
 def sa_subject(name: str, namespace: str) -> dict[str, str]:
@@ -150,16 +179,21 @@ def sa_subject(name: str, namespace: str) -> dict[str, str]:
 
 
 def pod(name: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
-            "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]},
+    }
 
 
 # --- installing a release ------------------------------------------------------------------------
 
 
 @contextmanager
-def install(cluster, kube_api: client.ApiClient, tmp: Path, values: Callable[[str], dict[str, Any]],
-            label_team: bool) -> Iterator[Release]:
+def install(
+    cluster, kube_api: client.ApiClient, tmp: Path, values: Callable[[str], dict[str, Any]], label_team: bool
+) -> Iterator[Release]:
     """Create the namespaces, `helm install` with values(team namespace), yield the Release,
     uninstall and delete the namespaces."""
     core = client.CoreV1Api(kube_api)
@@ -171,20 +205,38 @@ def install(cluster, kube_api: client.ApiClient, tmp: Path, values: Callable[[st
     kubeconfig = str(cluster.kubeconfig)
     sets = [a for key, value in values(team).items() for a in ("--set-json", f"{key}={json.dumps(value)}")]
     try:
-        run_helm("install", name, str(CHART), "--namespace", release_ns, "--kubeconfig", kubeconfig, *sets,
-                 timeout=180)
+        run_helm("install", name, str(CHART), "--namespace", release_ns, "--kubeconfig", kubeconfig, *sets, timeout=180)
         sa = f"{name}-finetune-operator"
         operator_kc = service_account_kubeconfig(kube_api, cluster.kubeconfig, release_ns, sa, tmp / f"{sa}.kubeconfig")
-        release = Release(name, release_ns, team, other, str(cluster.control_plane.bin_dir / "kubectl"), kubeconfig,
-                          operator_kc, kube_api, tmp)
+        release = Release(
+            name,
+            release_ns,
+            team,
+            other,
+            str(cluster.control_plane.bin_dir / "kubectl"),
+            kubeconfig,
+            operator_kc,
+            kube_api,
+            tmp,
+        )
         try:
             yield release
         finally:
             for api in release.clients:
                 api.close()
     finally:
-        run_helm("uninstall", name, "--namespace", release_ns, "--kubeconfig", kubeconfig, "--wait",
-                 "--ignore-not-found", check=False, timeout=180)
+        run_helm(
+            "uninstall",
+            name,
+            "--namespace",
+            release_ns,
+            "--kubeconfig",
+            kubeconfig,
+            "--wait",
+            "--ignore-not-found",
+            check=False,
+            timeout=180,
+        )
         for ns in (release_ns, team, other):
             core.delete_namespace(ns)
 
@@ -203,34 +255,59 @@ def wait_enforced(probe, *fragments: str, timeout: float = 30.0) -> None:
 
 def wait_policies(release: Release, opt_in: bool) -> None:
     dry = "--dry-run=server"
-    wait_enforced(lambda: create(release.as_operator, "kube-system", trainer_job("probe-trainer"), dry),
-                  "never acts in")
+    wait_enforced(
+        lambda: create(release.as_operator, "kube-system", trainer_job("probe-trainer"), dry), "never acts in"
+    )
     if opt_in:
-        wait_enforced(lambda: create(release.as_operator, release.other, trainer_job("probe-trainer"), dry),
-                      "not opted in")
-    wait_enforced(lambda: create(release.as_operator, release.team, trainer_job("probe-trainer", hostNetwork=True),
-                                 dry), "hostNetwork")
-    wait_enforced(lambda: create(release.as_admin, release.team,
-                                 ftj("probe", scheduling={"priorityClassName": "system-node-critical"}), dry),
-                  "priorityClassName")
+        wait_enforced(
+            lambda: create(release.as_operator, release.other, trainer_job("probe-trainer"), dry), "not opted in"
+        )
+    wait_enforced(
+        lambda: create(release.as_operator, release.team, trainer_job("probe-trainer", hostNetwork=True), dry),
+        "hostNetwork",
+    )
+    wait_enforced(
+        lambda: create(
+            release.as_admin, release.team, ftj("probe", scheduling={"priorityClassName": "system-node-critical"}), dry
+        ),
+        "priorityClassName",
+    )
     probe = unique("probe")
     allowed(create(release.as_admin, release.team, ftj(probe)))
-    wait_enforced(lambda: release.as_admin("patch", "-n", release.team, "ftj", probe, "--subresource=status",
-                                           "--type=merge", "-p", '{"status":{"phase":"Failed"}}', dry),
-                  "may not write the status")
+    wait_enforced(
+        lambda: release.as_admin(
+            "patch",
+            "-n",
+            release.team,
+            "ftj",
+            probe,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            '{"status":{"phase":"Failed"}}',
+            dry,
+        ),
+        "may not write the status",
+    )
 
 
 # --- the default mode: namespaces opted in by label ----------------------------------------------
 
-SELECTOR_VALUES = {"admissionPolicies": {"enabled": True, "images": {"allowed": ["registry.example/ml/"]},
-                                         "priorityClasses": {"allowed": ["ml-batch"]},
-                                         "tolerations": {"allowedKeys": ["nvidia.com/gpu"]}}}
+SELECTOR_VALUES = {
+    "admissionPolicies": {
+        "enabled": True,
+        "images": {"allowed": ["registry.example/ml/"]},
+        "priorityClasses": {"allowed": ["ml-batch"]},
+        "tolerations": {"allowedKeys": ["nvidia.com/gpu"]},
+    }
+}
 
 
 @pytest.fixture(scope="class")
 def selector_release(cluster, kube_api, tmp_path_factory) -> Iterator[Release]:
-    with install(cluster, kube_api, tmp_path_factory.mktemp("selector"), lambda _: SELECTOR_VALUES,
-                 label_team=True) as release:
+    with install(
+        cluster, kube_api, tmp_path_factory.mktemp("selector"), lambda _: SELECTOR_VALUES, label_team=True
+    ) as release:
         wait_policies(release, opt_in=True)
         yield release
 
@@ -242,8 +319,11 @@ def tenants(selector_release) -> dict[str, str]:
     r = selector_release
     alice, bob = unique("alice"), unique("bob")
     allowed(r.as_admin("create", "rolebinding", "alice-edit", "-n", r.team, "--clusterrole=edit", f"--user={alice}"))
-    allowed(r.as_admin("create", "rolebinding", "bob-ftj", "-n", r.team, f"--clusterrole={r.fullname}-edit",
-                       f"--user={bob}"))
+    allowed(
+        r.as_admin(
+            "create", "rolebinding", "bob-ftj", "-n", r.team, f"--clusterrole={r.fullname}-edit", f"--user={bob}"
+        )
+    )
     allowed(r.as_admin("create", "secret", "generic", "hub-token", "-n", r.team, "--from-literal=token=x"))
     deadline = time.monotonic() + 30  # the aggregation controller fills `edit` shortly after install
     while r.as_user(alice, "auth", "can-i", "create", "finetunejobs.finetune.dev", "-n", r.team).returncode != 0:
@@ -261,17 +341,30 @@ class TestSelectorMode:
         r = selector_release
         allowed(create(r.as_operator, r.team, trainer_job(unique("ok") + "-trainer")))
         # The cleanup Job runs without a token, under the namespace's default ServiceAccount.
-        allowed(create(r.as_operator, r.team, trainer_job(unique("run") + "-cleanup", serviceAccountName="default",
-                                                           automountServiceAccountToken=False)))
+        allowed(
+            create(
+                r.as_operator,
+                r.team,
+                trainer_job(
+                    unique("run") + "-cleanup", serviceAccountName="default", automountServiceAccountToken=False
+                ),
+            )
+        )
 
     def test_the_operators_own_children_pass(self, selector_release):
         """What operator/finetune_operator/builders.py makes for a run, created with the operator's
         token in the order the operator creates it, is what these policies let through."""
         from finetune_operator import builders, config
+
         r = selector_release
         name = unique("run")
-        created = create(r.as_admin, r.team, ftj(name, output={"pvc": "artifacts", "retention": "Delete"},
-                                                 resources={"gpus": 1}), "-o", "json")
+        created = create(
+            r.as_admin,
+            r.team,
+            ftj(name, output={"pvc": "artifacts", "retention": "Delete"}, resources={"gpus": 1}),
+            "-o",
+            "json",
+        )
         allowed(created)
         resource = json.loads(created.stdout)
         cfg = config.from_args(["--all-namespaces", "--trainer-cluster-role", f"{r.fullname}-trainer"])
@@ -281,29 +374,45 @@ class TestSelectorMode:
             allowed(create(r.as_operator, r.team, obj))
         allowed(create(r.as_operator, r.team, builders.dry_run_pod(job), "--dry-run=server"))
         allowed(create(r.as_operator, r.team, job))
-        allowed(r.as_operator("patch", "job", job["metadata"]["name"], "-n", r.team, "--type=merge",
-                              "-p", '{"spec":{"suspend":true}}'))
+        allowed(
+            r.as_operator(
+                "patch", "job", job["metadata"]["name"], "-n", r.team, "--type=merge", "-p", '{"spec":{"suspend":true}}'
+            )
+        )
         allowed(create(r.as_operator, r.team, builders.cleanup_job(resource, spec, cfg)))
         allowed(r.as_operator("delete", "job", job["metadata"]["name"], "-n", r.team))
 
     @pytest.mark.parametrize("namespace", PROTECTED)
     def test_operator_never_writes_in_protected_namespaces(self, selector_release, namespace):
         r = selector_release
-        refused(create(r.as_operator, namespace, trainer_job("x-trainer")),
-                f"finetune-operator may not CREATE jobs in namespace {namespace}",
-                "it never acts in kube-system, kube-public, kube-node-lease")
-        refused(create(r.as_operator, namespace, {"apiVersion": "v1", "kind": "ConfigMap",
-                                                  "metadata": {"name": "x-config"}}),
-                f"may not CREATE configmaps in namespace {namespace}")
+        refused(
+            create(r.as_operator, namespace, trainer_job("x-trainer")),
+            f"finetune-operator may not CREATE jobs in namespace {namespace}",
+            "it never acts in kube-system, kube-public, kube-node-lease",
+        )
+        refused(
+            create(
+                r.as_operator, namespace, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x-config"}}
+            ),
+            f"may not CREATE configmaps in namespace {namespace}",
+        )
 
     def test_operator_cannot_write_in_a_namespace_not_opted_in(self, selector_release):
         r = selector_release
-        msg = refused(create(r.as_operator, r.other, trainer_job("x-trainer")),
-                      f"finetune-operator may not CREATE jobs in namespace {r.other}: the namespace is not opted in",
-                      "labelled finetune.dev/enabled=true (watch.namespaceSelector)")
+        msg = refused(
+            create(r.as_operator, r.other, trainer_job("x-trainer")),
+            f"finetune-operator may not CREATE jobs in namespace {r.other}: the namespace is not opted in",
+            "labelled finetune.dev/enabled=true (watch.namespaceSelector)",
+        )
         assert "ValidatingAdmissionPolicy" in msg
-        refused(create(r.as_operator, r.other, {"apiVersion": "v1", "kind": "ServiceAccount",
-                                                "metadata": {"name": "x-trainer"}}), "not opted in")
+        refused(
+            create(
+                r.as_operator,
+                r.other,
+                {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "x-trainer"}},
+            ),
+            "not opted in",
+        )
         # Labelling the namespace opts it in.
         allowed(r.as_admin("label", "namespace", r.other, f"{OPT_IN_LABEL}=true"))
         try:
@@ -314,70 +423,128 @@ class TestSelectorMode:
         finally:
             r.as_admin("label", "namespace", r.other, f"{OPT_IN_LABEL}-")
 
-    @pytest.mark.parametrize("pod_fields, fragment", [
-        ({"serviceAccountName": "default"},
-         "spec.template.spec.serviceAccountName must be {job} (the run's own ServiceAccount) or "
-         "automountServiceAccountToken false, not default"),
-        ({"serviceAccountName": "ci-trainer"}, "not ci-trainer"),
-        ({"volumes": [{"name": "root", "hostPath": {"path": "/"}}]},
-         "volumes may be configMap, emptyDir or persistentVolumeClaim only; refused: root"),
-        ({"volumes": [{"name": "tok", "projected": {"sources": [{"serviceAccountToken": {"path": "t"}}]}}]},
-         "refused: tok"),
-        ({"hostNetwork": True}, "hostNetwork, hostPID and hostIPC must be false"),
-        ({"hostPID": True}, "hostNetwork, hostPID and hostIPC must be false"),
-        ({"containers": [{"name": "t", "image": "x", "securityContext": {"privileged": True}}]},
-         "containers may not be privileged nor add capabilities (t)"),
-        ({"initContainers": [{"name": "i", "image": "x", "securityContext": {"capabilities": {"add": ["SYS_ADMIN"]}}}]},
-         "may not be privileged nor add capabilities"),
-    ], ids=["default-sa", "foreign-sa", "hostpath", "projected-token", "hostnetwork", "hostpid", "privileged",
-            "init-capabilities"])
+    @pytest.mark.parametrize(
+        "pod_fields, fragment",
+        [
+            (
+                {"serviceAccountName": "default"},
+                "spec.template.spec.serviceAccountName must be {job} (the run's own ServiceAccount) or "
+                "automountServiceAccountToken false, not default",
+            ),
+            ({"serviceAccountName": "ci-trainer"}, "not ci-trainer"),
+            (
+                {"volumes": [{"name": "root", "hostPath": {"path": "/"}}]},
+                "volumes may be configMap, emptyDir or persistentVolumeClaim only; refused: root",
+            ),
+            (
+                {"volumes": [{"name": "tok", "projected": {"sources": [{"serviceAccountToken": {"path": "t"}}]}}]},
+                "refused: tok",
+            ),
+            ({"hostNetwork": True}, "hostNetwork, hostPID and hostIPC must be false"),
+            ({"hostPID": True}, "hostNetwork, hostPID and hostIPC must be false"),
+            (
+                {"containers": [{"name": "t", "image": "x", "securityContext": {"privileged": True}}]},
+                "containers may not be privileged nor add capabilities (t)",
+            ),
+            (
+                {
+                    "initContainers": [
+                        {"name": "i", "image": "x", "securityContext": {"capabilities": {"add": ["SYS_ADMIN"]}}}
+                    ]
+                },
+                "may not be privileged nor add capabilities",
+            ),
+        ],
+        ids=[
+            "default-sa",
+            "foreign-sa",
+            "hostpath",
+            "projected-token",
+            "hostnetwork",
+            "hostpid",
+            "privileged",
+            "init-capabilities",
+        ],
+    )
     def test_operator_jobs_are_confined(self, selector_release, pod_fields, fragment):
         r = selector_release
         job = unique("bad") + "-trainer"
-        refused(create(r.as_operator, r.team, trainer_job(job, **pod_fields)), f"denied request: Job {job}: ",
-                fragment.format(job=job))
+        refused(
+            create(r.as_operator, r.team, trainer_job(job, **pod_fields)),
+            f"denied request: Job {job}: ",
+            fragment.format(job=job),
+        )
 
     def test_operator_binds_only_the_trainer_role_to_the_runs_own_service_account(self, selector_release):
         r = selector_release
         trainer_role = f"{r.fullname}-trainer"
         good = unique("run") + "-trainer"
-        allowed(create(r.as_operator, r.team, rolebinding(good, "ClusterRole", trainer_role, [sa_subject(good, r.team)])))
+        allowed(
+            create(r.as_operator, r.team, rolebinding(good, "ClusterRole", trainer_role, [sa_subject(good, r.team)]))
+        )
         # The built-in powerful roles: RBAC's escalation check refuses (no bind, permissions not held).
         for role in ("admin", "cluster-admin", "edit"):
-            refused(create(r.as_operator, r.team, rolebinding(unique("esc"), "ClusterRole", role,
-                                                              [sa_subject("default", r.team)])),
-                    "is attempting to grant RBAC permissions not currently held")
+            refused(
+                create(
+                    r.as_operator,
+                    r.team,
+                    rolebinding(unique("esc"), "ClusterRole", role, [sa_subject("default", r.team)]),
+                ),
+                "is attempting to grant RBAC permissions not currently held",
+            )
         # A role whose permissions the operator holds passes RBAC; the policy still refuses it.
         subset = unique("jobs-reader")
         allowed(r.as_admin("create", "clusterrole", subset, "--verb=get", "--resource=jobs.batch"))
         try:
             name = unique("sub") + "-trainer"
-            refused(create(r.as_operator, r.team, rolebinding(name, "ClusterRole", subset, [sa_subject(name, r.team)])),
-                    f"RoleBinding {name}: roleRef must be ClusterRole {trainer_role}, not ClusterRole {subset}")
+            refused(
+                create(r.as_operator, r.team, rolebinding(name, "ClusterRole", subset, [sa_subject(name, r.team)])),
+                f"RoleBinding {name}: roleRef must be ClusterRole {trainer_role}, not ClusterRole {subset}",
+            )
         finally:
             r.as_admin("delete", "clusterrole", subset)
         # The trainer role, but for someone else.
         name = unique("run") + "-trainer"
-        for subjects in ([sa_subject("ci-trainer", r.team)], [sa_subject(name, r.other)],
-                         [sa_subject(name, r.team), sa_subject("default", r.team)],
-                         [{"kind": "User", "name": name, "apiGroup": "rbac.authorization.k8s.io"}]):
-            refused(create(r.as_operator, r.team, rolebinding(name, "ClusterRole", trainer_role, subjects)),
-                    f"RoleBinding {name}: subjects must be exactly ServiceAccount {name} of namespace {r.team}")
+        for subjects in (
+            [sa_subject("ci-trainer", r.team)],
+            [sa_subject(name, r.other)],
+            [sa_subject(name, r.team), sa_subject("default", r.team)],
+            [{"kind": "User", "name": name, "apiGroup": "rbac.authorization.k8s.io"}],
+        ):
+            refused(
+                create(r.as_operator, r.team, rolebinding(name, "ClusterRole", trainer_role, subjects)),
+                f"RoleBinding {name}: subjects must be exactly ServiceAccount {name} of namespace {r.team}",
+            )
         # A namespaced Role within the operator's own permissions: RBAC lets it bind it, the policy not.
-        allowed(r.as_admin("create", "role", "status-patcher", "-n", r.team, "--verb=patch",
-                           "--resource=finetunejobs.finetune.dev/status"))
-        refused(create(r.as_operator, r.team, rolebinding(name, "Role", "status-patcher", [sa_subject(name, r.team)])),
-                f"roleRef must be ClusterRole {trainer_role}, not Role status-patcher")
+        allowed(
+            r.as_admin(
+                "create",
+                "role",
+                "status-patcher",
+                "-n",
+                r.team,
+                "--verb=patch",
+                "--resource=finetunejobs.finetune.dev/status",
+            )
+        )
+        refused(
+            create(r.as_operator, r.team, rolebinding(name, "Role", "status-patcher", [sa_subject(name, r.team)])),
+            f"roleRef must be ClusterRole {trainer_role}, not Role status-patcher",
+        )
         # And the operator cannot create Roles at all.
-        refused(r.as_operator("create", "role", "-n", r.team, unique("r"), "--verb=get", "--resource=pods"),
-                'cannot create resource "roles"')
+        refused(
+            r.as_operator("create", "role", "-n", r.team, unique("r"), "--verb=get", "--resource=pods"),
+            'cannot create resource "roles"',
+        )
 
     def test_operator_creates_pods_only_as_a_dry_run(self, selector_release):
         r = selector_release
         allowed(create(r.as_operator, r.team, pod(unique("dry")), "--dry-run=server"))
         name = unique("real")
-        refused(create(r.as_operator, r.team, pod(name)),
-                f"Pod {name}: finetune-operator creates pods only as a server-side dry run (dryRun=All)")
+        refused(
+            create(r.as_operator, r.team, pod(name)),
+            f"Pod {name}: finetune-operator creates pods only as a server-side dry run (dryRun=All)",
+        )
         assert r.as_admin("get", "pod", "-n", r.team, name).returncode != 0
 
     def test_operator_holds_no_secret_access(self, selector_release):
@@ -415,51 +582,78 @@ class TestSelectorMode:
         allowed(create(lambda *a, **k: r.as_user(alice, *a, **k), r.team, ftj(name)))
         allowed(r.as_user(alice, "get", "ftj", name, "-n", r.team))
         allowed(r.as_user(alice, "delete", "ftj", name, "-n", r.team))
-        assert r.as_user(alice, "auth", "can-i", "patch", "finetunejobs.finetune.dev", "--subresource=status",
-                         "-n", r.team).stdout.strip() == "no"
+        assert (
+            r.as_user(
+                alice, "auth", "can-i", "patch", "finetunejobs.finetune.dev", "--subresource=status", "-n", r.team
+            ).stdout.strip()
+            == "no"
+        )
         viewer = unique("carol")
-        allowed(r.as_admin("create", "rolebinding", unique("view"), "-n", r.team, "--clusterrole=view", f"--user={viewer}"))
+        allowed(
+            r.as_admin("create", "rolebinding", unique("view"), "-n", r.team, "--clusterrole=view", f"--user={viewer}")
+        )
         deadline = time.monotonic() + 30
         while r.as_user(viewer, "get", "ftj", "-n", r.team).returncode != 0:
             assert time.monotonic() < deadline, "view never aggregated the FineTuneJob rules"
             time.sleep(0.3)
-        refused(create(lambda *a, **k: r.as_user(viewer, *a, **k), r.team, ftj(unique("carol"))),
-                'cannot create resource "finetunejobs"')
+        refused(
+            create(lambda *a, **k: r.as_user(viewer, *a, **k), r.team, ftj(unique("carol"))),
+            'cannot create resource "finetunejobs"',
+        )
 
     def test_token_secret_only_for_requesters_who_may_read_it(self, selector_release, tenants):
         r, alice, bob = selector_release, tenants["alice"], tenants["bob"]
         with_token = {"source": "hf://org/model", "tokenSecretRef": {"name": "hub-token", "key": "token"}}
         as_bob = lambda *a, **k: r.as_user(bob, *a, **k)  # noqa: E731
-        refused(create(as_bob, r.team, ftj(unique("bob"), model=with_token)),
-                f"spec.model.tokenSecretRef: {bob} may not get Secret hub-token in namespace {r.team}, "
-                "so may not hand it to a trainer")
+        refused(
+            create(as_bob, r.team, ftj(unique("bob"), model=with_token)),
+            f"spec.model.tokenSecretRef: {bob} may not get Secret hub-token in namespace {r.team}, "
+            "so may not hand it to a trainer",
+        )
         allowed(create(lambda *a, **k: r.as_user(alice, *a, **k), r.team, ftj(unique("alice"), model=with_token)))
         # Reading that one Secret is enough (RBAC by resourceName).
-        allowed(r.as_admin("create", "role", "read-hub-token", "-n", r.team, "--verb=get", "--resource=secrets",
-                           "--resource-name=hub-token"))
-        allowed(r.as_admin("create", "rolebinding", "bob-hub-token", "-n", r.team, "--role=read-hub-token",
-                           f"--user={bob}"))
+        allowed(
+            r.as_admin(
+                "create",
+                "role",
+                "read-hub-token",
+                "-n",
+                r.team,
+                "--verb=get",
+                "--resource=secrets",
+                "--resource-name=hub-token",
+            )
+        )
+        allowed(
+            r.as_admin("create", "rolebinding", "bob-hub-token", "-n", r.team, "--role=read-hub-token", f"--user={bob}")
+        )
         allowed(create(as_bob, r.team, ftj(unique("bob"), model=with_token)))
         other_secret = {**with_token, "tokenSecretRef": {"name": "ci-deploy-key"}}
         refused(create(as_bob, r.team, ftj(unique("bob"), model=other_secret)), "may not get Secret ci-deploy-key")
 
-    @pytest.mark.parametrize("image, bob_allowed", [
-        ("ghcr.io/finetune-operator/trainer:0.2.0", True),  # the chart's trainer repository, any tag
-        ("ghcr.io/finetune-operator/trainer@sha256:" + "b" * 64, True),
-        ("registry.example/ml/trainer:1", True),  # the allowlisted prefix
-        ("registry.evil/x:1", False),
-        ("ghcr.io/finetune-operator/trainer-evil:1", False),  # not a tag of the allowed repository
-        ("registry.example/mlx/trainer:1", False),
-    ])
+    @pytest.mark.parametrize(
+        "image, bob_allowed",
+        [
+            ("ghcr.io/finetune-operator/trainer:0.2.0", True),  # the chart's trainer repository, any tag
+            ("ghcr.io/finetune-operator/trainer@sha256:" + "b" * 64, True),
+            ("registry.example/ml/trainer:1", True),  # the allowlisted prefix
+            ("registry.evil/x:1", False),
+            ("ghcr.io/finetune-operator/trainer-evil:1", False),  # not a tag of the allowed repository
+            ("registry.example/mlx/trainer:1", False),
+        ],
+    )
     def test_custom_image_by_allowlist_or_pods_create(self, selector_release, tenants, image, bob_allowed):
         r, alice, bob = selector_release, tenants["alice"], tenants["bob"]
         result = create(lambda *a, **k: r.as_user(bob, *a, **k), r.team, ftj(unique("bob"), image=image))
         if bob_allowed:
             allowed(result)
         else:
-            refused(result, f"spec.image: {image} is not among the allowed trainer images "
-                            "(ghcr.io/finetune-operator/trainer, registry.example/ml/; admissionPolicies.images.allowed) "
-                            f"and {bob} may not create pods in namespace {r.team}")
+            refused(
+                result,
+                f"spec.image: {image} is not among the allowed trainer images "
+                "(ghcr.io/finetune-operator/trainer, registry.example/ml/; admissionPolicies.images.allowed) "
+                f"and {bob} may not create pods in namespace {r.team}",
+            )
         # alice may create pods (edit): any image.
         allowed(create(lambda *a, **k: r.as_user(alice, *a, **k), r.team, ftj(unique("alice"), image=image)))
 
@@ -467,27 +661,44 @@ class TestSelectorMode:
     def test_priority_class_from_the_allowlist_only(self, selector_release, tenants, who):
         r = selector_release
         run = r.as_admin if who == "admin" else (lambda *a, **k: r.as_user(tenants["bob"], *a, **k))
-        refused(create(run, r.team, ftj(unique(who), scheduling={"priorityClassName": "system-node-critical"})),
-                "spec.scheduling.priorityClassName: system-node-critical is not allowed (allowed: ml-batch; "
-                "admissionPolicies.priorityClasses.allowed)")
+        refused(
+            create(run, r.team, ftj(unique(who), scheduling={"priorityClassName": "system-node-critical"})),
+            "spec.scheduling.priorityClassName: system-node-critical is not allowed (allowed: ml-batch; "
+            "admissionPolicies.priorityClasses.allowed)",
+        )
         allowed(create(run, r.team, ftj(unique(who), scheduling={"priorityClassName": "ml-batch"})))
 
-    @pytest.mark.parametrize("tolerations, fragment", [
-        ([{"operator": "Exists"}], 'key "" (every taint) is not allowed'),
-        ([{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"}],
-         "key node-role.kubernetes.io/control-plane is not allowed"),
-        ([{"key": "nvidia.com/gpu", "operator": "Exists"}, {"key": "spot", "operator": "Exists"}], "key spot is not"),
-        ([{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}], None),
-    ], ids=["everything", "control-plane", "one-of-two", "gpu"])
+    @pytest.mark.parametrize(
+        "tolerations, fragment",
+        [
+            ([{"operator": "Exists"}], 'key "" (every taint) is not allowed'),
+            (
+                [{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"}],
+                "key node-role.kubernetes.io/control-plane is not allowed",
+            ),
+            (
+                [{"key": "nvidia.com/gpu", "operator": "Exists"}, {"key": "spot", "operator": "Exists"}],
+                "key spot is not",
+            ),
+            ([{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}], None),
+        ],
+        ids=["everything", "control-plane", "one-of-two", "gpu"],
+    )
     def test_tolerations_from_the_allowlist_only(self, selector_release, tenants, tolerations, fragment):
         r = selector_release
-        result = create(lambda *a, **k: r.as_user(tenants["bob"], *a, **k), r.team,
-                        ftj(unique("bob"), scheduling={"tolerations": tolerations}))
+        result = create(
+            lambda *a, **k: r.as_user(tenants["bob"], *a, **k),
+            r.team,
+            ftj(unique("bob"), scheduling={"tolerations": tolerations}),
+        )
         if fragment is None:
             allowed(result)
         else:
-            refused(result, "spec.scheduling.tolerations: " + fragment,
-                    "(allowed keys: nvidia.com/gpu; admissionPolicies.tolerations.allowedKeys)")
+            refused(
+                result,
+                "spec.scheduling.tolerations: " + fragment,
+                "(allowed keys: nvidia.com/gpu; admissionPolicies.tolerations.allowedKeys)",
+            )
 
     # --- status integrity ------------------------------------------------------------------------
 
@@ -497,35 +708,75 @@ class TestSelectorMode:
         operator = r.api_client(r.operator_kubeconfig)
         for name in (a, b):
             allowed(create(r.as_admin, r.team, ftj(name)))
-            assert patch_status(operator, r.team, name, {"phase": "Running", "reason": "Running", "conditions": [
-                {"type": "Ready", "status": "False", "reason": "Running", "lastTransitionTime": "2025-01-01T00:00:00Z"}]}
-            ) is None
+            assert (
+                patch_status(
+                    operator,
+                    r.team,
+                    name,
+                    {
+                        "phase": "Running",
+                        "reason": "Running",
+                        "conditions": [
+                            {
+                                "type": "Ready",
+                                "status": "False",
+                                "reason": "Running",
+                                "lastTransitionTime": "2025-01-01T00:00:00Z",
+                            }
+                        ],
+                    },
+                )
+                is None
+            )
         # As the operator does for each run: the ServiceAccount and its RoleBinding to the trainer role.
         trainer = f"{a}-trainer"
-        allowed(create(r.as_operator, r.team, {"apiVersion": "v1", "kind": "ServiceAccount",
-                                               "metadata": {"name": trainer}, "automountServiceAccountToken": False}))
-        allowed(create(r.as_operator, r.team, rolebinding(trainer, "ClusterRole", f"{r.fullname}-trainer",
-                                                          [sa_subject(trainer, r.team)])))
+        allowed(
+            create(
+                r.as_operator,
+                r.team,
+                {
+                    "apiVersion": "v1",
+                    "kind": "ServiceAccount",
+                    "metadata": {"name": trainer},
+                    "automountServiceAccountToken": False,
+                },
+            )
+        )
+        allowed(
+            create(
+                r.as_operator,
+                r.team,
+                rolebinding(trainer, "ClusterRole", f"{r.fullname}-trainer", [sa_subject(trainer, r.team)]),
+            )
+        )
         user = f"system:serviceaccount:{r.team}:{trainer}"
-        as_trainer = r.api_client(service_account_kubeconfig(r.admin_api, Path(r.admin_kubeconfig), r.team, trainer,
-                                                             r.tmp / f"{trainer}.kubeconfig"))
+        as_trainer = r.api_client(
+            service_account_kubeconfig(
+                r.admin_api, Path(r.admin_kubeconfig), r.team, trainer, r.tmp / f"{trainer}.kubeconfig"
+            )
+        )
 
         progress = {"stage": "training", "step": 3, "totalSteps": 10, "percent": 30.0}
         assert patch_status(as_trainer, r.team, a, {"progress": progress}) is None
         status = json.loads(r.as_admin("get", "ftj", a, "-n", r.team, "-o", "json").stdout)["status"]
         assert status["progress"]["step"] == 3 and status["phase"] == "Running"
 
-        for forged, field_name in [({"phase": "Failed"}, "phase"), ({"progress": progress, "metrics": {"evalLoss": 0.1}},
-                                                                     "metrics"),
-                                   ({"conditions": None}, "conditions"), ({"reason": "Forged"}, "reason")]:
+        for forged, field_name in [
+            ({"phase": "Failed"}, "phase"),
+            ({"progress": progress, "metrics": {"evalLoss": 0.1}}, "metrics"),
+            ({"conditions": None}, "conditions"),
+            ({"reason": "Forged"}, "reason"),
+        ]:
             assert patch_status(as_trainer, r.team, a, forged) == (
-                f"finetunejobs.finetune.dev \"{a}\" is forbidden: ValidatingAdmissionPolicy "
+                f'finetunejobs.finetune.dev "{a}" is forbidden: ValidatingAdmissionPolicy '
                 f"'{r.fullname}-status-integrity' with binding '{r.fullname}-status-integrity' denied request: "
-                f"status.{field_name} is written by finetune-operator only; a trainer may change status.progress only")
+                f"status.{field_name} is written by finetune-operator only; a trainer may change status.progress only"
+            )
         message = patch_status(as_trainer, r.team, b, {"progress": progress})
         assert message and message.endswith(
             f"{user} may not write the status of FineTuneJob {b}: only finetune-operator and the run's trainer "
-            f"(system:serviceaccount:{r.team}:{b}-trainer) may"), message
+            f"(system:serviceaccount:{r.team}:{b}-trainer) may"
+        ), message
         # Cluster admins included; the operator is the one writer of everything else.
         for status_patch in ({"phase": "Succeeded"}, {"progress": progress}):
             message = patch_status(r.admin_api, r.team, a, status_patch)
@@ -540,10 +791,17 @@ class TestSelectorMode:
 
 @pytest.fixture(scope="class")
 def list_release(cluster, kube_api, tmp_path_factory) -> Iterator[Release]:
-    with install(cluster, kube_api, tmp_path_factory.mktemp("list"),
-                 lambda team: {"watch": {"namespaces": [team]}}, label_team=False) as release:
-        wait_enforced(lambda: create(release.as_operator, release.other, trainer_job("probe-trainer"),
-                                     "--dry-run=server"), "forbidden")
+    with install(
+        cluster,
+        kube_api,
+        tmp_path_factory.mktemp("list"),
+        lambda team: {"watch": {"namespaces": [team]}},
+        label_team=False,
+    ) as release:
+        wait_enforced(
+            lambda: create(release.as_operator, release.other, trainer_job("probe-trainer"), "--dry-run=server"),
+            "forbidden",
+        )
         yield release
 
 
@@ -557,34 +815,60 @@ class TestListedNamespaces:
         refused(r.as_operator("get", "jobs", "-A"), "cannot list resource")
         # Where it acts: no Secrets, no Roles, and only the trainer ClusterRole to bind.
         refused(r.as_operator("get", "secrets", "-n", r.team), 'cannot list resource "secrets"')
-        refused(r.as_operator("create", "role", "-n", r.team, unique("r"), "--verb=get", "--resource=pods"),
-                'cannot create resource "roles"')
+        refused(
+            r.as_operator("create", "role", "-n", r.team, unique("r"), "--verb=get", "--resource=pods"),
+            'cannot create resource "roles"',
+        )
         name = unique("run") + "-trainer"
-        refused(create(r.as_operator, r.team, rolebinding(name, "ClusterRole", "edit", [sa_subject(name, r.team)])),
-                "is attempting to grant RBAC permissions not currently held")
-        allowed(create(r.as_operator, r.team, rolebinding(name, "ClusterRole", f"{r.fullname}-trainer",
-                                                          [sa_subject(name, r.team)])))
+        refused(
+            create(r.as_operator, r.team, rolebinding(name, "ClusterRole", "edit", [sa_subject(name, r.team)])),
+            "is attempting to grant RBAC permissions not currently held",
+        )
+        allowed(
+            create(
+                r.as_operator,
+                r.team,
+                rolebinding(name, "ClusterRole", f"{r.fullname}-trainer", [sa_subject(name, r.team)]),
+            )
+        )
 
     def test_operator_can_i_list(self, list_release):
         r = list_release
         team = r.as_operator("auth", "can-i", "--list", "-n", r.team)
         system = r.as_operator("auth", "can-i", "--list", "-n", "kube-system")
-        print(f"\n$ kubectl auth can-i --list --as={r.operator_user} -n {r.team}\n{team.stdout}"
-              f"\n$ kubectl auth can-i --list --as={r.operator_user} -n kube-system\n{system.stdout}")
+        print(
+            f"\n$ kubectl auth can-i --list --as={r.operator_user} -n {r.team}\n{team.stdout}"
+            f"\n$ kubectl auth can-i --list --as={r.operator_user} -n kube-system\n{system.stdout}"
+        )
         rows = can_i_rows(team.stdout)
         assert "jobs.batch" in rows and "secrets" not in rows and "roles.rbac.authorization.k8s.io" not in rows
         assert f"[{r.fullname}-trainer]" in rows["clusterroles.rbac.authorization.k8s.io"]
         assert "escalate" not in team.stdout
         rows = can_i_rows(system.stdout)
-        assert not {"jobs.batch", "pods", "configmaps", "serviceaccounts", "rolebindings.rbac.authorization.k8s.io",
-                    "clusterroles.rbac.authorization.k8s.io"} & set(rows), system.stdout
+        assert not {
+            "jobs.batch",
+            "pods",
+            "configmaps",
+            "serviceaccounts",
+            "rolebindings.rbac.authorization.k8s.io",
+            "clusterroles.rbac.authorization.k8s.io",
+        } & set(rows), system.stdout
 
     def test_the_opt_in_policy_backs_rbac_up(self, list_release):
         """Even if the operator were granted more RBAC by hand, it may not write outside the list."""
         r = list_release
         extra = unique("extra")
-        allowed(r.as_admin("create", "rolebinding", extra, "-n", r.other, "--clusterrole=edit",
-                           f"--serviceaccount={r.namespace}:{r.fullname}"))
+        allowed(
+            r.as_admin(
+                "create",
+                "rolebinding",
+                extra,
+                "-n",
+                r.other,
+                "--clusterrole=edit",
+                f"--serviceaccount={r.namespace}:{r.fullname}",
+            )
+        )
         deadline = time.monotonic() + 30
         while True:
             result = create(r.as_operator, r.other, trainer_job("x-trainer"))
@@ -592,8 +876,11 @@ class TestListedNamespaces:
                 break
             assert time.monotonic() < deadline, result.stderr
             time.sleep(0.3)
-        refused(result, f"finetune-operator may not CREATE jobs in namespace {r.other}: the namespace is not opted in",
-                f"listed in watch.namespaces ({r.team})")
+        refused(
+            result,
+            f"finetune-operator may not CREATE jobs in namespace {r.other}: the namespace is not opted in",
+            f"listed in watch.namespaces ({r.team})",
+        )
 
 
 # --- watch.clusterWide ---------------------------------------------------------------------------
@@ -601,10 +888,13 @@ class TestListedNamespaces:
 
 @pytest.fixture(scope="class")
 def wide_release(cluster, kube_api, tmp_path_factory) -> Iterator[Release]:
-    with install(cluster, kube_api, tmp_path_factory.mktemp("wide"),
-                 lambda _: {"watch": {"clusterWide": True}}, label_team=False) as release:
-        wait_enforced(lambda: create(release.as_operator, "kube-system", trainer_job("probe-trainer"),
-                                     "--dry-run=server"), "never acts in")
+    with install(
+        cluster, kube_api, tmp_path_factory.mktemp("wide"), lambda _: {"watch": {"clusterWide": True}}, label_team=False
+    ) as release:
+        wait_enforced(
+            lambda: create(release.as_operator, "kube-system", trainer_job("probe-trainer"), "--dry-run=server"),
+            "never acts in",
+        )
         yield release
 
 

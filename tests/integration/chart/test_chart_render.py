@@ -20,10 +20,18 @@ RESTRICTED_CONTAINER = {
 FULL = "ft-finetune-operator"
 OPERATOR_USER = f"system:serviceaccount:finetune-system:{FULL}"
 # The opt-in bindings leave the protected namespaces to their own policy (a clearer message).
-NOT_PROTECTED = {"key": "kubernetes.io/metadata.name", "operator": "NotIn",
-                 "values": ["kube-system", "kube-public", "kube-node-lease"]}
-POLICIES = ["operator-protected-namespaces", "operator-opt-in", "operator-output", "finetunejob-requester",
-            "status-integrity"]
+NOT_PROTECTED = {
+    "key": "kubernetes.io/metadata.name",
+    "operator": "NotIn",
+    "values": ["kube-system", "kube-public", "kube-node-lease"],
+}
+POLICIES = [
+    "operator-protected-namespaces",
+    "operator-opt-in",
+    "operator-output",
+    "finetunejob-requester",
+    "status-integrity",
+]
 
 # --- helm lint -----------------------------------------------------------------------------------
 
@@ -31,12 +39,28 @@ LINT_CASES = {
     "defaults": {},
     "namespaced": {"watch": {"namespaces": ["team-a", "team-b"]}},
     "cluster-wide": {"watch": {"clusterWide": True}},
-    "selector-expressions": {"watch": {"namespaceSelector": {"matchLabels": {"finetune.dev/enabled": None}, "matchExpressions": [
-        {"key": "tier", "operator": "In", "values": ["ml", "research"]}, {"key": "frozen", "operator": "DoesNotExist"}]}}},
-    "ha-with-servicemonitor": {"replicas": 3, "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}}},
-    "no-metrics-no-rbac-no-policies": {"metrics": {"enabled": False}, "rbac": {"create": False},
-                                       "serviceAccount": {"create": False, "name": "existing"},
-                                       "admissionPolicies": {"enabled": False}, "watch": {"clusterWide": True}},
+    "selector-expressions": {
+        "watch": {
+            "namespaceSelector": {
+                "matchLabels": {"finetune.dev/enabled": None},
+                "matchExpressions": [
+                    {"key": "tier", "operator": "In", "values": ["ml", "research"]},
+                    {"key": "frozen", "operator": "DoesNotExist"},
+                ],
+            }
+        }
+    },
+    "ha-with-servicemonitor": {
+        "replicas": 3,
+        "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
+    },
+    "no-metrics-no-rbac-no-policies": {
+        "metrics": {"enabled": False},
+        "rbac": {"create": False},
+        "serviceAccount": {"create": False, "name": "existing"},
+        "admissionPolicies": {"enabled": False},
+        "watch": {"clusterWide": True},
+    },
 }
 
 
@@ -64,21 +88,23 @@ def default_objects():
 
 def test_default_render_has_the_expected_objects(default_objects):
     kinds = sorted((o["kind"], o["metadata"]["name"]) for o in default_objects)
-    assert kinds == sorted([
-        ("ServiceAccount", FULL),
-        ("ClusterRole", FULL),
-        ("ClusterRoleBinding", FULL),
-        ("ClusterRole", f"{FULL}-trainer"),
-        ("ClusterRole", f"{FULL}-edit"),
-        ("ClusterRole", f"{FULL}-view"),
-        ("Role", f"{FULL}-leader-election"),
-        ("RoleBinding", f"{FULL}-leader-election"),
-        ("Service", f"{FULL}-metrics"),
-        ("Deployment", FULL),
-        *[("ValidatingAdmissionPolicy", f"{FULL}-{p}") for p in POLICIES],
-        *[("ValidatingAdmissionPolicyBinding", f"{FULL}-{p}") for p in POLICIES if p != "operator-opt-in"],
-        ("ValidatingAdmissionPolicyBinding", f"{FULL}-operator-opt-in-0"),
-    ])
+    assert kinds == sorted(
+        [
+            ("ServiceAccount", FULL),
+            ("ClusterRole", FULL),
+            ("ClusterRoleBinding", FULL),
+            ("ClusterRole", f"{FULL}-trainer"),
+            ("ClusterRole", f"{FULL}-edit"),
+            ("ClusterRole", f"{FULL}-view"),
+            ("Role", f"{FULL}-leader-election"),
+            ("RoleBinding", f"{FULL}-leader-election"),
+            ("Service", f"{FULL}-metrics"),
+            ("Deployment", FULL),
+            *[("ValidatingAdmissionPolicy", f"{FULL}-{p}") for p in POLICIES],
+            *[("ValidatingAdmissionPolicyBinding", f"{FULL}-{p}") for p in POLICIES if p != "operator-opt-in"],
+            ("ValidatingAdmissionPolicyBinding", f"{FULL}-operator-opt-in-0"),
+        ]
+    )
     for obj in default_objects:
         labels = obj["metadata"]["labels"]
         assert labels["app.kubernetes.io/name"] == "finetune-operator"
@@ -99,10 +125,16 @@ def test_rbac_rules_are_exactly_the_rules_file(default_objects):
     expected = operator_rules(f"{FULL}-trainer")
     assert cluster_role == [r for r in expected if not is_lease_rule(r)]
     assert lease_role == [r for r in expected if is_lease_rule(r)] and lease_role
-    assert {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"], "verbs": ["bind"],
-            "resourceNames": [f"{FULL}-trainer"]} in cluster_role
-    for kind, name, ref in [("ClusterRoleBinding", FULL, "ClusterRole"),
-                            ("RoleBinding", f"{FULL}-leader-election", "Role")]:
+    assert {
+        "apiGroups": ["rbac.authorization.k8s.io"],
+        "resources": ["clusterroles"],
+        "verbs": ["bind"],
+        "resourceNames": [f"{FULL}-trainer"],
+    } in cluster_role
+    for kind, name, ref in [
+        ("ClusterRoleBinding", FULL, "ClusterRole"),
+        ("RoleBinding", f"{FULL}-leader-election", "Role"),
+    ]:
         binding = one(default_objects, kind, name)
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": FULL, "namespace": "finetune-system"}]
         assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": ref, "name": name}
@@ -110,15 +142,20 @@ def test_rbac_rules_are_exactly_the_rules_file(default_objects):
 
 def test_trainer_and_aggregated_cluster_roles(default_objects):
     trainer = one(default_objects, "ClusterRole", f"{FULL}-trainer")
-    assert trainer["rules"] == [{"apiGroups": ["finetune.dev"], "resources": ["finetunejobs/status"], "verbs": ["patch"]}]
+    assert trainer["rules"] == [
+        {"apiGroups": ["finetune.dev"], "resources": ["finetunejobs/status"], "verbs": ["patch"]}
+    ]
     edit = one(default_objects, "ClusterRole", f"{FULL}-edit")
     assert {k: v for k, v in edit["metadata"]["labels"].items() if k.startswith("rbac.")} == {
-        "rbac.authorization.k8s.io/aggregate-to-admin": "true", "rbac.authorization.k8s.io/aggregate-to-edit": "true"}
+        "rbac.authorization.k8s.io/aggregate-to-admin": "true",
+        "rbac.authorization.k8s.io/aggregate-to-edit": "true",
+    }
     writes = {v for r in edit["rules"] if "finetunejobs/status" in r["resources"] for v in r["verbs"]}
     assert writes == {"get", "list", "watch"}, "namespace editors must not write status"
     view = one(default_objects, "ClusterRole", f"{FULL}-view")
     assert {k: v for k, v in view["metadata"]["labels"].items() if k.startswith("rbac.")} == {
-        "rbac.authorization.k8s.io/aggregate-to-view": "true"}
+        "rbac.authorization.k8s.io/aggregate-to-view": "true"
+    }
     assert {v for r in view["rules"] for v in r["verbs"]} == {"get", "list", "watch"}
 
 
@@ -170,14 +207,20 @@ def _env(container) -> dict[str, str]:
 def test_deployment_configures_the_operator(default_objects):
     """The rendered args and env, fed to the operator's own parser, give the intended config."""
     from finetune_operator import config
+
     _, container = _container(default_objects)
     env = _env(container)
     assert container["args"] == ["--all-namespaces"]
     assert env["FINETUNE_OPERATOR_TRAINER_CLUSTER_ROLE"] == f"{FULL}-trainer"
     assert json.loads(env["FINETUNE_OPERATOR_GPU_TOLERATIONS"]) == [
-        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
-    unknown = [k for k in env if k.startswith(config.ENV_PREFIX) and
-               k[len(config.ENV_PREFIX):].lower().replace("_", "-") not in _parser_flags(config)]
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+    unknown = [
+        k
+        for k in env
+        if k.startswith(config.ENV_PREFIX)
+        and k[len(config.ENV_PREFIX) :].lower().replace("_", "-") not in _parser_flags(config)
+    ]
     assert not unknown, f"env the operator does not read: {unknown}"
 
     cfg = _operator_config(config, container, {"POD_NAMESPACE": "finetune-system", "HOSTNAME": "pod-0"})
@@ -194,7 +237,9 @@ def test_deployment_configures_the_operator(default_objects):
 
 
 def _parser_flags(config) -> set[str]:
-    return {opt.lstrip("-") for action in config.build_parser()._actions for opt in action.option_strings} | {"namespaces"}
+    return {opt.lstrip("-") for action in config.build_parser()._actions for opt in action.option_strings} | {
+        "namespaces"
+    }
 
 
 def _operator_config(config, container, pod_env):
@@ -211,27 +256,47 @@ def _operator_config(config, container, pod_env):
 
 
 def _opt_in_bindings(objects) -> list[dict]:
-    return [b for b in find(objects, "ValidatingAdmissionPolicyBinding")
-            if b["spec"]["policyName"] == f"{FULL}-operator-opt-in"]
+    return [
+        b
+        for b in find(objects, "ValidatingAdmissionPolicyBinding")
+        if b["spec"]["policyName"] == f"{FULL}-operator-opt-in"
+    ]
 
 
 def test_default_opt_in_binding_selects_namespaces_without_the_label(default_objects):
     (binding,) = _opt_in_bindings(default_objects)
     assert binding["spec"]["validationActions"] == ["Deny"]
-    assert binding["spec"]["matchResources"]["namespaceSelector"] == {"matchExpressions": [
-        {"key": "finetune.dev/enabled", "operator": "NotIn", "values": ["true"]}, NOT_PROTECTED]}
+    assert binding["spec"]["matchResources"]["namespaceSelector"] == {
+        "matchExpressions": [{"key": "finetune.dev/enabled", "operator": "NotIn", "values": ["true"]}, NOT_PROTECTED]
+    }
     policy = one(default_objects, "ValidatingAdmissionPolicy", f"{FULL}-operator-opt-in")
-    assert "labelled finetune.dev/enabled=true (watch.namespaceSelector)" in policy["spec"]["validations"][0]["messageExpression"]
+    assert (
+        "labelled finetune.dev/enabled=true (watch.namespaceSelector)"
+        in policy["spec"]["validations"][0]["messageExpression"]
+    )
 
 
 def test_selector_requirements_are_negated_one_binding_each():
     """not (a and b and c) == (not a) or (not b) or (not c): one binding per requirement. (Helm merges
     maps with the defaults: null removes the default label.)"""
-    objects = render({"watch": {"namespaceSelector": {"matchLabels": {"team": "ml", "finetune.dev/enabled": None},
-                                                      "matchExpressions": [
-        {"key": "tier", "operator": "In", "values": ["gpu"]}, {"key": "env", "operator": "NotIn", "values": ["prod"]},
-        {"key": "ml", "operator": "Exists"}, {"key": "frozen", "operator": "DoesNotExist"}]}}})
-    selectors = [b["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"] for b in _opt_in_bindings(objects)]
+    objects = render(
+        {
+            "watch": {
+                "namespaceSelector": {
+                    "matchLabels": {"team": "ml", "finetune.dev/enabled": None},
+                    "matchExpressions": [
+                        {"key": "tier", "operator": "In", "values": ["gpu"]},
+                        {"key": "env", "operator": "NotIn", "values": ["prod"]},
+                        {"key": "ml", "operator": "Exists"},
+                        {"key": "frozen", "operator": "DoesNotExist"},
+                    ],
+                }
+            }
+        }
+    )
+    selectors = [
+        b["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"] for b in _opt_in_bindings(objects)
+    ]
     assert all(s[1] == NOT_PROTECTED for s in selectors)
     assert [s[:1] for s in selectors] == [
         [{"key": "team", "operator": "NotIn", "values": ["ml"]}],
@@ -245,6 +310,7 @@ def test_selector_requirements_are_negated_one_binding_each():
 
 def test_namespaced_watch_gets_a_role_per_namespace_and_namespace_flags():
     from finetune_operator import config
+
     objects = render({"watch": {"namespaces": ["team-a", "team-b"]}})
     expected = operator_rules(f"{FULL}-trainer")
     for ns in ("team-a", "team-b"):
@@ -254,14 +320,22 @@ def test_namespaced_watch_gets_a_role_per_namespace_and_namespace_flags():
         assert binding["subjects"][0]["namespace"] == "finetune-system"
     # Only the trainer and aggregated ClusterRoles are cluster-wide; nothing binds them here.
     assert sorted(o["metadata"]["name"] for o in find(objects, "ClusterRole")) == [
-        f"{FULL}-edit", f"{FULL}-trainer", f"{FULL}-view"]
+        f"{FULL}-edit",
+        f"{FULL}-trainer",
+        f"{FULL}-view",
+    ]
     assert not find(objects, "ClusterRoleBinding")
     # The Lease is in the release namespace: the file's Lease rules are granted there only.
     assert one(objects, "Role", f"{FULL}-leader-election", "finetune-system")["rules"] == [
-        r for r in expected if is_lease_rule(r)]
+        r for r in expected if is_lease_rule(r)
+    ]
     (binding,) = _opt_in_bindings(objects)
-    assert binding["spec"]["matchResources"]["namespaceSelector"] == {"matchExpressions": [
-        {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["team-a", "team-b"]}, NOT_PROTECTED]}
+    assert binding["spec"]["matchResources"]["namespaceSelector"] == {
+        "matchExpressions": [
+            {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["team-a", "team-b"]},
+            NOT_PROTECTED,
+        ]
+    }
     _, container = _container(objects)
     assert container["args"] == ["--namespace=team-a", "--namespace=team-b"]
     cfg = _operator_config(config, container, {"POD_NAMESPACE": "finetune-system"})
@@ -276,20 +350,25 @@ def test_cluster_wide_only_when_asked():
     # kube-system & co. stay refused.
     protected = one(objects, "ValidatingAdmissionPolicy", f"{FULL}-operator-protected-namespaces")
     assert protected["spec"]["validations"][0]["expression"] == (
-        '!(request.namespace in ["kube-system","kube-public","kube-node-lease"])')
+        '!(request.namespace in ["kube-system","kube-public","kube-node-lease"])'
+    )
     one(objects, "ValidatingAdmissionPolicyBinding", f"{FULL}-operator-protected-namespaces")
 
 
 def test_values_flow_into_the_deployment():
-    objects = render({
-        "replicas": 3,
-        "image": {"repository": "registry.example/op", "tag": "dev", "digest": "", "pullPolicy": "Always"},
-        "trainer": {"image": {"repository": "registry.example/trainer", "digest": "sha256:" + "a" * 64},
-                    "gpuTolerations": [{"key": "gpu", "operator": "Equal", "value": "yes", "effect": "NoExecute"}]},
-        "metrics": {"enabled": False},
-        "extraArgs": ["--log-level=DEBUG"],
-        "nodeSelector": {"kubernetes.io/os": "linux"},
-    })
+    objects = render(
+        {
+            "replicas": 3,
+            "image": {"repository": "registry.example/op", "tag": "dev", "digest": "", "pullPolicy": "Always"},
+            "trainer": {
+                "image": {"repository": "registry.example/trainer", "digest": "sha256:" + "a" * 64},
+                "gpuTolerations": [{"key": "gpu", "operator": "Equal", "value": "yes", "effect": "NoExecute"}],
+            },
+            "metrics": {"enabled": False},
+            "extraArgs": ["--log-level=DEBUG"],
+            "nodeSelector": {"kubernetes.io/os": "linux"},
+        }
+    )
     deployment = one(objects, "Deployment")
     pod, container = _container(objects)
     env = _env(container)
@@ -297,7 +376,8 @@ def test_values_flow_into_the_deployment():
     assert container["image"] == "registry.example/op:dev" and container["imagePullPolicy"] == "Always"
     assert env["FINETUNE_OPERATOR_TRAINER_IMAGE"] == "registry.example/trainer@sha256:" + "a" * 64
     assert json.loads(env["FINETUNE_OPERATOR_GPU_TOLERATIONS"]) == [
-        {"key": "gpu", "operator": "Equal", "value": "yes", "effect": "NoExecute"}]
+        {"key": "gpu", "operator": "Equal", "value": "yes", "effect": "NoExecute"}
+    ]
     assert env["FINETUNE_OPERATOR_METRICS_PORT"] == "0" and env["FINETUNE_OPERATOR_LEADER_ELECTION"] == "true"
     assert [p["name"] for p in container["ports"]] == ["health"]
     assert not find(objects, "Service")
@@ -336,7 +416,8 @@ def test_policies_match_the_operator_by_its_service_account(default_objects):
     for name in ("operator-protected-namespaces", "operator-opt-in", "operator-output"):
         policy = one(default_objects, "ValidatingAdmissionPolicy", f"{FULL}-{name}")
         assert policy["spec"]["matchConditions"] == [
-            {"name": "is-the-operator", "expression": f'request.userInfo.username == "{OPERATOR_USER}"'}]
+            {"name": "is-the-operator", "expression": f'request.userInfo.username == "{OPERATOR_USER}"'}
+        ]
         assert policy["spec"]["failurePolicy"] == "Fail"
     status = one(default_objects, "ValidatingAdmissionPolicy", f"{FULL}-status-integrity")
     assert status["spec"]["matchConditions"][0]["expression"] == f'request.userInfo.username != "{OPERATOR_USER}"'
@@ -354,9 +435,16 @@ def test_status_policy_protects_every_status_field_but_progress(default_objects)
 
 
 def test_allowlists_flow_into_the_requester_policy():
-    objects = render({"admissionPolicies": {"enabled": True, "images": {"allowed": ["registry.example/ml/"]},
-                                            "priorityClasses": {"allowed": ["ml-batch"]},
-                                            "tolerations": {"allowedKeys": ["nvidia.com/gpu", "pool"]}}})
+    objects = render(
+        {
+            "admissionPolicies": {
+                "enabled": True,
+                "images": {"allowed": ["registry.example/ml/"]},
+                "priorityClasses": {"allowed": ["ml-batch"]},
+                "tolerations": {"allowedKeys": ["nvidia.com/gpu", "pool"]},
+            }
+        }
+    )
     policy = one(objects, "ValidatingAdmissionPolicy", f"{FULL}-finetunejob-requester")
     variables = {v["name"]: v["expression"] for v in policy["spec"]["variables"]}
     assert json.loads(variables["allowedImages"]) == ["ghcr.io/finetune-operator/trainer", "registry.example/ml/"]
@@ -384,25 +472,37 @@ def test_schema_rejects_a_non_integer_replicas():
     assert "replicas" in err
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["--set", "replica=2"], "replica"),  # a typo: additionalProperties false
-    (["--set", "watch.namespaces=team-a"], "namespaces"),  # a string, not a list
-    (["--set-json", 'watch={"namespaces":["Not_A_Namespace"]}'], "namespaces"),
-    (["--set-json", 'watch={"namespaceSelector":{"matchExpressions":[{"key":"a","operator":"Maybe"}]}}'],
-     "/watch/namespaceSelector/matchExpressions/0/operator"),
-    (["--set-json", 'watch={"namespaceSelector":{"matchLabels":{"bad key!":"x"}}}'], "invalid propertyName 'bad key!'"),
-    (["--set", "watch.clusterWide=yes"], "/watch/clusterWide"),
-    (["--set-json", 'admissionPolicies={"images":{"allowed":["a\'b"]}}'], "/admissionPolicies/images/allowed/0"),
-    (["--set-json", 'admissionPolicies={"priorityClasses":{"allowed":["Not A Class"]}}'],
-     "/admissionPolicies/priorityClasses/allowed/0"),
-    (["--set-json", 'admissionPolicies={"tolerations":{"allowedKeys":["bad key!"]}}'],
-     "/admissionPolicies/tolerations/allowedKeys/0"),
-    (["--set", "admissionPolicies.enabled=maybe"], "/admissionPolicies/enabled"),
-    (["--set", "metrics.port=70000"], "port"),
-    (["--set", "logging.format=xml"], "format"),
-    (["--set", "trainer.pullPolicy=Sometimes"], "pullPolicy"),
-    (["--set-json", 'trainer={"gpuTolerations":[{"key":"gpu","operator":"Maybe"}]}'], "operator"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--set", "replica=2"], "replica"),  # a typo: additionalProperties false
+        (["--set", "watch.namespaces=team-a"], "namespaces"),  # a string, not a list
+        (["--set-json", 'watch={"namespaces":["Not_A_Namespace"]}'], "namespaces"),
+        (
+            ["--set-json", 'watch={"namespaceSelector":{"matchExpressions":[{"key":"a","operator":"Maybe"}]}}'],
+            "/watch/namespaceSelector/matchExpressions/0/operator",
+        ),
+        (
+            ["--set-json", 'watch={"namespaceSelector":{"matchLabels":{"bad key!":"x"}}}'],
+            "invalid propertyName 'bad key!'",
+        ),
+        (["--set", "watch.clusterWide=yes"], "/watch/clusterWide"),
+        (["--set-json", 'admissionPolicies={"images":{"allowed":["a\'b"]}}'], "/admissionPolicies/images/allowed/0"),
+        (
+            ["--set-json", 'admissionPolicies={"priorityClasses":{"allowed":["Not A Class"]}}'],
+            "/admissionPolicies/priorityClasses/allowed/0",
+        ),
+        (
+            ["--set-json", 'admissionPolicies={"tolerations":{"allowedKeys":["bad key!"]}}'],
+            "/admissionPolicies/tolerations/allowedKeys/0",
+        ),
+        (["--set", "admissionPolicies.enabled=maybe"], "/admissionPolicies/enabled"),
+        (["--set", "metrics.port=70000"], "port"),
+        (["--set", "logging.format=xml"], "format"),
+        (["--set", "trainer.pullPolicy=Sometimes"], "pullPolicy"),
+        (["--set-json", 'trainer={"gpuTolerations":[{"key":"gpu","operator":"Maybe"}]}'], "operator"),
+    ],
+)
 def test_schema_rejects_wrong_values(args, fragment):
     err = _template_error(*args)
     assert "schema" in err and fragment in err, err
@@ -414,16 +514,24 @@ def test_protected_namespaces_fail_rendering(namespace):
     assert f"watch.namespaces: {namespace} is never allowed" in err, err
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["--set", "replicas=2", "--set", "leaderElection.enabled=false"], "needs leaderElection.enabled=true"),
-    (["--set", "leaderElection.renewIntervalSeconds=20"], "renewIntervalSeconds must be below"),
-    (["--set", "health.port=8080"], "must differ"),
-    (["--set", "serviceAccount.create=false"], "serviceAccount.name is required"),
-    (["--set", "watch.clusterWide=true", "--set-json", 'watch.namespaces=["team-a"]'], "exclusive"),
-    (["--set-json", 'watch.namespaceSelector={"matchLabels":{"finetune.dev/enabled":null},"matchExpressions":[]}'],
-     "watch.namespaceSelector is empty"),
-    (["--set", "admissionPolicies.enabled=false"], "watch.namespaceSelector is enforced by an admission policy"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--set", "replicas=2", "--set", "leaderElection.enabled=false"], "needs leaderElection.enabled=true"),
+        (["--set", "leaderElection.renewIntervalSeconds=20"], "renewIntervalSeconds must be below"),
+        (["--set", "health.port=8080"], "must differ"),
+        (["--set", "serviceAccount.create=false"], "serviceAccount.name is required"),
+        (["--set", "watch.clusterWide=true", "--set-json", 'watch.namespaces=["team-a"]'], "exclusive"),
+        (
+            [
+                "--set-json",
+                'watch.namespaceSelector={"matchLabels":{"finetune.dev/enabled":null},"matchExpressions":[]}',
+            ],
+            "watch.namespaceSelector is empty",
+        ),
+        (["--set", "admissionPolicies.enabled=false"], "watch.namespaceSelector is enforced by an admission policy"),
+    ],
+)
 def test_inconsistent_values_fail_with_a_message(args, fragment):
     assert fragment in _template_error(*args)
 
@@ -438,11 +546,13 @@ def render_notes(tmp_path, *args: str) -> str:
     shutil.copytree(CHART, chart)
     notes = chart / "templates" / "NOTES.txt"
     (chart / "templates" / "_rendered_notes.tpl").write_text(
-        '{{- define "test.notes" -}}\n' + notes.read_text() + "{{- end }}\n")
+        '{{- define "test.notes" -}}\n' + notes.read_text() + "{{- end }}\n"
+    )
     notes.unlink()
     (chart / "templates" / "rendered-notes.yaml").write_text(
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n"
-        '  notes: {{ include "test.notes" . | toJson }}\n')
+        '  notes: {{ include "test.notes" . | toJson }}\n'
+    )
     out = run_helm("template", "ft", str(chart), "--show-only", "templates/rendered-notes.yaml", *args).stdout
     return yaml.safe_load(out)["data"]["notes"]
 

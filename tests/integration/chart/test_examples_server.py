@@ -29,7 +29,8 @@ def ftj_crd(cluster, kubectl) -> None:
 def test_example_passes_server_side_dry_run(name, ftj_crd, kubectl, namespace):
     text = (EXAMPLES / name).read_text()
     docs = [d for d in yaml.safe_load_all(text) if d]
-    result = kubectl("apply", "--dry-run=server", "--validate=strict", "-f", "-", input=text, namespace=namespace,
-                     check=False)
+    result = kubectl(
+        "apply", "--dry-run=server", "--validate=strict", "-f", "-", input=text, namespace=namespace, check=False
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("(server dry run)") == len(docs), result.stdout

@@ -8,12 +8,15 @@ from typing import Any
 from finetune_devcluster import GPU_TOLERATION
 
 
-def gpu_job(name: str, gpus: int = 1, annotations: dict[str, str] | None = None,
-            node_selector: dict[str, str] | None = None) -> dict[str, Any]:
+def gpu_job(
+    name: str, gpus: int = 1, annotations: dict[str, str] | None = None, node_selector: dict[str, str] | None = None
+) -> dict[str, Any]:
     """A Job whose single pod requests `gpus` nvidia.com/gpu, tolerates the GPU taint and runs on
     kwok nodes only (`type: kwok`, which the real dev node does not have)."""
     return {
-        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name},
         "spec": {
             "backoffLimit": 0,
             "template": {
@@ -22,8 +25,13 @@ def gpu_job(name: str, gpus: int = 1, annotations: dict[str, str] | None = None,
                     "restartPolicy": "Never",
                     "tolerations": [GPU_TOLERATION],
                     "nodeSelector": {"type": "kwok", **(node_selector or {})},
-                    "containers": [{"name": "trainer", "image": "example.invalid/trainer:1",
-                                    "resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}],
+                    "containers": [
+                        {
+                            "name": "trainer",
+                            "image": "example.invalid/trainer:1",
+                            "resources": {"limits": {"nvidia.com/gpu": str(gpus)}},
+                        }
+                    ],
                 },
             },
         },

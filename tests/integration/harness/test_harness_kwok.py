@@ -14,8 +14,12 @@ def _pod(kubectl, namespace: str, job: str) -> dict | None:
 
 def test_gpu_job_is_scheduled_on_a_gpu_node_and_completes(kubectl, namespace, wait_for) -> None:
     kubectl("create", "-f", "-", input=json.dumps(gpu_job("one-gpu")), namespace=namespace)
-    job = wait_for(lambda: (j := get_json(kubectl, "job/one-gpu", namespace=namespace))
-                   and job_condition(j, "Complete") and j, 60, "job/one-gpu to complete", namespace)
+    job = wait_for(
+        lambda: (j := get_json(kubectl, "job/one-gpu", namespace=namespace)) and job_condition(j, "Complete") and j,
+        60,
+        "job/one-gpu to complete",
+        namespace,
+    )
     assert job["status"]["succeeded"] == 1
     pod = _pod(kubectl, namespace, "one-gpu")
     assert pod["spec"]["nodeName"] in {"gpu-a100-0", "gpu-a100-1", "gpu-t4-0"}
@@ -37,21 +41,35 @@ def test_too_many_gpus_stays_pending_with_failed_scheduling(kubectl, namespace, 
 
 
 def test_gpu_product_node_selector_lands_on_t4(kubectl, namespace, wait_for) -> None:
-    job = gpu_job("t4", node_selector={"nvidia.com/gpu.product": "NVIDIA-Tesla-T4"},
-                  annotations={"sim.finetune.dev/duration": "10m"})
+    job = gpu_job(
+        "t4",
+        node_selector={"nvidia.com/gpu.product": "NVIDIA-Tesla-T4"},
+        annotations={"sim.finetune.dev/duration": "10m"},
+    )
     kubectl("create", "-f", "-", input=json.dumps(job), namespace=namespace)
-    pod = wait_for(lambda: (p := _pod(kubectl, namespace, "t4")) and p["status"].get("phase") == "Running" and p,
-                   30, "the T4 pod to run", namespace)
+    pod = wait_for(
+        lambda: (p := _pod(kubectl, namespace, "t4")) and p["status"].get("phase") == "Running" and p,
+        30,
+        "the T4 pod to run",
+        namespace,
+    )
     assert pod["spec"]["nodeName"] == "gpu-t4-0"
     assert pod["status"]["containerStatuses"][0]["state"]["running"]
 
 
 def test_simulated_exit_code_and_termination_message(kubectl, namespace, wait_for) -> None:
-    annotations = {"sim.finetune.dev/exit-code": "3", "sim.finetune.dev/duration": "1s",
-                   "sim.finetune.dev/termination-message": '{"error": "boom"}'}
+    annotations = {
+        "sim.finetune.dev/exit-code": "3",
+        "sim.finetune.dev/duration": "1s",
+        "sim.finetune.dev/termination-message": '{"error": "boom"}',
+    }
     kubectl("create", "-f", "-", input=json.dumps(gpu_job("exit3", annotations=annotations)), namespace=namespace)
-    wait_for(lambda: (j := get_json(kubectl, "job/exit3", namespace=namespace)) and job_condition(j, "Failed"),
-             60, "job/exit3 to fail", namespace)
+    wait_for(
+        lambda: (j := get_json(kubectl, "job/exit3", namespace=namespace)) and job_condition(j, "Failed"),
+        60,
+        "job/exit3 to fail",
+        namespace,
+    )
     pod = _pod(kubectl, namespace, "exit3")
     assert pod["status"]["phase"] == "Failed"
     terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
@@ -60,10 +78,19 @@ def test_simulated_exit_code_and_termination_message(kubectl, namespace, wait_fo
 
 
 def test_simulated_oom(kubectl, namespace, wait_for) -> None:
-    kubectl("create", "-f", "-", input=json.dumps(gpu_job("oom", annotations={"sim.finetune.dev/oom": "true"})),
-            namespace=namespace)
-    pod = wait_for(lambda: (p := _pod(kubectl, namespace, "oom")) and p["status"].get("phase") == "Failed" and p,
-                   30, "the OOM pod to fail", namespace)
+    kubectl(
+        "create",
+        "-f",
+        "-",
+        input=json.dumps(gpu_job("oom", annotations={"sim.finetune.dev/oom": "true"})),
+        namespace=namespace,
+    )
+    pod = wait_for(
+        lambda: (p := _pod(kubectl, namespace, "oom")) and p["status"].get("phase") == "Failed" and p,
+        30,
+        "the OOM pod to fail",
+        namespace,
+    )
     terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
     assert (terminated["exitCode"], terminated["reason"]) == (137, "OOMKilled")
 

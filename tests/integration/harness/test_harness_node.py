@@ -13,22 +13,48 @@ from harness_manifests import get_json, job_condition
 from finetune_devcluster.node import BUSYBOX_IMAGE, GPU_PRODUCT, NODE_LABEL
 
 ON_NODE = {NODE_LABEL: "true"}
-RESTRICTED = {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "allowPrivilegeEscalation": False,
-              "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]},
-              "seccompProfile": {"type": "RuntimeDefault"}}
+RESTRICTED = {
+    "runAsNonRoot": True,
+    "runAsUser": 1000,
+    "runAsGroup": 1000,
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
 
 
 def _job(name: str, script: str, volumes: list[dict] | None = None, **container: object) -> str:
     """A busybox Job on the dev node running `sh -c script` (restricted security context)."""
-    return json.dumps({
-        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
-        "spec": {"backoffLimit": 0, "template": {"spec": {
-            "restartPolicy": "Never", "nodeSelector": ON_NODE, "terminationGracePeriodSeconds": 2,
-            "securityContext": {"fsGroup": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
-            "containers": [{"name": "main", "image": BUSYBOX_IMAGE, "imagePullPolicy": "Never",
-                            "command": ["sh", "-c", script], "securityContext": RESTRICTED, **container}],
-            "volumes": volumes or []}}},
-    })
+    return json.dumps(
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": name},
+            "spec": {
+                "backoffLimit": 0,
+                "template": {
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "nodeSelector": ON_NODE,
+                        "terminationGracePeriodSeconds": 2,
+                        "securityContext": {"fsGroup": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
+                        "containers": [
+                            {
+                                "name": "main",
+                                "image": BUSYBOX_IMAGE,
+                                "imagePullPolicy": "Never",
+                                "command": ["sh", "-c", script],
+                                "securityContext": RESTRICTED,
+                                **container,
+                            }
+                        ],
+                        "volumes": volumes or [],
+                    }
+                },
+            },
+        }
+    )
 
 
 def _pod(kubectl, namespace: str, job: str) -> dict | None:
@@ -46,26 +72,42 @@ def _restricted(kubectl, namespace: str) -> None:
 
 
 def test_node_runs_image_with_volumes_env_and_restricted_security(
-        cluster, kubectl, namespace, dev_node, wait_for, tmp_path) -> None:
+    cluster, kubectl, namespace, dev_node, wait_for, tmp_path
+) -> None:
     _restricted(kubectl, namespace)
     host_dir = tmp_path / "pv"
     pv = cluster.local_claim(namespace, "out", host_dir, size="1Gi")
-    kubectl("create", "configmap", "cfg", "--from-literal=key=hello from configmap", "--from-literal=other=x",
-            namespace=namespace)
+    kubectl(
+        "create",
+        "configmap",
+        "cfg",
+        "--from-literal=key=hello from configmap",
+        "--from-literal=other=x",
+        namespace=namespace,
+    )
     kubectl("create", "secret", "generic", "creds", "--from-literal=token=s3cret", namespace=namespace)
-    script = ("cat /etc/cfg/key > /out/result; ls /etc/cfg > /out/cfg-files; echo \"$POD_NAME\" > /out/pod-name; "
-              "echo \"$TOKEN\" > /scratch/t && cp /scratch/t /out/token; id > /out/id; "
-              "touch /not-writable 2>> /out/rootfs; cat /proc/1/cmdline | tr '\\0' ' ' > /out/pid1; "
-              "echo done > /dev/termination-log; exit 3")
+    script = (
+        'cat /etc/cfg/key > /out/result; ls /etc/cfg > /out/cfg-files; echo "$POD_NAME" > /out/pod-name; '
+        'echo "$TOKEN" > /scratch/t && cp /scratch/t /out/token; id > /out/id; '
+        "touch /not-writable 2>> /out/rootfs; cat /proc/1/cmdline | tr '\\0' ' ' > /out/pid1; "
+        "echo done > /dev/termination-log; exit 3"
+    )
     container = {
-        "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-                {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}}],
-        "volumeMounts": [{"name": "cfg", "mountPath": "/etc/cfg", "readOnly": True},
-                         {"name": "out", "mountPath": "/out"}, {"name": "scratch", "mountPath": "/scratch"}],
+        "env": [
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}},
+        ],
+        "volumeMounts": [
+            {"name": "cfg", "mountPath": "/etc/cfg", "readOnly": True},
+            {"name": "out", "mountPath": "/out"},
+            {"name": "scratch", "mountPath": "/scratch"},
+        ],
     }
-    volumes = [{"name": "cfg", "configMap": {"name": "cfg", "items": [{"key": "key", "path": "key"}]}},
-               {"name": "out", "persistentVolumeClaim": {"claimName": "out"}},
-               {"name": "scratch", "emptyDir": {}}]
+    volumes = [
+        {"name": "cfg", "configMap": {"name": "cfg", "items": [{"key": "key", "path": "key"}]}},
+        {"name": "out", "persistentVolumeClaim": {"claimName": "out"}},
+        {"name": "scratch", "emptyDir": {}},
+    ]
     try:
         kubectl("create", "-f", "-", input=_job("runs", script, volumes, **container), namespace=namespace)
         terminated = wait_for(lambda: _terminated(kubectl, namespace, "runs"), 90, "the container to end", namespace)
@@ -80,10 +122,18 @@ def test_node_runs_image_with_volumes_env_and_restricted_security(
         assert (host_dir / "result").stat().st_uid == 1000
         assert "Read-only file system" in (host_dir / "rootfs").read_text()
         assert (host_dir / "pid1").read_text().startswith("sh -c")  # the container has its own PID namespace
-        wait_for(lambda: job_condition(get_json(kubectl, "job/runs", namespace=namespace), "Failed"), 30,
-                 "job/runs to fail", namespace)
-        pod = wait_for(lambda: (p := _pod(kubectl, namespace, "runs")) and p["status"]["phase"] == "Failed" and p,
-                       30, "the pod to be Failed", namespace)
+        wait_for(
+            lambda: job_condition(get_json(kubectl, "job/runs", namespace=namespace), "Failed"),
+            30,
+            "job/runs to fail",
+            namespace,
+        )
+        pod = wait_for(
+            lambda: (p := _pod(kubectl, namespace, "runs")) and p["status"]["phase"] == "Failed" and p,
+            30,
+            "the pod to be Failed",
+            namespace,
+        )
         assert (host_dir / "pod-name").read_text().strip() == pod["metadata"]["name"]
         assert pod["spec"]["nodeName"] == dev_node
         assert pod["status"]["podIP"].startswith("10.214.")
@@ -92,17 +142,20 @@ def test_node_runs_image_with_volumes_env_and_restricted_security(
 
 
 def test_pod_reaches_apiserver_through_dns_and_the_service_and_nothing_outside(
-        kubectl, namespace, dev_node, wait_for) -> None:
+    kubectl, namespace, dev_node, wait_for
+) -> None:
     # The cluster DNS (CoreDNS) resolves the `kubernetes` Service; busybox's nc opens a TCP
     # connection to it (kube-proxy's DNAT to the apiserver on the host end of the node's link),
     # then to this machine's gateway, which no route leads to. (TLS to the apiserver through the
     # Service: the operator and trainer pods of tests/e2e.)
-    script = ("echo log line from $HOSTNAME; "
-              "echo \"dns: $(nslookup kubernetes.default.svc.cluster.local | awk '/^Address: / {print $2}')\" "
-              "> /dev/termination-log; "
-              "nc -w 5 $KUBERNETES_SERVICE_HOST $KUBERNETES_SERVICE_PORT </dev/null; "
-              "echo \"service: $?\" >> /dev/termination-log; "
-              "nc -w 5 192.0.2.1 80 </dev/null 2>> /dev/termination-log; echo \"outside: $?\" >> /dev/termination-log")
+    script = (
+        "echo log line from $HOSTNAME; "
+        "echo \"dns: $(nslookup kubernetes.default.svc.cluster.local | awk '/^Address: / {print $2}')\" "
+        "> /dev/termination-log; "
+        "nc -w 5 $KUBERNETES_SERVICE_HOST $KUBERNETES_SERVICE_PORT </dev/null; "
+        'echo "service: $?" >> /dev/termination-log; '
+        'nc -w 5 192.0.2.1 80 </dev/null 2>> /dev/termination-log; echo "outside: $?" >> /dev/termination-log'
+    )
     kubectl("create", "-f", "-", input=_job("reach", script), namespace=namespace)
     terminated = wait_for(lambda: _terminated(kubectl, namespace, "reach"), 90, "the container to end", namespace)
     lines = terminated["message"].splitlines()
@@ -111,23 +164,26 @@ def test_pod_reaches_apiserver_through_dns_and_the_service_and_nothing_outside(
     # the apiserver reaches the kubelet (TLS both ways, the kubelet authorizing it) for logs
     pod = _pod(kubectl, namespace, "reach")
     assert kubectl("logs", pod["metadata"]["name"], namespace=namespace).stdout.startswith(
-        f"log line from {pod['metadata']['name']}\n")
+        f"log line from {pod['metadata']['name']}\n"
+    )
 
 
 def test_gpu_request_is_allocated_by_the_device_plugin(kubectl, namespace, dev_node, wait_for) -> None:
     node = get_json(kubectl, "node", dev_node)
     assert node["status"]["allocatable"]["nvidia.com/gpu"] == "1"
     assert node["metadata"]["labels"]["nvidia.com/gpu.product"] == GPU_PRODUCT
-    job = _job("gpu", "echo \"$NVIDIA_VISIBLE_DEVICES\" > /dev/termination-log",
-               resources={"limits": {"nvidia.com/gpu": "1"}})
+    job = _job(
+        "gpu", 'echo "$NVIDIA_VISIBLE_DEVICES" > /dev/termination-log', resources={"limits": {"nvidia.com/gpu": "1"}}
+    )
     kubectl("create", "-f", "-", input=job, namespace=namespace)
     terminated = wait_for(lambda: _terminated(kubectl, namespace, "gpu"), 90, "the GPU container to end", namespace)
     assert (terminated["exitCode"], terminated["message"]) == (0, "finetune-fake-gpu-0\n"), terminated
 
 
 def test_memory_limit_is_enforced_by_the_kernel(kubectl, namespace, dev_node, wait_for) -> None:
-    job = _job("oom", "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived",
-               resources={"limits": {"memory": "32Mi"}})
+    job = _job(
+        "oom", "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived", resources={"limits": {"memory": "32Mi"}}
+    )
     kubectl("create", "-f", "-", input=job, namespace=namespace)
     terminated = wait_for(lambda: _terminated(kubectl, namespace, "oom"), 90, "the OOM kill", namespace)
     assert (terminated["exitCode"], terminated["reason"]) == (137, "OOMKilled"), terminated
@@ -135,8 +191,12 @@ def test_memory_limit_is_enforced_by_the_kernel(kubectl, namespace, dev_node, wa
 
 def test_deleting_a_pod_kills_its_container(cluster, kubectl, namespace, dev_node, wait_for) -> None:
     kubectl("create", "-f", "-", input=_job("sleeper", "sleep 300"), namespace=namespace)
-    pod = wait_for(lambda: (p := _pod(kubectl, namespace, "sleeper")) and p["status"].get("phase") == "Running"
-                   and p, 60, "the sleeper to run", namespace)
+    pod = wait_for(
+        lambda: (p := _pod(kubectl, namespace, "sleeper")) and p["status"].get("phase") == "Running" and p,
+        60,
+        "the sleeper to run",
+        namespace,
+    )
     container_id = pod["status"]["containerStatuses"][0]["containerID"].removeprefix("containerd://")
     assert json.loads(cluster.node.crictl("inspect", container_id))["status"]["state"] == "CONTAINER_RUNNING"
     kubectl("delete", "job/sleeper", "--cascade=foreground", "--wait=false", namespace=namespace)
@@ -145,4 +205,5 @@ def test_deleting_a_pod_kills_its_container(cluster, kubectl, namespace, dev_nod
     def container_gone() -> bool:
         done = subprocess.run(cluster.node.ctr("containers", "info", container_id), capture_output=True, text=True)
         return done.returncode != 0 and "not found" in done.stderr
+
     wait_for(container_gone, 60, "containerd to remove the container", namespace)

@@ -84,8 +84,9 @@ def unpack(archive_path: Path, dest: Path) -> Image:
 
 
 def runc() -> Path:
-    bin_dir = subprocess.run(["bash", str(BUILD_BUILDKIT), "--print-bin-dir"], check=True, capture_output=True,
-                             text=True).stdout.strip()
+    bin_dir = subprocess.run(
+        ["bash", str(BUILD_BUILDKIT), "--print-bin-dir"], check=True, capture_output=True, text=True
+    ).stdout.strip()
     return Path(bin_dir) / "runc"
 
 
@@ -108,17 +109,31 @@ def run(image: Image, args: list[str], *, entrypoint: bool = True, timeout: int 
     spec["root"] = {"path": str(image.rootfs), "readonly": True}
     spec["hostname"] = "image-test"
     spec["process"].update(
-        terminal=False, args=command, env=image.config.get("Env", []), cwd=image.config.get("WorkingDir") or "/",
-        user=_user(image.config.get("User", "")), noNewPrivileges=True,
+        terminal=False,
+        args=command,
+        env=image.config.get("Env", []),
+        cwd=image.config.get("WorkingDir") or "/",
+        user=_user(image.config.get("User", "")),
+        noNewPrivileges=True,
         capabilities={k: [] for k in ("bounding", "effective", "permitted", "inheritable", "ambient")},
     )
-    spec["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
-                           "options": ["nosuid", "nodev", "mode=1777", "size=1g"]})
+    spec["mounts"].append(
+        {
+            "destination": "/tmp",
+            "type": "tmpfs",
+            "source": "tmpfs",
+            "options": ["nosuid", "nodev", "mode=1777", "size=1g"],
+        }
+    )
     (bundle / "config.json").write_text(json.dumps(spec))
     container = f"image-test-{uuid.uuid4().hex[:12]}"
     try:
-        return subprocess.run([runc_bin, "--root", str(state), "run", "--bundle", str(bundle), container],
-                              capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [runc_bin, "--root", str(state), "run", "--bundle", str(bundle), container],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
     finally:
         subprocess.run([runc_bin, "--root", str(state), "delete", "--force", container], capture_output=True)
         shutil.rmtree(bundle, ignore_errors=True)

@@ -29,8 +29,11 @@ DEV_ONLY = ["finetune_devcluster", "kubernetes", "pytest"]
 def archives() -> dict[str, Path]:
     build = subprocess.run(["bash", str(BUILD_IMAGES)], capture_output=True, text=True)
     assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-4000:]
-    images_dir = Path(subprocess.run(["bash", str(BUILD_IMAGES), "--print-dir"], capture_output=True, text=True,
-                                     check=True).stdout.strip())
+    images_dir = Path(
+        subprocess.run(
+            ["bash", str(BUILD_IMAGES), "--print-dir"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    )
     return {name: images_dir / f"{name}.tar" for name in IMAGES}
 
 
@@ -52,14 +55,18 @@ def python(image: Image, code: str) -> str:
 
 
 def installed(image: Image) -> dict[str, str]:
-    code = ("import importlib.metadata as m, json;"
-            "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))")
+    code = (
+        "import importlib.metadata as m, json;"
+        "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))"
+    )
     return {canonicalize_name(name): version for name, version in json.loads(python(image, code)).items()}
 
 
 def importable(image: Image, modules: list[str]) -> dict[str, bool]:
-    code = ("import importlib.util, json;"
-            f"print(json.dumps({{m: importlib.util.find_spec(m) is not None for m in {modules!r}}}))")
+    code = (
+        "import importlib.util, json;"
+        f"print(json.dumps({{m: importlib.util.find_spec(m) is not None for m in {modules!r}}}))"
+    )
     return json.loads(python(image, code))
 
 
@@ -85,9 +92,17 @@ def test_operator_entrypoint_runs_as_nonroot_from_a_read_only_root(operator_imag
 
 
 def test_operator_image_has_the_operator_lock_and_no_torch_or_dev_cluster(operator_image):
-    found = importable(operator_image, ["kopf", "finetune_operator", "finetune_api", "torch", "transformers", *DEV_ONLY])
-    assert found == {"kopf": True, "finetune_operator": True, "finetune_api": True, "torch": False, "transformers": False,
-                     **{m: False for m in DEV_ONLY}}
+    found = importable(
+        operator_image, ["kopf", "finetune_operator", "finetune_api", "torch", "transformers", *DEV_ONLY]
+    )
+    assert found == {
+        "kopf": True,
+        "finetune_operator": True,
+        "finetune_api": True,
+        "torch": False,
+        "transformers": False,
+        **{m: False for m in DEV_ONLY},
+    }
     assert not (operator_image.rootfs / "opt/venv/bin/finetune-devcluster").exists()
     versions = installed(operator_image)
     for name, pin in read_lock("operator").items():
@@ -109,8 +124,14 @@ def test_trainer_entrypoint_runs_as_the_operators_trainer_user(trainer_image):
 
 def test_trainer_image_has_the_trainer_lock_and_no_operator_or_dev_cluster(trainer_image):
     found = importable(trainer_image, ["torch", "peft", "trl", "finetune_trainer", "kopf", *DEV_ONLY])
-    assert found == {"torch": True, "peft": True, "trl": True, "finetune_trainer": True, "kopf": False,
-                     **{m: False for m in DEV_ONLY}}
+    assert found == {
+        "torch": True,
+        "peft": True,
+        "trl": True,
+        "finetune_trainer": True,
+        "kopf": False,
+        **{m: False for m in DEV_ONLY},
+    }
     assert not (trainer_image.rootfs / "opt/venv/bin/finetune-devcluster").exists()
     versions = installed(trainer_image)
     for name, pin in (read_lock("trainer") | read_lock("demo-models")).items():

@@ -11,8 +11,7 @@ from typing import Any, Callable, Iterator
 import pytest
 from kubernetes import client
 
-from operator_helpers import (CRD_FILE, GROUP, PLURAL, Ftj, OperatorProcess, assert_never_forbidden,
-                              launch_operator)
+from operator_helpers import CRD_FILE, GROUP, PLURAL, Ftj, OperatorProcess, assert_never_forbidden, launch_operator
 
 
 @pytest.fixture(scope="session")
@@ -38,15 +37,25 @@ def ftjs(custom: client.CustomObjectsApi, kube_api: client.ApiClient, namespace:
 
 
 @pytest.fixture
-def start_operator(cluster: Any, kubectl: Any, crd: str, tmp_path: Path,
-                   request: pytest.FixtureRequest) -> Iterator[Callable[..., OperatorProcess]]:
+def start_operator(
+    cluster: Any, kubectl: Any, crd: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., OperatorProcess]]:
     """start_operator(namespace, *extra_args, ready=True) -> a running operator for that namespace."""
     procs: list[OperatorProcess] = []
 
-    def start(namespace: str, *extra: str, ready: bool = True, leader_election: bool = True,
-              clusterwide: bool = False) -> OperatorProcess:
-        op = launch_operator(cluster, kubectl, namespace, tmp_path, *extra, index=len(procs),
-                             leader_election=leader_election, clusterwide=clusterwide)
+    def start(
+        namespace: str, *extra: str, ready: bool = True, leader_election: bool = True, clusterwide: bool = False
+    ) -> OperatorProcess:
+        op = launch_operator(
+            cluster,
+            kubectl,
+            namespace,
+            tmp_path,
+            *extra,
+            index=len(procs),
+            leader_election=leader_election,
+            clusterwide=clusterwide,
+        )
         procs.append(op)
         if ready:
             op.wait_ready()

@@ -30,11 +30,15 @@ OPERATOR_BIN = Path(sys.executable).with_name("finetune-operator")
 GROUP, VERSION, PLURAL = "finetune.dev", "v1alpha1", "finetunejobs"
 
 
-
 # The simulated runs belong on the kwok nodes: keep them off the real dev node (which runs pods'
 # images), whichever test of the session started it.
-NOT_DEV_NODE = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-    {"matchExpressions": [{"key": "finetune.dev/dev-node", "operator": "DoesNotExist"}]}]}}}
+NOT_DEV_NODE = {
+    "nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": [{"key": "finetune.dev/dev-node", "operator": "DoesNotExist"}]}]
+        }
+    }
+}
 
 
 def minimal_ftj(name: str, **spec: Any) -> dict[str, Any]:
@@ -67,6 +71,7 @@ def sim(**annotations: str) -> dict[str, str]:
 
 def summary_json(**kw: Any) -> str:
     from finetune_api.protocol import TrainerSummary
+
     return TrainerSummary(**kw).to_termination_message()
 
 
@@ -106,34 +111,49 @@ class Ftj:
 
     def jobs(self, name: str) -> list[Any]:
         return self.batch.list_namespaced_job(
-            self.namespace, label_selector=f"finetune.dev/finetunejob={name},app.kubernetes.io/component=trainer").items
+            self.namespace, label_selector=f"finetune.dev/finetunejob={name},app.kubernetes.io/component=trainer"
+        ).items
 
     def condition(self, name: str, ctype: str) -> dict[str, Any] | None:
         return next((c for c in self.status(name).get("conditions") or [] if c["type"] == ctype), None)
 
 
-def operator_kubeconfig(cluster: Any, kubectl: Any, namespace: str, workdir: Path, sa: str = "finetune-operator",
-                        clusterwide: bool = False) -> Path:
+def operator_kubeconfig(
+    cluster: Any, kubectl: Any, namespace: str, workdir: Path, sa: str = "finetune-operator", clusterwide: bool = False
+) -> Path:
     """A kubeconfig for the ServiceAccount ``namespace/sa`` bound to exactly the operator's rules
     (charts/finetune-operator/files/rbac-rules.yaml): a Role + RoleBinding in ``namespace``, or with
     ``clusterwide`` a ClusterRole + ClusterRoleBinding (named after the namespace)."""
     rules = yaml.safe_load(RBAC_RULES.read_text())
-    trainer_role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-                    "metadata": {"name": TRAINER_CLUSTER_ROLE}, "rules": yaml.safe_load(TRAINER_RULES.read_text())}
+    trainer_role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": TRAINER_CLUSTER_ROLE},
+        "rules": yaml.safe_load(TRAINER_RULES.read_text()),
+    }
     kind, binding_kind = ("ClusterRole", "ClusterRoleBinding") if clusterwide else ("Role", "RoleBinding")
     role_name = f"finetune-operator-{namespace}" if clusterwide else sa
     role_meta = {"name": role_name} if clusterwide else {"name": role_name, "namespace": namespace}
     role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "metadata": role_meta, "rules": rules}
-    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": binding_kind, "metadata": dict(role_meta),
-               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role_name},
-               "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": namespace}]}
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": binding_kind,
+        "metadata": dict(role_meta),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role_name},
+        "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": namespace}],
+    }
     account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": sa, "namespace": namespace}}
-    kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
-                                                  "items": [trainer_role, account, role, binding]}))
+    kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [trainer_role, account, role, binding]}),
+    )
     api = cluster.api_client()
     try:
-        return service_account_kubeconfig(api, cluster.kubeconfig, namespace, sa,
-                                          workdir / f"kubeconfig-{namespace}-{sa}.yaml")
+        return service_account_kubeconfig(
+            api, cluster.kubeconfig, namespace, sa, workdir / f"kubeconfig-{namespace}-{sa}.yaml"
+        )
     finally:
         api.close()
 
@@ -145,8 +165,9 @@ class OperatorProcess:
 
     def start(self) -> "OperatorProcess":
         self._fh = open(self.log, "ab")
-        self.proc = subprocess.Popen(self.argv, stdout=self._fh, stderr=subprocess.STDOUT,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.proc = subprocess.Popen(
+            self.argv, stdout=self._fh, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        )
         return self
 
     def http(self, port: int, path: str) -> tuple[int, str]:
@@ -191,22 +212,40 @@ class OperatorProcess:
         return self.proc.returncode if self.proc else None
 
 
-
-
 def provision_claims(kubectl: Any, namespace: str, claims: tuple[str, ...] = ("data", "artifacts")) -> None:
     """PersistentVolumeClaims bound to hostPath PersistentVolumes (pods with unbound claims are
     unschedulable); returns once they are Bound. Idempotent."""
     items = []
     for claim in claims:
         pv = f"{namespace}-{claim}"
-        items.append({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv, "labels": {"test-ns": namespace}},
-                      "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "",
-                               "persistentVolumeReclaimPolicy": "Retain",
-                               "hostPath": {"path": f"/var/tmp/finetune-test-pv/{pv}", "type": "DirectoryOrCreate"},
-                               "claimRef": {"namespace": namespace, "name": claim}}})
-        items.append({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": claim, "namespace": namespace},
-                      "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "", "volumeName": pv,
-                               "resources": {"requests": {"storage": "1Gi"}}}})
+        items.append(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {"name": pv, "labels": {"test-ns": namespace}},
+                "spec": {
+                    "capacity": {"storage": "1Gi"},
+                    "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": "",
+                    "persistentVolumeReclaimPolicy": "Retain",
+                    "hostPath": {"path": f"/var/tmp/finetune-test-pv/{pv}", "type": "DirectoryOrCreate"},
+                    "claimRef": {"namespace": namespace, "name": claim},
+                },
+            }
+        )
+        items.append(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": claim, "namespace": namespace},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": "",
+                    "volumeName": pv,
+                    "resources": {"requests": {"storage": "1Gi"}},
+                },
+            }
+        )
     kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
     deadline = time.monotonic() + 60  # the PV controller binds them asynchronously
     while True:
@@ -217,8 +256,16 @@ def provision_claims(kubectl: Any, namespace: str, claims: tuple[str, ...] = ("d
         time.sleep(0.2)
 
 
-def launch_operator(cluster: Any, kubectl: Any, namespace: str, workdir: Path, *extra: str, index: int = 0,
-                    leader_election: bool = True, clusterwide: bool = False) -> OperatorProcess:
+def launch_operator(
+    cluster: Any,
+    kubectl: Any,
+    namespace: str,
+    workdir: Path,
+    *extra: str,
+    index: int = 0,
+    leader_election: bool = True,
+    clusterwide: bool = False,
+) -> OperatorProcess:
     """Start ``finetune-operator --namespace <namespace>`` (or ``--all-namespaces`` with a
     ClusterRole) under the operator ServiceAccount of ``namespace``, and provision the ``data`` and
     ``artifacts`` claims the test FineTuneJobs use there."""
@@ -226,11 +273,28 @@ def launch_operator(cluster: Any, kubectl: Any, namespace: str, workdir: Path, *
     kc = operator_kubeconfig(cluster, kubectl, namespace, workdir, clusterwide=clusterwide)
     hp, mp = free_port(), free_port()
     scope = ["--all-namespaces"] if clusterwide else ["--namespace", namespace]
-    argv = [str(OPERATOR_BIN), *scope, "--kubeconfig", str(kc),
-            "--health-port", str(hp), "--metrics-port", str(mp), "--trainer-image", "finetune-trainer:test",
-            "--lease-namespace", namespace, "--identity", f"op-{index}-{uuid.uuid4().hex[:4]}",
-            "--lease-duration", "6", "--lease-renew-interval", "2",
-            "--leader-election" if leader_election else "--no-leader-election", *extra]
+    argv = [
+        str(OPERATOR_BIN),
+        *scope,
+        "--kubeconfig",
+        str(kc),
+        "--health-port",
+        str(hp),
+        "--metrics-port",
+        str(mp),
+        "--trainer-image",
+        "finetune-trainer:test",
+        "--lease-namespace",
+        namespace,
+        "--identity",
+        f"op-{index}-{uuid.uuid4().hex[:4]}",
+        "--lease-duration",
+        "6",
+        "--lease-renew-interval",
+        "2",
+        "--leader-election" if leader_election else "--no-leader-election",
+        *extra,
+    ]
     return OperatorProcess(argv, workdir / f"operator-{namespace}-{index}.log", hp, mp).start()
 
 

@@ -9,8 +9,18 @@ from typing import Any, Iterator
 import pytest
 from kubernetes import client
 
-from operator_helpers import (NOT_DEV_NODE, TRAINER_CLUSTER_ROLE, Ftj, OperatorProcess, assert_never_forbidden,
-                              launch_operator, make_namespace, minimal_ftj, sim, summary_json)
+from operator_helpers import (
+    NOT_DEV_NODE,
+    TRAINER_CLUSTER_ROLE,
+    Ftj,
+    OperatorProcess,
+    assert_never_forbidden,
+    launch_operator,
+    make_namespace,
+    minimal_ftj,
+    sim,
+    summary_json,
+)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -22,36 +32,97 @@ SUMMARY_OK = summary_json(
 
 # name -> (spec overrides, expected phase, expected reason, text expected in the message)
 SCENARIOS: dict[str, tuple[dict[str, Any], str, str, str]] = {
-    **{f"exit-{code}": ({"podAnnotations": sim(exit_code=str(code), termination_message=summary_json(
-        outcome="failed", reason=reason, message=f"{reason}: simulated failure {code}"))},
-        "Failed", reason, f"simulated failure {code}")
-       for code, reason in ((2, "InvalidConfig"), (3, "InvalidData"), (4, "ModelNotFound"), (5, "OutOfMemory"))},
-    "exit-1": ({"podAnnotations": sim(exit_code="1", termination_message=summary_json(
-        outcome="failed", reason="TrainerError", message="RuntimeError: CUDA error: device-side assert triggered"))},
-        "Failed", "TrainerError", "device-side assert"),
+    **{
+        f"exit-{code}": (
+            {
+                "podAnnotations": sim(
+                    exit_code=str(code),
+                    termination_message=summary_json(
+                        outcome="failed", reason=reason, message=f"{reason}: simulated failure {code}"
+                    ),
+                )
+            },
+            "Failed",
+            reason,
+            f"simulated failure {code}",
+        )
+        for code, reason in ((2, "InvalidConfig"), (3, "InvalidData"), (4, "ModelNotFound"), (5, "OutOfMemory"))
+    },
+    "exit-1": (
+        {
+            "podAnnotations": sim(
+                exit_code="1",
+                termination_message=summary_json(
+                    outcome="failed",
+                    reason="TrainerError",
+                    message="RuntimeError: CUDA error: device-side assert triggered",
+                ),
+            )
+        },
+        "Failed",
+        "TrainerError",
+        "device-side assert",
+    ),
     # no summary (the trainer crashed before writing one): the log tail is the message
-    "crash": ({"podAnnotations": sim(exit_code="139", termination_message="Fatal Python error: Segmentation fault")},
-              "Failed", "PodFailed", "exited with code 139 (Error): Fatal Python error: Segmentation fault"),
+    "crash": (
+        {"podAnnotations": sim(exit_code="139", termination_message="Fatal Python error: Segmentation fault")},
+        "Failed",
+        "PodFailed",
+        "exited with code 139 (Error): Fatal Python error: Segmentation fault",
+    ),
     # passes the CRD schema (affinity is passed through), refused by the API server's Pod validation
-    "invalid-spec": ({"scheduling": {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-        "nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "Sometimes"}]}]}}}}},
-        "Failed", "InvalidSpec", "the API server refused the trainer pod"),
+    "invalid-spec": (
+        {
+            "scheduling": {
+                "affinity": {
+                    "nodeAffinity": {
+                        "requiredDuringSchedulingIgnoredDuringExecution": {
+                            "nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "Sometimes"}]}]
+                        }
+                    }
+                }
+            }
+        },
+        "Failed",
+        "InvalidSpec",
+        "the API server refused the trainer pod",
+    ),
     # the pod exits 0 but never wrote the trainer's completion record: not a success
-    "exit-0-no-record": ({"podAnnotations": sim(exit_code="0")}, "Failed", "ResultMissing",
-                         "without the trainer's completion record"),
+    "exit-0-no-record": (
+        {"podAnnotations": sim(exit_code="0")},
+        "Failed",
+        "ResultMissing",
+        "without the trainer's completion record",
+    ),
     # admission refuses the pod: at once, with the API server's words
-    "no-priority-class": ({"scheduling": {"priorityClassName": "not-there", "affinity": NOT_DEV_NODE}},
-                          "Failed", "PodRejected", "no PriorityClass with name not-there"),
+    "no-priority-class": (
+        {"scheduling": {"priorityClassName": "not-there", "affinity": NOT_DEV_NODE}},
+        "Failed",
+        "PodRejected",
+        "no PriorityClass with name not-there",
+    ),
     # a missing claim is named, not blamed on GPUs
-    "missing-claim": ({"output": {"pvc": "no-such-claim"}}, "Pending", "Unschedulable",
-                      "PersistentVolumeClaim no-such-claim not found"),
+    "missing-claim": (
+        {"output": {"pvc": "no-such-claim"}},
+        "Pending",
+        "Unschedulable",
+        "PersistentVolumeClaim no-such-claim not found",
+    ),
     "oom": ({"podAnnotations": sim(oom="true")}, "Failed", "OOMKilled", "memory limit (16Gi)"),
     "image-pull": ({"podAnnotations": sim(never_start="true")}, "Failed", "ImagePullFailed", "cannot pull image"),
-    "deadline": ({"activeDeadlineSeconds": 3, "podAnnotations": sim(duration="120s")},
-                 "Failed", "DeadlineExceeded", "activeDeadlineSeconds=3"),
+    "deadline": (
+        {"activeDeadlineSeconds": 3, "podAnnotations": sim(duration="120s")},
+        "Failed",
+        "DeadlineExceeded",
+        "activeDeadlineSeconds=3",
+    ),
     "no-gpu-count": ({"resources": {"gpus": 16}}, "Pending", "Unschedulable", "16 nvidia.com/gpu"),
-    "no-gpu-product": ({"resources": {"gpus": 1, "gpuProduct": "NVIDIA-H100"}}, "Pending", "Unschedulable",
-                       "NVIDIA-H100"),
+    "no-gpu-product": (
+        {"resources": {"gpus": 1, "gpuProduct": "NVIDIA-H100"}},
+        "Pending",
+        "Unschedulable",
+        "NVIDIA-H100",
+    ),
 }
 
 
@@ -61,8 +132,9 @@ class Env:
 
 
 @pytest.fixture(scope="module")
-def env(cluster: Any, kubectl: Any, kube_api: client.ApiClient, crd: str,
-        tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+def env(
+    cluster: Any, kubectl: Any, kube_api: client.ApiClient, crd: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Env]:
     """One namespace and operator for the scenario tests; every scenario's FineTuneJob is created
     up front so that they run concurrently."""
     ns = make_namespace(kubectl, "ftj-scenarios")
@@ -70,8 +142,14 @@ def env(cluster: Any, kubectl: Any, kube_api: client.ApiClient, crd: str,
     op = launch_operator(cluster, kubectl, ns, workdir, "--image-pull-grace", "4")
     op.wait_ready()
     ftjs = Ftj(client.CustomObjectsApi(kube_api), kube_api, ns)
-    ftjs.create(minimal_ftj("ok", podAnnotations=sim(duration="2s", termination_message=SUMMARY_OK),
-                            output={"pvc": "artifacts", "path": "runs/ok"}, resources={"gpus": 2}))
+    ftjs.create(
+        minimal_ftj(
+            "ok",
+            podAnnotations=sim(duration="2s", termination_message=SUMMARY_OK),
+            output={"pvc": "artifacts", "path": "runs/ok"},
+            resources={"gpus": 2},
+        )
+    )
     for name, (spec, *_rest) in SCENARIOS.items():
         ftjs.create(minimal_ftj(name, **spec))
     yield Env(ns, ftjs, op)
@@ -83,15 +161,22 @@ def env(cluster: Any, kubectl: Any, kube_api: client.ApiClient, crd: str,
     assert_never_forbidden(op)
 
 
-def wait_status(env: Env, wait_for: Any, name: str, phase: str, reason: str | None = None,
-                timeout: float = 60) -> dict[str, Any]:
+def wait_status(
+    env: Env, wait_for: Any, name: str, phase: str, reason: str | None = None, timeout: float = 60
+) -> dict[str, Any]:
     def check() -> dict[str, Any] | None:
         s = env.ftjs.status(name)
         if s.get("phase") == phase and (reason is None or s.get("reason") == reason):
             return s
         return None
-    return wait_for(check, timeout=timeout, namespace=env.ns, description=f"{name} {phase}/{reason}",
-                    objects=("finetunejobs", "jobs", "pods"))
+
+    return wait_for(
+        check,
+        timeout=timeout,
+        namespace=env.ns,
+        description=f"{name} {phase}/{reason}",
+        objects=("finetunejobs", "jobs", "pods"),
+    )
 
 
 def cond(status: dict[str, Any], ctype: str) -> dict[str, Any]:
@@ -134,8 +219,9 @@ def test_success_creates_children_and_reports(env: Env, wait_for: Any, kubectl: 
     assert not obj["metadata"].get("finalizers")  # retention Retain: nothing to clean up, no finalizer
     # an Event per phase transition the status went through (a burst of events can make the first
     # status written already Running: phases are not invented for the Events)
-    items = json.loads(kubectl("get", "events", "--field-selector", "involvedObject.name=ok", "-o", "json",
-                               namespace=ns).stdout)["items"]
+    items = json.loads(
+        kubectl("get", "events", "--field-selector", "involvedObject.name=ok", "-o", "json", namespace=ns).stdout
+    )["items"]
     phases = [e["message"].split(":", 1)[0] for e in items if e["involvedObject"]["kind"] == "FineTuneJob"]
     assert "Succeeded" in phases and set(phases) <= {"Pending", "Running", "Succeeded"}, phases
     assert len(phases) == len(set(phases)), phases  # one per transition, none repeated
@@ -168,8 +254,11 @@ def test_failure_reasons(env: Env, wait_for: Any, name: str) -> None:
 def test_image_pull_is_stalled_before_failing(env: Env, wait_for: Any, kubectl: Any) -> None:
     """Decision: a failing pull is Pending + Stalled for --image-pull-grace, then Failed (Job suspended)."""
     wait_status(env, wait_for, "image-pull", "Failed", "ImagePullFailed")
-    items = json.loads(kubectl("get", "events", "--field-selector", "involvedObject.name=image-pull",
-                               "-o", "json", namespace=env.ns).stdout)["items"]
+    items = json.loads(
+        kubectl(
+            "get", "events", "--field-selector", "involvedObject.name=image-pull", "-o", "json", namespace=env.ns
+        ).stdout
+    )["items"]
     messages = " | ".join(e["message"] for e in items if e["reason"] == "ImagePullFailed")
     assert "Pending:" in messages and "Failed:" in messages, messages
 
@@ -206,8 +295,17 @@ def test_suspend_running_job(env: Env, wait_for: Any) -> None:
     wait_status(env, wait_for, "mid-run", "Running")
     ftjs.patch("mid-run", {"spec": {"suspend": True}})
     wait_status(env, wait_for, "mid-run", "Suspended")
-    wait_for(lambda: all(p.metadata.deletion_timestamp for p in ftjs.core.list_namespaced_pod(
-        env.ns, label_selector="finetune.dev/finetunejob=mid-run").items) or None, timeout=30, namespace=env.ns)
+    wait_for(
+        lambda: (
+            all(
+                p.metadata.deletion_timestamp
+                for p in ftjs.core.list_namespaced_pod(env.ns, label_selector="finetune.dev/finetunejob=mid-run").items
+            )
+            or None
+        ),
+        timeout=30,
+        namespace=env.ns,
+    )
     ftjs.patch("mid-run", {"spec": {"suspend": False}})
     wait_status(env, wait_for, "mid-run", "Running", timeout=60)
     assert len(ftjs.jobs("mid-run")) == 1
@@ -222,10 +320,13 @@ def test_delete_garbage_collects_children(env: Env, wait_for: Any) -> None:
     sel = "finetune.dev/finetunejob=doomed"
 
     def gone() -> bool:
-        return not (ftjs.batch.list_namespaced_job(env.ns, label_selector=sel).items
-                    or core.list_namespaced_config_map(env.ns, label_selector=sel).items
-                    or core.list_namespaced_service_account(env.ns, label_selector=sel).items
-                    or rbac.list_namespaced_role_binding(env.ns, label_selector=sel).items)
+        return not (
+            ftjs.batch.list_namespaced_job(env.ns, label_selector=sel).items
+            or core.list_namespaced_config_map(env.ns, label_selector=sel).items
+            or core.list_namespaced_service_account(env.ns, label_selector=sel).items
+            or rbac.list_namespaced_role_binding(env.ns, label_selector=sel).items
+        )
+
     wait_for(gone, timeout=60, namespace=env.ns, description="children garbage-collected")
     assert ftjs.get("doomed") is None
 
@@ -234,15 +335,22 @@ def test_retention_delete_removes_output_then_object(env: Env, wait_for: Any, ku
     """output.retention: Delete: the finalizer holds the FineTuneJob until a cleanup Job has removed
     the output directory; the default (Retain) keeps it (see the success test: no finalizer)."""
     ftjs = env.ftjs
-    ftjs.create(minimal_ftj("scratch", output={"pvc": "artifacts", "retention": "Delete"},
-                            podAnnotations=sim(duration="1s")))
+    ftjs.create(
+        minimal_ftj("scratch", output={"pvc": "artifacts", "retention": "Delete"}, podAnnotations=sim(duration="1s"))
+    )
     wait_status(env, wait_for, "scratch", "Succeeded")
     assert ftjs.get("scratch")["metadata"]["finalizers"] == ["finetune.dev/cleanup"]
     ftjs.delete("scratch")
-    wait_for(lambda: ftjs.get("scratch") is None, timeout=60, namespace=env.ns,
-             description="FineTuneJob released by its finalizer", objects=("finetunejobs", "jobs", "pods"))
-    events = kubectl("get", "events", "--field-selector", "involvedObject.name=scratch", "-o", "json",
-                     namespace=env.ns).stdout
+    wait_for(
+        lambda: ftjs.get("scratch") is None,
+        timeout=60,
+        namespace=env.ns,
+        description="FineTuneJob released by its finalizer",
+        objects=("finetunejobs", "jobs", "pods"),
+    )
+    events = kubectl(
+        "get", "events", "--field-selector", "involvedObject.name=scratch", "-o", "json", namespace=env.ns
+    ).stdout
     # kwok runs no command: its cleanup pod reports nothing, which the operator says (the real
     # removal of one run's files is in tests/unit/trainer/test_run_record.py and the e2e test)
     messages = [e["message"] for e in json.loads(events)["items"] if e["reason"] in ("OutputDeleted", "OutputKept")]
@@ -267,7 +375,9 @@ def test_metrics_health_and_logs(env: Env, wait_for: Any) -> None:
     assert "finetune_reconcile_duration_seconds" in text
     assert "finetune_reconcile_errors_total" in text
     assert "finetune_operator_leader 1.0" in text
-    writes = float(next(line.split()[-1] for line in text.splitlines() if line.startswith("finetune_status_writes_total")))
+    writes = float(
+        next(line.split()[-1] for line in text.splitlines() if line.startswith("finetune_status_writes_total"))
+    )
     assert writes >= 1
     assert env.op.http(env.op.health_port, "/healthz")[0] == 200
     assert env.op.http(env.op.health_port, "/readyz")[0] == 200

@@ -19,17 +19,31 @@ def phase(ftjs: Ftj, name: str) -> str | None:
 
 
 def test_a_run_that_finishes_while_the_operator_is_down_ends_succeeded_after_restart(
-        ftjs: Ftj, namespace: str, start_operator: Any, wait_for: Any) -> None:
+    ftjs: Ftj, namespace: str, start_operator: Any, wait_for: Any
+) -> None:
     op = start_operator(namespace)
-    ftjs.create(minimal_ftj("survivor", podAnnotations=sim(duration="6s", termination_message=summary_json(
-        outcome="succeeded", metrics={"evalLoss": 0.75}))))
+    ftjs.create(
+        minimal_ftj(
+            "survivor",
+            podAnnotations=sim(
+                duration="6s", termination_message=summary_json(outcome="succeeded", metrics={"evalLoss": 0.75})
+            ),
+        )
+    )
     wait_for(lambda: phase(ftjs, "survivor") == "Running", timeout=60, namespace=namespace)
     op.kill()
     # while the operator is down: the run finishes, and a new FineTuneJob arrives
     ftjs.create(minimal_ftj("while-down"))
-    wait_for(lambda: any(c.type == "Complete" and c.status == "True"
-                         for j in ftjs.jobs("survivor") for c in j.status.conditions or []),
-             timeout=60, namespace=namespace, description="survivor's Job completes with no operator running")
+    wait_for(
+        lambda: any(
+            c.type == "Complete" and c.status == "True"
+            for j in ftjs.jobs("survivor")
+            for c in j.status.conditions or []
+        ),
+        timeout=60,
+        namespace=namespace,
+        description="survivor's Job completes with no operator running",
+    )
     assert phase(ftjs, "survivor") == "Running"  # nobody has reported it yet
     start_operator(namespace)
     wait_for(lambda: phase(ftjs, "survivor") == "Succeeded", timeout=60, namespace=namespace)
@@ -38,8 +52,9 @@ def test_a_run_that_finishes_while_the_operator_is_down_ends_succeeded_after_res
     assert len(ftjs.jobs("survivor")) == 1 and len(ftjs.jobs("while-down")) == 1
 
 
-def test_sigkill_during_creation_never_duplicates(ftjs: Ftj, namespace: str, start_operator: Any,
-                                                  wait_for: Any) -> None:
+def test_sigkill_during_creation_never_duplicates(
+    ftjs: Ftj, namespace: str, start_operator: Any, wait_for: Any
+) -> None:
     """Kill the operator right after it starts creating children, several times in a row."""
     names = [f"burst-{i}" for i in range(6)]
     for round_ in range(3):
@@ -65,8 +80,9 @@ def lease_holder(kube_api: client.ApiClient, namespace: str) -> str | None:
     return lease.spec.holder_identity
 
 
-def test_two_replicas_only_leader_acts(ftjs: Ftj, namespace: str, start_operator: Any, wait_for: Any,
-                                       kube_api: client.ApiClient) -> None:
+def test_two_replicas_only_leader_acts(
+    ftjs: Ftj, namespace: str, start_operator: Any, wait_for: Any, kube_api: client.ApiClient
+) -> None:
     a = start_operator(namespace)
     b = start_operator(namespace)
     holder = wait_for(lambda: lease_holder(kube_api, namespace), timeout=30, namespace=namespace)
@@ -86,8 +102,9 @@ def test_two_replicas_only_leader_acts(ftjs: Ftj, namespace: str, start_operator
     assert len(ftjs.jobs("first")) == 1 and len(ftjs.jobs("second")) == 1
 
 
-def test_leader_killed_standby_takes_over_after_lease_expiry(ftjs: Ftj, namespace: str, start_operator: Any,
-                                                            wait_for: Any, kube_api: client.ApiClient) -> None:
+def test_leader_killed_standby_takes_over_after_lease_expiry(
+    ftjs: Ftj, namespace: str, start_operator: Any, wait_for: Any, kube_api: client.ApiClient
+) -> None:
     a = start_operator(namespace)
     holder = wait_for(lambda: lease_holder(kube_api, namespace), timeout=30, namespace=namespace)
     b = start_operator(namespace)
@@ -101,8 +118,9 @@ def test_leader_killed_standby_takes_over_after_lease_expiry(ftjs: Ftj, namespac
     wait_for(lambda: phase(ftjs, "after-failover") == "Succeeded", timeout=60, namespace=namespace)
 
 
-def test_cluster_wide_under_cluster_role(ftjs: Ftj, namespace: str, start_operator: Any, wait_for: Any,
-                                         kubectl: Any, kube_api: client.ApiClient) -> None:
+def test_cluster_wide_under_cluster_role(
+    ftjs: Ftj, namespace: str, start_operator: Any, wait_for: Any, kubectl: Any, kube_api: client.ApiClient
+) -> None:
     """--all-namespaces, chosen at start-up: the same rules as a ClusterRole; FineTuneJobs in two
     namespaces are run by one operator."""
     other = make_namespace(kubectl, "ftj-clusterwide")

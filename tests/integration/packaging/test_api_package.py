@@ -17,8 +17,9 @@ NOT_API = ["kopf", "aiohttp", "torch", "transformers", "kubernetes", "finetune_d
 
 
 def pip(python: Path, *args: str) -> None:
-    result = subprocess.run([str(python), "-m", "pip", "install", "--quiet", *args], capture_output=True, text=True,
-                            timeout=600)
+    result = subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", *args], capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 

@@ -51,7 +51,11 @@ def test_epochs_and_max_steps_are_exclusive():
 
 @pytest.mark.parametrize(
     "method, fmt, fragment",
-    [("dpo", "chat", "use method sft"), ("classification", "alpaca", "text/label"), ("sft", "preference", "use method dpo")],
+    [
+        ("dpo", "chat", "use method sft"),
+        ("classification", "alpaca", "text/label"),
+        ("sft", "preference", "use method dpo"),
+    ],
 )
 def test_method_and_dataset_format_must_fit(method, fmt, fragment):
     with pytest.raises(ValidationError, match=fragment):
@@ -89,49 +93,65 @@ def test_trainer_config_reads_what_the_operator_writes():
 
 
 def test_termination_message_fits_the_kubelet_limit():
-    summary = TrainerSummary(outcome="failed", reason="InvalidData", message="x" * 2048, metrics={f"m{i}": i for i in range(120)})
+    summary = TrainerSummary(
+        outcome="failed", reason="InvalidData", message="x" * 2048, metrics={f"m{i}": i for i in range(120)}
+    )
     text = summary.to_termination_message()
     assert len(text.encode()) <= TERMINATION_MESSAGE_LIMIT
     assert json.loads(text)["reason"] == "InvalidData"
 
 
-@pytest.mark.parametrize("field, value, fragment", [
-    ("dataset", {"source": "/etc/shadow"}, "an absolute path must name a file baked into the trainer image"),
-    ("dataset", {"source": "/var/run/secrets/kubernetes.io/serviceaccount/token"}, "under /data/ or /models/"),
-    ("model", {"source": "/data/../proc/self/environ"}, "must not contain '.' or '..' path segments"),
-    ("dataset", {"source": "pvc://data/../../etc/passwd"}, "must not contain '.' or '..' path segments"),
-])
+@pytest.mark.parametrize(
+    "field, value, fragment",
+    [
+        ("dataset", {"source": "/etc/shadow"}, "an absolute path must name a file baked into the trainer image"),
+        ("dataset", {"source": "/var/run/secrets/kubernetes.io/serviceaccount/token"}, "under /data/ or /models/"),
+        ("model", {"source": "/data/../proc/self/environ"}, "must not contain '.' or '..' path segments"),
+        ("dataset", {"source": "pvc://data/../../etc/passwd"}, "must not contain '.' or '..' path segments"),
+    ],
+)
 def test_sources_only_in_the_documented_forms(field, value, fragment):
     with pytest.raises(ValidationError, match=fragment):
         spec(**{field: value})
     assert spec(dataset={"source": "/data/train.jsonl"}).dataset.source == "/data/train.jsonl"
 
 
-@pytest.mark.parametrize("overrides, fragment", [
-    ({"scheduling": {"nodeSelector": {"bad key!": "x"}}}, "nodeSelector"),
-    ({"scheduling": {"nodeSelector": {"zone": "not a label value"}}}, "nodeSelector"),
-    ({"podLabels": {"-leading-dash": "x"}}, "podLabels"),
-    ({"podAnnotations": {"a/b/c": "x"}}, "podAnnotations"),
-    ({"scheduling": {"tolerations": [{"operator": "Equal", "value": "x"}]}}, "without key must use operator Exists"),
-    ({"scheduling": {"tolerations": [{"key": "k", "operator": "Exists", "value": "v"}]}}, "must not set value"),
-    ({"scheduling": {"tolerations": [{"key": "k", "operator": "Exists", "tolerationSeconds": 5}]}}, "NoExecute"),
-    ({"scheduling": {"priorityClassName": "Not_A_Name"}}, "priorityClassName"),
-    ({"model": {"source": "hf://org/m", "tokenSecretRef": {"name": "other-ns/hf"}}}, "tokenSecretRef"),
-])
+@pytest.mark.parametrize(
+    "overrides, fragment",
+    [
+        ({"scheduling": {"nodeSelector": {"bad key!": "x"}}}, "nodeSelector"),
+        ({"scheduling": {"nodeSelector": {"zone": "not a label value"}}}, "nodeSelector"),
+        ({"podLabels": {"-leading-dash": "x"}}, "podLabels"),
+        ({"podAnnotations": {"a/b/c": "x"}}, "podAnnotations"),
+        (
+            {"scheduling": {"tolerations": [{"operator": "Equal", "value": "x"}]}},
+            "without key must use operator Exists",
+        ),
+        ({"scheduling": {"tolerations": [{"key": "k", "operator": "Exists", "value": "v"}]}}, "must not set value"),
+        ({"scheduling": {"tolerations": [{"key": "k", "operator": "Exists", "tolerationSeconds": 5}]}}, "NoExecute"),
+        ({"scheduling": {"priorityClassName": "Not_A_Name"}}, "priorityClassName"),
+        ({"model": {"source": "hf://org/m", "tokenSecretRef": {"name": "other-ns/hf"}}}, "tokenSecretRef"),
+    ],
+)
 def test_pod_level_fields_follow_the_pod_apis_rules(overrides, fragment):
     with pytest.raises(ValidationError, match=fragment):
         spec(**overrides)
 
 
-@pytest.mark.parametrize("field, value, fragment", [
-    ("dataset", {"source": "hf://org/dataset"}, "dataset.source"),
-    ("dataset", {"source": "builtin:alpaca"}, "dataset.source"),
-    ("dataset", {"source": "pvc://d/t.jsonl", "validationSource": "hf://org/dataset"}, "validationSource"),
-    ("evaluation", {"generalSource": "builtin:wikitext"}, "generalSource"),
-    ("model", {"source": "builtin:minilm-l6", "adapter": "builtin:smollm2-135m-instruct"}, "model.adapter"),
-    ("model", {"source": "hf://org/.."}, "must not contain '.' or '..' path segments"),
-])
+@pytest.mark.parametrize(
+    "field, value, fragment",
+    [
+        ("dataset", {"source": "hf://org/dataset"}, "dataset.source"),
+        ("dataset", {"source": "builtin:alpaca"}, "dataset.source"),
+        ("dataset", {"source": "pvc://d/t.jsonl", "validationSource": "hf://org/dataset"}, "validationSource"),
+        ("evaluation", {"generalSource": "builtin:wikitext"}, "generalSource"),
+        ("model", {"source": "builtin:minilm-l6", "adapter": "builtin:smollm2-135m-instruct"}, "model.adapter"),
+        ("model", {"source": "hf://org/.."}, "must not contain '.' or '..' path segments"),
+    ],
+)
 def test_each_source_field_takes_only_its_own_forms(field, value, fragment):
     with pytest.raises(ValidationError, match=fragment):
         spec(**{field: value})
-    assert spec(model={"source": "builtin:minilm-l6", "adapter": "hf://org/adapter"}).model.adapter == "hf://org/adapter"
+    assert (
+        spec(model={"source": "builtin:minilm-l6", "adapter": "hf://org/adapter"}).model.adapter == "hf://org/adapter"
+    )

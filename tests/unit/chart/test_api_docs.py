@@ -20,7 +20,8 @@ def _generator():
 def test_api_doc_is_up_to_date():
     gen = _generator()
     assert (ROOT / "docs" / "api.md").read_text() == gen.render(), (
-        "docs/api.md is stale: run `python hack/gen-api-docs.py` (or `make crd`)")
+        "docs/api.md is stale: run `python hack/gen-api-docs.py` (or `make crd`)"
+    )
 
 
 def _fields(schema: dict, path: str):

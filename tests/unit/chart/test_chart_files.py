@@ -47,7 +47,8 @@ def test_chart_crd_is_the_generated_one():
     """charts/finetune-operator/crds/ is written by `python -m finetune_api.crd --write`, like crds/."""
     chart_copy = CHART / "crds" / CRD_FILENAME
     assert chart_copy.read_text() == (ROOT / "crds" / CRD_FILENAME).read_text(), (
-        "the chart's CRD differs from crds/: run `python -m finetune_api.crd --write`")
+        "the chart's CRD differs from crds/: run `python -m finetune_api.crd --write`"
+    )
     assert sorted(p.name for p in (CHART / "crds").iterdir()) == [CRD_FILENAME]
 
 
@@ -118,8 +119,11 @@ def test_schema_covers_exactly_the_values():
 def test_defaults_are_not_cluster_wide():
     """The default opts namespaces in by label, with the policies that enforce it."""
     values = yaml.safe_load((CHART / "values.yaml").read_text())
-    assert values["watch"] == {"namespaces": [], "clusterWide": False, "namespaceSelector": {
-        "matchLabels": {"finetune.dev/enabled": "true"}, "matchExpressions": []}}
+    assert values["watch"] == {
+        "namespaces": [],
+        "clusterWide": False,
+        "namespaceSelector": {"matchLabels": {"finetune.dev/enabled": "true"}, "matchExpressions": []},
+    }
     assert values["admissionPolicies"]["enabled"] is True
     assert values["admissionPolicies"]["tolerations"]["allowedKeys"] == ["nvidia.com/gpu"]
     assert values["admissionPolicies"]["priorityClasses"]["allowed"] == []

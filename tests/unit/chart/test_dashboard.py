@@ -8,7 +8,9 @@ from prometheus_client import REGISTRY
 
 import finetune_operator.metrics  # noqa: F401 - registers the operator's metrics
 
-DASHBOARD = Path(__file__).resolve().parents[3] / "charts" / "finetune-operator" / "dashboards" / "finetune-operator.json"
+DASHBOARD = (
+    Path(__file__).resolve().parents[3] / "charts" / "finetune-operator" / "dashboards" / "finetune-operator.json"
+)
 
 
 def exported_names() -> set[str]:
@@ -16,8 +18,11 @@ def exported_names() -> set[str]:
     for family in REGISTRY.collect():
         names.add(family.name)
         names.update(sample.name for sample in family.samples)
-    return names | {m.name + "_total" for m in REGISTRY.collect() if m.type == "counter"} | {
-        m.name + "_bucket" for m in REGISTRY.collect() if m.type == "histogram"}
+    return (
+        names
+        | {m.name + "_total" for m in REGISTRY.collect() if m.type == "counter"}
+        | {m.name + "_bucket" for m in REGISTRY.collect() if m.type == "histogram"}
+    )
 
 
 def test_every_panel_queries_metrics_the_operator_exports():

@@ -147,5 +147,8 @@ def test_the_manifest_is_a_valid_finetunejob_the_trainer_accepts():
     data = load_dataset_spec(cfg.dataset, cfg.training.seed, {DatasetFormat.CLASSIFICATION})
     sizes = {s: len((EXAMPLE / f"{s}.jsonl").read_text().splitlines()) for s in ("train", "eval")}
     assert (data.report.train_records, data.report.validation_records, data.report.validation_overlap_removed) == (
-        sizes["train"], sizes["eval"], 0)
+        sizes["train"],
+        sizes["eval"],
+        0,
+    )
     assert resolve_labels(data, cfg.dataset.labels) == ["anomaly", "auth", "dhcp", "link-state", "routing"]

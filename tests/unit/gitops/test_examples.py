@@ -64,8 +64,17 @@ def test_example_uses_only_the_claims_of_pvc_yaml(name):
 
 def _sources(spec: dict) -> list[str]:
     model, dataset = spec["model"], spec["dataset"]
-    return [s for s in (model.get("source"), model.get("adapter"), dataset.get("source"),
-                        dataset.get("validationSource"), spec.get("evaluation", {}).get("generalSource")) if s]
+    return [
+        s
+        for s in (
+            model.get("source"),
+            model.get("adapter"),
+            dataset.get("source"),
+            dataset.get("validationSource"),
+            spec.get("evaluation", {}).get("generalSource"),
+        )
+        if s
+    ]
 
 
 def test_dpo_example_continues_from_the_sft_examples_output():

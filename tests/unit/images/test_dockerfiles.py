@@ -196,6 +196,7 @@ def test_trainer_image_runs_nonroot_as_the_operators_trainer_user(trainer_df):
     assert user and user.split(":")[0] not in ("0", "root")
     assert json.loads(trainer_df.final.last("ENTRYPOINT")) == ["finetune-train"]
     from finetune_operator import builders
+
     assert int(user.split(":")[0]) == builders.RUN_AS_USER
 
 
@@ -249,11 +250,30 @@ def dockerignore_patterns() -> list[str]:
 
 def test_dockerignore_keeps_the_context_small():
     patterns = dockerignore_patterns()
-    for heavy in [".venv", ".git", "tests", "benchmarks", "charts", "docs", "examples", "hack", ".cache",
-                  "operator/finetune_api/__pycache__", "finetune_operator.egg-info", "devcluster"]:
+    for heavy in [
+        ".venv",
+        ".git",
+        "tests",
+        "benchmarks",
+        "charts",
+        "docs",
+        "examples",
+        "hack",
+        ".cache",
+        "operator/finetune_api/__pycache__",
+        "finetune_operator.egg-info",
+        "devcluster",
+    ]:
         assert dockerignore_excludes(heavy, patterns), heavy
-    for needed in ["pyproject.toml", "README.md", "operator/finetune_api/resource.py", "trainer_image",
-                   "requirements/operator.txt", "requirements/trainer.txt", "requirements/demo-models.txt"]:
+    for needed in [
+        "pyproject.toml",
+        "README.md",
+        "operator/finetune_api/resource.py",
+        "trainer_image",
+        "requirements/operator.txt",
+        "requirements/trainer.txt",
+        "requirements/demo-models.txt",
+    ]:
         assert not dockerignore_excludes(needed, patterns), needed
 
 

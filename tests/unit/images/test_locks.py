@@ -36,7 +36,8 @@ def test_lock_pins_every_declared_dependency_within_its_range(lock):
         pin = pins.get(canonicalize_name(req.name))
         assert pin is not None, f"requirements/{lock}.txt lacks {req}: run `make lock`"
         assert req.specifier.contains(pin.version, prereleases=True), (
-            f"requirements/{lock}.txt pins {pin.name}=={pin.version}, outside {req}: run `make lock`")
+            f"requirements/{lock}.txt pins {pin.name}=={pin.version}, outside {req}: run `make lock`"
+        )
 
 
 def test_image_locks_pin_the_versions_the_dev_environment_tests():
@@ -60,7 +61,8 @@ def test_demo_model_lock_holds_the_trainers_builtin_models():
     pins = read_lock("demo-models")
     assert set(pins) == {canonicalize_name(m.package) for m in BUILTIN_MODELS.values()}
     assert {(canonicalize_name(r.name), str(r.specifier)) for r in read_requirements_in("demo-models")} == {
-        (name, f"=={pin.version}") for name, pin in pins.items()}
+        (name, f"=={pin.version}") for name, pin in pins.items()
+    }
 
 
 def test_build_lock_input_is_what_both_pyprojects_build_with():

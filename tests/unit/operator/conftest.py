@@ -7,8 +7,13 @@ from finetune_operator.config import OperatorConfig
 BASE_FTJ = {
     "apiVersion": "finetune.dev/v1alpha1",
     "kind": "FineTuneJob",
-    "metadata": {"name": "demo", "namespace": "team-a", "uid": "1111-2222", "generation": 1,
-                 "creationTimestamp": "2025-01-01T00:00:00Z"},
+    "metadata": {
+        "name": "demo",
+        "namespace": "team-a",
+        "uid": "1111-2222",
+        "generation": 1,
+        "creationTimestamp": "2025-01-01T00:00:00Z",
+    },
     "spec": {
         "model": {"source": "pvc://models/smollm2"},
         "dataset": {"source": "pvc://data/train.jsonl", "format": "chat"},

@@ -24,23 +24,36 @@ def pod_spec(job):
 def test_children_names_labels_and_owner(ftj, cfg):
     objs = children(ftj, cfg)
     assert [(o["kind"], o["metadata"]["name"]) for o in objs] == [
-        ("ConfigMap", "demo-config"), ("ServiceAccount", "demo-trainer"), ("RoleBinding", "demo-trainer"),
-        ("Job", "demo-trainer")]
+        ("ConfigMap", "demo-config"),
+        ("ServiceAccount", "demo-trainer"),
+        ("RoleBinding", "demo-trainer"),
+        ("Job", "demo-trainer"),
+    ]
     for o in objs:
         meta = o["metadata"]
         assert meta["namespace"] == "team-a"
         assert meta["labels"]["finetune.dev/finetunejob"] == "demo"
         assert meta["labels"]["app.kubernetes.io/managed-by"] == "finetune-operator"
         assert meta["labels"]["app.kubernetes.io/name"] == "finetunejob"
-        assert meta["ownerReferences"] == [{
-            "apiVersion": "finetune.dev/v1alpha1", "kind": "FineTuneJob", "name": "demo", "uid": "1111-2222",
-            "controller": True, "blockOwnerDeletion": True}]
+        assert meta["ownerReferences"] == [
+            {
+                "apiVersion": "finetune.dev/v1alpha1",
+                "kind": "FineTuneJob",
+                "name": "demo",
+                "uid": "1111-2222",
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
 
 
 def test_the_trainer_is_bound_to_the_fixed_cluster_role_only(ftj, cfg):
     binding = build(ftj, cfg)["RoleBinding"]
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                                  "name": "finetune-operator-trainer"}
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": "finetune-operator-trainer",
+    }
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "demo-trainer", "namespace": "team-a"}]
     assert "Role" not in build(ftj, cfg)
 
@@ -70,7 +83,16 @@ def test_job_is_restricted_pss_compliant(ftj, cfg):
     assert psc["runAsUser"] == 1000 and psc["runAsGroup"] == 1000 and psc["fsGroup"] == 1000
     assert psc["seccompProfile"] == {"type": "RuntimeDefault"}
     assert not ps.get("hostNetwork") and not ps.get("hostPID") and not ps.get("hostIPC")
-    allowed = {"configMap", "emptyDir", "projected", "secret", "downwardAPI", "persistentVolumeClaim", "csi", "ephemeral"}
+    allowed = {
+        "configMap",
+        "emptyDir",
+        "projected",
+        "secret",
+        "downwardAPI",
+        "persistentVolumeClaim",
+        "csi",
+        "ephemeral",
+    }
     for vol in ps["volumes"]:
         assert set(vol) - {"name"} <= allowed
     for c in ps["containers"]:
@@ -99,7 +121,10 @@ def test_job_basics(ftj, cfg):
     env = {e["name"]: e for e in c["env"]}
     assert env["HOME"]["value"] == "/tmp" and env["HF_HOME"]["value"].startswith("/tmp")
     assert env["FINETUNE_STATUS_PATCH"]["value"] == "1"
-    assert env["FINETUNE_JOB_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.annotations['finetune.dev/finetunejob']"
+    assert (
+        env["FINETUNE_JOB_NAME"]["valueFrom"]["fieldRef"]["fieldPath"]
+        == "metadata.annotations['finetune.dev/finetunejob']"
+    )
     assert env["FINETUNE_JOB_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     assert job["spec"]["template"]["metadata"]["annotations"]["finetune.dev/finetunejob"] == "demo"
     assert "HF_TOKEN" not in env
@@ -130,8 +155,13 @@ def test_user_scheduling_passthrough(ftj, cfg):
     ftj["spec"]["scheduling"] = {
         "nodeSelector": {"pool": "train"},
         "tolerations": [{"key": "spot", "operator": "Exists", "effect": "NoSchedule"}],
-        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-            {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}]}}},
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}]
+                }
+            }
+        },
         "priorityClassName": "batch-low",
     }
     ftj["spec"]["podAnnotations"] = {"sim.finetune.dev/exit-code": "3"}
@@ -149,8 +179,15 @@ def test_user_scheduling_passthrough(ftj, cfg):
 
 
 def test_job_spec_passthrough(ftj, cfg):
-    ftj["spec"].update({"activeDeadlineSeconds": 3600, "ttlSecondsAfterFinished": 600, "backoffLimit": 2,
-                        "suspend": True, "image": "my/trainer:1"})
+    ftj["spec"].update(
+        {
+            "activeDeadlineSeconds": 3600,
+            "ttlSecondsAfterFinished": 600,
+            "backoffLimit": 2,
+            "suspend": True,
+            "image": "my/trainer:1",
+        }
+    )
     job = build(ftj, cfg)["Job"]
     assert job["spec"]["activeDeadlineSeconds"] == 3600
     assert "ttlSecondsAfterFinished" not in job["spec"]  # set by the operator once the result is recorded
@@ -250,8 +287,14 @@ def test_cleanup_job(ftj, cfg):
     ftj["spec"]["image"] = "tenant/custom:1"
     job = builders.cleanup_job(ftj, builders.parse_spec(ftj), cfg)
     c = job["spec"]["template"]["spec"]["containers"][0]
-    assert c["command"] == ["finetune-train", "cleanup", "--output", "/mnt/pvc/artifacts/team-a/demo",
-                            "--run-id", "1111-2222"]
+    assert c["command"] == [
+        "finetune-train",
+        "cleanup",
+        "--output",
+        "/mnt/pvc/artifacts/team-a/demo",
+        "--run-id",
+        "1111-2222",
+    ]
     assert c["image"] == "trainer:test"  # the operator's image, never the tenant's
     assert job["metadata"]["labels"]["app.kubernetes.io/component"] == "cleanup"
     assert job["metadata"]["ownerReferences"][0]["uid"] == "1111-2222"

@@ -16,8 +16,11 @@ def sample(name: str) -> float | None:
 
 def test_progress_and_gpu_hours_are_exported_then_dropped_with_the_job():
     jobs = JobMetrics()
-    status = {"phase": "Running", "startTime": "2025-01-01T01:00:00Z",
-              "progress": {"percent": 40, "step": 40, "loss": 0.5, "tokensPerSecond": 1234.5, "etaSeconds": 90}}
+    status = {
+        "phase": "Running",
+        "startTime": "2025-01-01T01:00:00Z",
+        "progress": {"percent": 40, "step": 40, "loss": 0.5, "tokensPerSecond": 1234.5, "etaSeconds": 90},
+    }
     jobs.set(KEY, status, gpus=2, now=NOW)
     assert sample("finetune_job_progress_ratio") == 0.4 and sample("finetune_job_step") == 40
     assert sample("finetune_job_train_loss") == 0.5 and sample("finetune_job_tokens_per_second") == 1234.5

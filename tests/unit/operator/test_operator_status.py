@@ -13,13 +13,24 @@ T_END = "2025-01-01T00:40:00Z"
 
 
 def job(conditions=(), suspend=False, **status):
-    return {"metadata": {"name": "demo-trainer", "uid": "j1", "creationTimestamp": T0},
-            "spec": {"suspend": suspend},
-            "status": {"conditions": [dict(c, status=c.get("status", "True")) for c in conditions], **status}}
+    return {
+        "metadata": {"name": "demo-trainer", "uid": "j1", "creationTimestamp": T0},
+        "spec": {"suspend": suspend},
+        "status": {"conditions": [dict(c, status=c.get("status", "True")) for c in conditions], **status},
+    }
 
 
-def pod(phase="Pending", *, scheduled=None, waiting=None, running=False, terminated=None, node="gpu-a100-0",
-        name="demo-trainer-abcde", created=T0):
+def pod(
+    phase="Pending",
+    *,
+    scheduled=None,
+    waiting=None,
+    running=False,
+    terminated=None,
+    node="gpu-a100-0",
+    name="demo-trainer-abcde",
+    created=T0,
+):
     conds = []
     if scheduled is not None:
         conds.append({"type": "PodScheduled", **scheduled})
@@ -30,9 +41,11 @@ def pod(phase="Pending", *, scheduled=None, waiting=None, running=False, termina
         cs["state"]["running"] = {"startedAt": T_START}
     if terminated:
         cs["state"]["terminated"] = {"startedAt": T_START, "finishedAt": T_END, **terminated}
-    return {"metadata": {"name": name, "creationTimestamp": created},
-            "spec": {"nodeName": node if (scheduled or {}).get("status") == "True" else None},
-            "status": {"phase": phase, "conditions": conds, "containerStatuses": [cs]}}
+    return {
+        "metadata": {"name": name, "creationTimestamp": created},
+        "spec": {"nodeName": node if (scheduled or {}).get("status") == "True" else None},
+        "status": {"phase": phase, "conditions": conds, "containerStatuses": [cs]},
+    }
 
 
 SCHEDULED = {"status": "True", "lastTransitionTime": T0}
@@ -71,8 +84,11 @@ def summary_message(**kw):
 
 
 def test_succeeded_with_metrics_and_artifacts(ftj):
-    msg = summary_message(outcome="succeeded", metrics={"evalLoss": 1.5, "baselineEvalLoss": 2.0},
-                          artifacts={"path": "/mnt/pvc/artifacts/team-a/demo/adapter", "sizeBytes": 1234, "sha256": "ab" * 32})
+    msg = summary_message(
+        outcome="succeeded",
+        metrics={"evalLoss": 1.5, "baselineEvalLoss": 2.0},
+        artifacts={"path": "/mnt/pvc/artifacts/team-a/demo/adapter", "sizeBytes": 1234, "sha256": "ab" * 32},
+    )
     p = pod("Succeeded", scheduled=SCHEDULED, terminated={"exitCode": 0, "reason": "Completed", "message": msg})
     r = compute(ftj, job([{"type": "Complete"}], completionTime=T_END), p)
     s = r.status
@@ -98,7 +114,9 @@ def test_exit_0_without_the_trainers_completion_record_is_not_a_success(ftj):
 def test_a_completed_job_waits_briefly_for_its_pods_final_state(ftj):
     """The Job's watch may deliver Complete before the Pod's watch delivers the terminated state."""
     just_now = st.fmt_time(NOW - dt.timedelta(seconds=5))
-    r = compute(ftj, job([{"type": "Complete"}], completionTime=just_now), pod("Running", scheduled=SCHEDULED, running=True))
+    r = compute(
+        ftj, job([{"type": "Complete"}], completionTime=just_now), pod("Running", scheduled=SCHEDULED, running=True)
+    )
     assert (r.status["phase"], r.status["reason"]) == ("Running", "Finishing") and 0 < r.requeue_after <= 30
     gone = compute(ftj, job([{"type": "Complete"}], completionTime=T_END), None).status
     assert (gone["phase"], gone["reason"]) == ("Failed", "ResultMissing") and "pod is gone" in gone["message"]
@@ -119,15 +137,23 @@ def test_a_deleted_or_evicted_pod_is_named_as_such(ftj):
     deleting["metadata"]["deletionTimestamp"] = T_END
     assert compute(ftj, job(failed), deleting).status["reason"] == "PodDeleted"
     evicted = pod("Failed", scheduled=SCHEDULED, terminated={"exitCode": 137, "reason": "Error"})
-    evicted["status"]["conditions"].append({"type": "DisruptionTarget", "status": "True",
-                                            "reason": "EvictionByEvictionAPI", "message": "Eviction API: evicting"})
+    evicted["status"]["conditions"].append(
+        {
+            "type": "DisruptionTarget",
+            "status": "True",
+            "reason": "EvictionByEvictionAPI",
+            "message": "Eviction API: evicting",
+        }
+    )
     s = compute(ftj, job(failed), evicted).status
     assert s["reason"] == "PodDeleted" and "EvictionByEvictionAPI" in s["message"]
 
 
 def test_a_log_tail_becomes_its_last_meaningful_line(ftj):
-    tail = ("Traceback (most recent call last):\n  File \"/opt/venv/bin/finetune-train\", line 5, in <module>\n"
-            "    from finetune_trainer.cli import main\nModuleNotFoundError: No module named 'finetune_trainer'\n")
+    tail = (
+        'Traceback (most recent call last):\n  File "/opt/venv/bin/finetune-train", line 5, in <module>\n'
+        "    from finetune_trainer.cli import main\nModuleNotFoundError: No module named 'finetune_trainer'\n"
+    )
     p = pod("Failed", scheduled=SCHEDULED, terminated={"exitCode": 1, "reason": "Error", "message": tail})
     s = compute(ftj, job([{"type": "Failed", "reason": "BackoffLimitExceeded"}]), p).status
     assert s["message"] == "ModuleNotFoundError: No module named 'finetune_trainer'"
@@ -139,16 +165,23 @@ def test_a_final_phase_the_running_job_contradicts_is_corrected(ftj):
     ftj["status"] = {"phase": "Failed", "reason": "TrainerError", "message": "forged", "jobName": "demo-trainer"}
     s = compute(ftj, job(active=1), pod("Running", scheduled=SCHEDULED, running=True)).status
     assert (s["phase"], s["reason"]) == ("Running", "Running")
-    recorded = {"phase": "Succeeded", "reason": "Succeeded", "message": "done", "jobName": "demo-trainer",
-                "metrics": {"evalLoss": 1.0}}
+    recorded = {
+        "phase": "Succeeded",
+        "reason": "Succeeded",
+        "message": "done",
+        "jobName": "demo-trainer",
+        "metrics": {"evalLoss": 1.0},
+    }
     ftj["status"] = recorded
     kept = compute(ftj, job([{"type": "Complete"}]), None).status  # the pod is gone: the record stands
     assert kept["metrics"] == {"evalLoss": 1.0} and kept["phase"] == "Succeeded"
 
 
 def test_a_missing_claim_is_named_not_blamed_on_gpus(ftj):
-    msg = ('0/5 nodes are available: persistentvolumeclaim "artifacts" not found. preemption: 0/5 nodes are '
-           'available: 5 Preemption is not helpful for scheduling.')
+    msg = (
+        '0/5 nodes are available: persistentvolumeclaim "artifacts" not found. preemption: 0/5 nodes are '
+        "available: 5 Preemption is not helpful for scheduling."
+    )
     p = pod("Pending", scheduled={"status": "False", "reason": "Unschedulable", "message": msg})
     s = compute(ftj, job(active=1), p).status
     assert s["reason"] == "Unschedulable"
@@ -158,8 +191,11 @@ def test_a_missing_claim_is_named_not_blamed_on_gpus(ftj):
 
 @pytest.mark.parametrize("code", [1, 2, 3, 4, 5])
 def test_exit_codes(ftj, code):
-    msg = summary_message(outcome="failed", reason=EXIT_CODE_REASONS[code].value,
-                          message=f"data/train.jsonl line 7: field 'messages' missing ({code})")
+    msg = summary_message(
+        outcome="failed",
+        reason=EXIT_CODE_REASONS[code].value,
+        message=f"data/train.jsonl line 7: field 'messages' missing ({code})",
+    )
     p = pod("Failed", scheduled=SCHEDULED, terminated={"exitCode": code, "reason": "Error", "message": msg})
     r = compute(ftj, job([{"type": "Failed", "reason": "BackoffLimitExceeded"}]), p)
     s = r.status
@@ -177,7 +213,11 @@ def test_exit_code_mapping_names():
 
 
 def test_exit_code_with_log_tail_message(ftj):
-    p = pod("Failed", scheduled=SCHEDULED, terminated={"exitCode": 3, "reason": "Error", "message": "Traceback...\nValueError: bad"})
+    p = pod(
+        "Failed",
+        scheduled=SCHEDULED,
+        terminated={"exitCode": 3, "reason": "Error", "message": "Traceback...\nValueError: bad"},
+    )
     s = compute(ftj, job([{"type": "Failed"}]), p).status
     assert s["reason"] == "InvalidData" and "ValueError: bad" in s["message"]
 
@@ -196,7 +236,9 @@ def test_oom_killed(ftj):
 
 def test_deadline_exceeded(ftj):
     ftj["spec"]["activeDeadlineSeconds"] = 60
-    j = job([{"type": "Failed", "reason": "DeadlineExceeded", "message": "Job was active longer than specified deadline"}])
+    j = job(
+        [{"type": "Failed", "reason": "DeadlineExceeded", "message": "Job was active longer than specified deadline"}]
+    )
     s = compute(ftj, j, None).status
     assert s["phase"] == "Failed" and s["reason"] == "DeadlineExceeded" and "60" in s["message"]
 
@@ -208,8 +250,14 @@ def test_failure_target_counts_as_failed(ftj):
 
 def test_unschedulable_names_gpu(ftj):
     ftj["spec"]["resources"] = {"gpus": 16, "gpuProduct": "NVIDIA-H100"}
-    p = pod("Pending", scheduled={"status": "False", "reason": "Unschedulable",
-                                  "message": "0/4 nodes are available: 4 node(s) didn't match Pod's node affinity/selector."})
+    p = pod(
+        "Pending",
+        scheduled={
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": "0/4 nodes are available: 4 node(s) didn't match Pod's node affinity/selector.",
+        },
+    )
     r = compute(ftj, job(active=1), p)
     s = r.status
     assert s["phase"] == "Pending" and s["reason"] == "Unschedulable"
@@ -220,8 +268,14 @@ def test_unschedulable_names_gpu(ftj):
 
 
 def test_unschedulable_for_missing_claims_names_them_not_the_gpu(ftj):
-    p = pod("Pending", scheduled={"status": "False", "reason": "Unschedulable",
-                                  "message": "0/4 nodes are available: pod has unbound immediate PersistentVolumeClaims."})
+    p = pod(
+        "Pending",
+        scheduled={
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": "0/4 nodes are available: pod has unbound immediate PersistentVolumeClaims.",
+        },
+    )
     s = compute(ftj, job(active=1), p).status
     assert s["reason"] == "Unschedulable" and "nvidia.com/gpu" not in s["message"]
     assert "PersistentVolumeClaims (artifacts, data, models) exist and are bound" in s["message"]
@@ -303,14 +357,21 @@ def test_invalid_spec_pvc_escape(ftj):
 def test_last_transition_time_preserved(ftj):
     first = compute(ftj, job(active=1), pod("Running", scheduled=SCHEDULED, running=True)).status
     ftj["status"] = first
-    later = st.compute(ftj, job(active=1), pod("Running", scheduled=SCHEDULED, running=True),
-                       now=NOW + dt.timedelta(minutes=5)).status
+    later = st.compute(
+        ftj, job(active=1), pod("Running", scheduled=SCHEDULED, running=True), now=NOW + dt.timedelta(minutes=5)
+    ).status
     assert later == first
     assert st.merge_patch(first, later) is None
-    done = st.compute(ftj, job([{"type": "Complete"}]),
-                      pod("Succeeded", scheduled=SCHEDULED,
-                          terminated={"exitCode": 0, "message": summary_message(outcome="succeeded")}),
-                      now=NOW + dt.timedelta(minutes=10)).status
+    done = st.compute(
+        ftj,
+        job([{"type": "Complete"}]),
+        pod(
+            "Succeeded",
+            scheduled=SCHEDULED,
+            terminated={"exitCode": 0, "message": summary_message(outcome="succeeded")},
+        ),
+        now=NOW + dt.timedelta(minutes=10),
+    ).status
     assert cond(done, "Ready")["lastTransitionTime"] == "2025-01-01T01:10:00Z"
     assert cond(done, "Stalled")["lastTransitionTime"] == cond(first, "Stalled")["lastTransitionTime"]
 
@@ -331,7 +392,11 @@ def test_latest_pod():
 
 def test_conditions_are_valid_metav1(ftj):
     from finetune_api.resource import FineTuneJobStatus
-    for j, p in [(None, None), (job([{"type": "Complete"}]), pod("Succeeded", scheduled=SCHEDULED, terminated={"exitCode": 0}))]:
+
+    for j, p in [
+        (None, None),
+        (job([{"type": "Complete"}]), pod("Succeeded", scheduled=SCHEDULED, terminated={"exitCode": 0})),
+    ]:
         FineTuneJobStatus.model_validate(compute(ftj, j, p).status)
 
 

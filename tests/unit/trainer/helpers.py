@@ -16,9 +16,11 @@ CHATML = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
-WORDS = ("error warning info disk cpu memory network timeout service node pod restart failed ok latency high low "
-         "user assistant system hello world the a of to in is what how why answer question translate summary json "
-         "level host code status red green blue one two three four five six seven eight nine ten").split()
+WORDS = (
+    "error warning info disk cpu memory network timeout service node pod restart failed ok latency high low "
+    "user assistant system hello world the a of to in is what how why answer question translate summary json "
+    "level host code status red green blue one two three four five six seven eight nine ten"
+).split()
 
 
 def corpus(n: int = 400, seed: int = 0) -> list[str]:
@@ -33,11 +35,20 @@ def build_tokenizer(path: Path, chat_template: bool = True):
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<unk>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(corpus() + ["{\"level\": \"error\", \"host\": \"node-1\"}"] * 5, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<|im_end|>",
-                                   pad_token="<|endoftext|>", unk_token="<unk>")
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<unk>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(corpus() + ['{"level": "error", "host": "node-1"}'] * 5, trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token="<unk>",
+    )
     if chat_template:
         fast.chat_template = CHATML
     fast.save_pretrained(str(path))
@@ -51,10 +62,19 @@ def build_tiny_llama(path: Path, chat_template: bool = True, hidden: int = 32) -
     path.mkdir(parents=True, exist_ok=True)
     tok = build_tokenizer(path, chat_template)
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                      tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                      pad_token_id=tok.pad_token_id)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     LlamaForCausalLM(cfg).save_pretrained(str(path), safe_serialization=True)
     return path
 
@@ -73,8 +93,16 @@ def records(fmt: str, n: int = 24, seed: int = 0) -> list[dict]:
     if fmt == "chat":
         return [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]} for q, a in pairs]
     if fmt == "sharegpt":
-        return [{"conversations": [{"from": "system", "value": "be brief"}, {"from": "human", "value": q},
-                                   {"from": "gpt", "value": a}]} for q, a in pairs]
+        return [
+            {
+                "conversations": [
+                    {"from": "system", "value": "be brief"},
+                    {"from": "human", "value": q},
+                    {"from": "gpt", "value": a},
+                ]
+            }
+            for q, a in pairs
+        ]
     if fmt == "alpaca":
         return [{"instruction": q, "input": "" if i % 2 else "numbers", "output": a} for i, (q, a) in enumerate(pairs)]
     if fmt == "prompt-completion":
@@ -95,8 +123,16 @@ def make_config(model: Path | str, data: Path, out: Path, **over) -> dict:
         "model": {"source": str(model)},
         "dataset": {"source": str(data), "validationSplit": 0.2},
         "peft": {"r": 4, "alpha": 8, "dropout": 0.0, "targetModules": ["auto"]},
-        "training": {"maxSteps": 4, "batchSize": 2, "gradientAccumulationSteps": 1, "learningRate": 5e-3,
-                     "loggingSteps": 1, "maxSeqLength": 64, "gradientCheckpointing": False, "warmupRatio": 0.0},
+        "training": {
+            "maxSteps": 4,
+            "batchSize": 2,
+            "gradientAccumulationSteps": 1,
+            "learningRate": 5e-3,
+            "loggingSteps": 1,
+            "maxSeqLength": 64,
+            "gradientCheckpointing": False,
+            "warmupRatio": 0.0,
+        },
         "evaluation": {"sampleGenerations": 1, "maxNewTokens": 4},
         "output": {"dir": str(out)},
         "reporting": {"terminationMessagePath": str(out.parent / f"{out.name}.termination")},
@@ -149,5 +185,7 @@ def crash_at_step(method_cls, step: int, message: str):
 
     original = method_cls.build_trainer
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(method_cls, "build_trainer", lambda self, ctx, model, a, cbs: original(self, ctx, model, a, cbs + [Crash()]))
+        mp.setattr(
+            method_cls, "build_trainer", lambda self, ctx, model, a, cbs: original(self, ctx, model, a, cbs + [Crash()])
+        )
         yield

@@ -21,7 +21,11 @@ from finetune_trainer.errors import ConfigError, DataError
 
 LABELS = ["alpha", "beta", "gamma"]
 # Each label has its own words: a tiny model learns them in a few steps.
-VOCAB = {"alpha": "disk cpu memory error", "beta": "network timeout latency node", "gamma": "user hello answer question"}
+VOCAB = {
+    "alpha": "disk cpu memory error",
+    "beta": "network timeout latency node",
+    "gamma": "user hello answer question",
+}
 
 
 def rows(n: int, seed: int = 0, labels=LABELS) -> list[dict]:
@@ -48,14 +52,29 @@ def build_tiny_bert(path: Path) -> Path:
     trainer = trainers.WordPieceTrainer(vocab_size=200, special_tokens=specials, show_progress=False)
     tok.train_from_iterator(helpers.corpus() + [r["text"] for r in rows(60)], trainer)
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                                   sep_token="[SEP]", mask_token="[MASK]")
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
     fast.save_pretrained(str(path))
     torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=len(fast), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                     intermediate_size=64, max_position_embeddings=128, pad_token_id=fast.pad_token_id)
+    cfg = BertConfig(
+        vocab_size=len(fast),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        pad_token_id=fast.pad_token_id,
+    )
     BertModel(cfg).save_pretrained(str(path), safe_serialization=True)  # no head: it is new, as with a real encoder
     return path
 
@@ -70,8 +89,15 @@ def tiny_bert(tmp_path_factory) -> Path:
 
 def cls_config(model, train, out, **over):
     base = dict(
-        training={"epochs": 15, "maxSteps": None, "batchSize": 8, "learningRate": 2e-2, "loggingSteps": 5,
-                  "maxSeqLength": 32, "optimizer": "adamw_torch"},
+        training={
+            "epochs": 15,
+            "maxSteps": None,
+            "batchSize": 8,
+            "learningRate": 2e-2,
+            "loggingSteps": 5,
+            "maxSeqLength": 32,
+            "optimizer": "adamw_torch",
+        },
         evaluation={"sampleGenerations": 2},
     )
     for k, v in over.items():
@@ -122,8 +148,15 @@ def test_encoder_training_end_to_end(bert_run):
     s = run.summary["metrics"]
     assert s["accuracy"] == pytest.approx(final["accuracy"], abs=1e-6) and "baselineAccuracy" in s
     assert s["macroF1"] == pytest.approx(final["macroF1"], abs=1e-6) and "baselineMacroF1" in s
-    for f in ("adapter_model.safetensors", "adapter_config.json", "label_map.json", "confusion_matrix.png",
-              "eval_report.md", "metrics.json", "_COMPLETE"):
+    for f in (
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "label_map.json",
+        "confusion_matrix.png",
+        "eval_report.md",
+        "metrics.json",
+        "_COMPLETE",
+    ):
         assert (out / f).is_file(), f
     assert (out / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
     report = (out / "eval_report.md").read_text()
@@ -135,7 +168,11 @@ def test_label_map_round_trip_and_head_saved_with_adapter(bert_run, tiny_bert):
     run, _ = bert_run
     lm = json.loads((run.out / "label_map.json").read_text())
     assert lm["labels"] == LABELS
-    assert lm["id2label"] == {"0": "alpha", "1": "beta", "2": "gamma"} and lm["label2id"] == {"alpha": 0, "beta": 1, "gamma": 2}
+    assert lm["id2label"] == {"0": "alpha", "1": "beta", "2": "gamma"} and lm["label2id"] == {
+        "alpha": 0,
+        "beta": 1,
+        "gamma": 2,
+    }
     assert cls.read_label_map(run.out) == LABELS
     acfg = json.loads((run.out / "adapter_config.json").read_text())
     assert "classifier" in acfg["modules_to_save"] and acfg["task_type"] == "SEQ_CLS"
@@ -182,8 +219,9 @@ def test_evaluate_command_errors(bert_run, tiny_bert, tmp_path):
 def test_decoder_classification_with_score_head(tiny_model, tmp_path):
     """A Llama decoder: AutoModelForSequenceClassification, pad token on the config, `score` head saved."""
     train = helpers.write_jsonl(tmp_path / "train.jsonl", rows(60))
-    cfg = cls_config(tiny_model, train, tmp_path / "out", training={"epochs": 2, "maxSteps": None},
-                     dataset={"validationSplit": 0.25})
+    cfg = cls_config(
+        tiny_model, train, tmp_path / "out", training={"epochs": 2, "maxSteps": None}, dataset={"validationSplit": 0.25}
+    )
     run = helpers.run_cli(cfg, tmp_path)
     assert run.rc == 0, run.summary
     m = json.loads((run.out / "metrics.json").read_text())
@@ -216,7 +254,7 @@ def test_labels_discovered_and_sorted(tmp_path):
 def test_given_labels_keep_their_order(tmp_path):
     data = prepared(tmp_path, rows(12), validationSplit=0.0)
     assert cls.resolve_labels(data, ["gamma", "alpha", "beta", "unused"]) == ["gamma", "alpha", "beta", "unused"]
-    with pytest.raises(ConfigError, match='"dataset.labels": \'alpha\' is listed twice'):
+    with pytest.raises(ConfigError, match="\"dataset.labels\": 'alpha' is listed twice"):
         cls.resolve_labels(data, ["alpha", "alpha", "beta", "gamma"])
 
 
@@ -234,24 +272,29 @@ def test_unknown_label_names_file_line_field(tmp_path):
 
 def test_validation_label_missing_from_training_data(tmp_path):
     data = prepared(tmp_path, rows(6), rows(3) + [{"text": "a b", "label": "delta"}])
-    with pytest.raises(DataError, match=r'^eval.jsonl:4: field "label": label "delta" does not occur in the training data'):
+    with pytest.raises(
+        DataError, match=r'^eval.jsonl:4: field "label": label "delta" does not occur in the training data'
+    ):
         cls.resolve_labels(data, None)
 
 
 def test_a_single_label_is_refused(tmp_path):
     data = prepared(tmp_path, rows(6, labels=["only"]), validationSplit=0.0)
-    with pytest.raises(DataError, match="every record has the label \"only\"; classification needs at least two labels"):
+    with pytest.raises(DataError, match='every record has the label "only"; classification needs at least two labels'):
         cls.resolve_labels(data, None)
 
 
-@pytest.mark.parametrize("record, field, problem", [
-    ({"text": "a"}, None, "mixed formats"),  # no label: looks like text data
-    ({"text": 7, "label": "alpha"}, "text", "expected a string, got int 7"),
-    ({"text": "a", "label": ["alpha"]}, "label", "expected a string (or integer) label, got list"),
-    ({"text": "a", "label": "  "}, "label", "expected a non-empty label"),
-    ({"text": "a", "label": None}, "label", "missing"),
-    ({"label": "alpha"}, "text", "missing"),
-])
+@pytest.mark.parametrize(
+    "record, field, problem",
+    [
+        ({"text": "a"}, None, "mixed formats"),  # no label: looks like text data
+        ({"text": 7, "label": "alpha"}, "text", "expected a string, got int 7"),
+        ({"text": "a", "label": ["alpha"]}, "label", "expected a string (or integer) label, got list"),
+        ({"text": "a", "label": "  "}, "label", "expected a non-empty label"),
+        ({"text": "a", "label": None}, "label", "missing"),
+        ({"label": "alpha"}, "text", "missing"),
+    ],
+)
 def test_bad_records_name_line_and_field(tmp_path, record, field, problem):
     path = helpers.write_jsonl(tmp_path / "train.jsonl", rows(2) + [record])
     with pytest.raises(DataError) as e:
@@ -276,8 +319,16 @@ def test_cli_bad_inputs_exit_codes(tiny_bert, tmp_path):
     assert run.rc == ExitCode.INVALID_DATA and "it has no labels: train on it with method sft" in run.summary["message"]
     # the forgetting check is for causal LMs -> InvalidConfig
     general = helpers.write_jsonl(tmp_path / "general.jsonl", helpers.records("text", 5))
-    run = helpers.run_cli(cls_config(tiny_bert, train, tmp_path / "o3", evaluation={"generalSource": str(general)},
-                             dataset={"labels": LABELS + ["delta"]}), tmp_path)
+    run = helpers.run_cli(
+        cls_config(
+            tiny_bert,
+            train,
+            tmp_path / "o3",
+            evaluation={"generalSource": str(general)},
+            dataset={"labels": LABELS + ["delta"]},
+        ),
+        tmp_path,
+    )
     assert run.rc == ExitCode.INVALID_CONFIG and '"evaluation.generalSource"' in run.summary["message"]
     # a format the method cannot train on -> InvalidConfig from the config model
     run = helpers.run_cli(cls_config(tiny_bert, train, tmp_path / "o4", dataset={"format": "chat"}), tmp_path)
@@ -306,8 +357,14 @@ def test_metrics_match_hand_computed_values():
 def test_qlora_classifier_keeps_the_head_in_full_precision(tiny_bert, tmp_path):
     train = helpers.write_jsonl(tmp_path / "train.jsonl", rows(60))
     val = helpers.write_jsonl(tmp_path / "eval.jsonl", rows(15, seed=3))
-    cfg = cls_config(tiny_bert, train, tmp_path / "out", training={"epochs": 3},
-                     dataset={"validationSource": str(val)}, peft={"type": "qlora"})
+    cfg = cls_config(
+        tiny_bert,
+        train,
+        tmp_path / "out",
+        training={"epochs": 3},
+        dataset={"validationSource": str(val)},
+        peft={"type": "qlora"},
+    )
     run = helpers.run_cli(cfg, tmp_path)
     assert run.rc == 0, run.summary
     m = json.loads((run.out / "metrics.json").read_text())
@@ -322,9 +379,15 @@ def test_merged_classifier_carries_the_label_map_and_reproduces_the_predictions(
     """output.merge: base + adapter + head merged into one model whose config has the label map."""
     train = helpers.write_jsonl(tmp_path / "train.jsonl", rows(45))
     val = helpers.write_jsonl(tmp_path / "eval.jsonl", rows(15, seed=4))
-    cfg = cls_config(tiny_bert, train, tmp_path / "out", training={"epochs": 2},
-                     dataset={"validationSource": str(val)}, output={"dir": str(tmp_path / "out"), "merge": True},
-                     evaluation={"sampleGenerations": 0})
+    cfg = cls_config(
+        tiny_bert,
+        train,
+        tmp_path / "out",
+        training={"epochs": 2},
+        dataset={"validationSource": str(val)},
+        output={"dir": str(tmp_path / "out"), "merge": True},
+        evaluation={"sampleGenerations": 0},
+    )
     run = helpers.run_cli(cfg, tmp_path)
     assert run.rc == 0, run.summary
     merged = run.out / "merged"

@@ -15,7 +15,13 @@ from finetune_trainer.data import load_dataset_spec, read_records
 from finetune_trainer.errors import DataError
 from finetune_trainer.formats import normalize_text
 
-SFT_FORMATS = {DatasetFormat.CHAT, DatasetFormat.SHAREGPT, DatasetFormat.ALPACA, DatasetFormat.PROMPT_COMPLETION, DatasetFormat.TEXT}
+SFT_FORMATS = {
+    DatasetFormat.CHAT,
+    DatasetFormat.SHAREGPT,
+    DatasetFormat.ALPACA,
+    DatasetFormat.PROMPT_COMPLETION,
+    DatasetFormat.TEXT,
+}
 
 
 @pytest.mark.parametrize("fmt", ["chat", "sharegpt", "alpaca", "prompt-completion", "text"])
@@ -45,17 +51,45 @@ def test_json_array_with_line_numbers(tmp_path):
 
 BAD = [
     ("unparsable", ['{"messages": [}'], "train.jsonl:2: not valid JSON"),
-    ("not-object", ['[1, 2]'], "train.jsonl:2: expected a JSON object per record, got list"),
-    ("unknown-role", [{"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"},
-                                    {"role": "bot", "content": "z"}]}],
-     'train.jsonl:2: field "messages[2].role": expected one of system/user/assistant, got "bot"'),
-    ("messages-not-list", [{"messages": "hello"}], 'train.jsonl:2: field "messages": expected a list of turns, got str "hello"'),
-    ("content-not-string", [{"messages": [{"role": "user", "content": 3}, {"role": "assistant", "content": "y"}]}],
-     'train.jsonl:2: field "messages[0].content": expected a string, got int 3'),
-    ("missing-content", [{"messages": [{"role": "user"}, {"role": "assistant", "content": "y"}]}],
-     'train.jsonl:2: field "messages[0].content": missing'),
-    ("no-assistant", [{"messages": [{"role": "user", "content": "x"}]}], 'train.jsonl:2: field "messages": no \'assistant\' turn'),
-    ("mixed", [{"prompt": "p", "completion": "c"}], "train.jsonl:2: mixed formats: this record looks like 'prompt-completion' but the first record (line 1) is 'chat'"),
+    ("not-object", ["[1, 2]"], "train.jsonl:2: expected a JSON object per record, got list"),
+    (
+        "unknown-role",
+        [
+            {
+                "messages": [
+                    {"role": "user", "content": "x"},
+                    {"role": "assistant", "content": "y"},
+                    {"role": "bot", "content": "z"},
+                ]
+            }
+        ],
+        'train.jsonl:2: field "messages[2].role": expected one of system/user/assistant, got "bot"',
+    ),
+    (
+        "messages-not-list",
+        [{"messages": "hello"}],
+        'train.jsonl:2: field "messages": expected a list of turns, got str "hello"',
+    ),
+    (
+        "content-not-string",
+        [{"messages": [{"role": "user", "content": 3}, {"role": "assistant", "content": "y"}]}],
+        'train.jsonl:2: field "messages[0].content": expected a string, got int 3',
+    ),
+    (
+        "missing-content",
+        [{"messages": [{"role": "user"}, {"role": "assistant", "content": "y"}]}],
+        'train.jsonl:2: field "messages[0].content": missing',
+    ),
+    (
+        "no-assistant",
+        [{"messages": [{"role": "user", "content": "x"}]}],
+        "train.jsonl:2: field \"messages\": no 'assistant' turn",
+    ),
+    (
+        "mixed",
+        [{"prompt": "p", "completion": "c"}],
+        "train.jsonl:2: mixed formats: this record looks like 'prompt-completion' but the first record (line 1) is 'chat'",
+    ),
     ("unknown-keys", [{"question": "q", "answer": "a"}], 'train.jsonl:2: field "messages": missing'),
 ]
 
@@ -75,19 +109,33 @@ def test_explicit_format_reports_missing_field_with_hint(tmp_path):
     path = helpers.write_jsonl(tmp_path / "train.jsonl", helpers.records("alpaca", 2))
     with pytest.raises(DataError) as e:
         read_records(path, DatasetFormat.CHAT)
-    assert e.value.message == "train.jsonl:1: field \"messages\": missing (this record looks like 'alpaca' data, but the dataset is 'chat')"
+    assert (
+        e.value.message
+        == "train.jsonl:1: field \"messages\": missing (this record looks like 'alpaca' data, but the dataset is 'chat')"
+    )
 
 
 def test_auto_detection_refuses_unknown_layout_and_other_methods_data(tmp_path):
     path = helpers.write_jsonl(tmp_path / "train.jsonl", [{"question": "q", "answer": "a"}])
-    with pytest.raises(DataError, match=r"train.jsonl:1: cannot tell the record format from keys \['answer', 'question'\]"):
+    with pytest.raises(
+        DataError, match=r"train.jsonl:1: cannot tell the record format from keys \['answer', 'question'\]"
+    ):
         read_records(path, DatasetFormat.AUTO, SFT_FORMATS)
 
 
-@pytest.mark.parametrize("rows,hint", [
-    ([{"prompt": "p", "chosen": "good", "rejected": "bad"}] * 2, "preference (prompt/chosen/rejected) data is trained with method dpo"),
-    ([{"text": "link down on gi0/1", "label": "link"}] * 2, "text/label data is trained with method classification"),
-])
+@pytest.mark.parametrize(
+    "rows,hint",
+    [
+        (
+            [{"prompt": "p", "chosen": "good", "rejected": "bad"}] * 2,
+            "preference (prompt/chosen/rejected) data is trained with method dpo",
+        ),
+        (
+            [{"text": "link down on gi0/1", "label": "link"}] * 2,
+            "text/label data is trained with method classification",
+        ),
+    ],
+)
 def test_sft_on_other_methods_data_names_the_method_in_a_fresh_process(tmp_path, rows, hint):
     """The hint must not depend on which method modules happen to be imported already: a fresh
     interpreter running method sft (nothing else imported) on DPO or classification records."""
@@ -105,7 +153,10 @@ def test_sft_on_other_methods_data_names_the_method_in_a_fresh_process(tmp_path,
 
 def test_curation_normalizes_dedups_drops_short_and_counts(tmp_path):
     rows = helpers.records("prompt-completion", 20)
-    rows += [dict(rows[0]), {"prompt": rows[1]["prompt"] + "  ", "completion": "\r\n" + rows[1]["completion"] + "   \n"}]
+    rows += [
+        dict(rows[0]),
+        {"prompt": rows[1]["prompt"] + "  ", "completion": "\r\n" + rows[1]["completion"] + "   \n"},
+    ]
     rows += [{"prompt": "x", "completion": "   "}, {"prompt": "y", "completion": "ab"}]
     path = helpers.write_jsonl(tmp_path / "train.jsonl", rows)
     spec = DatasetSpec(source=str(path), min_chars=3, validation_split=0.25)
@@ -140,8 +191,10 @@ def test_too_few_records(tmp_path):
     path = helpers.write_jsonl(tmp_path / "train.jsonl", helpers.records("text", 5) * 3)
     with pytest.raises(DataError) as e:
         load_dataset_spec(DatasetSpec(source=str(path)), seed=0, allowed=SFT_FORMATS)
-    assert e.value.message == ("train.jsonl: only 5 usable records (15 read, 0 empty or shorter than minChars=1, "
-                               "10 duplicates); dataset.minRecords is 10")
+    assert e.value.message == (
+        "train.jsonl: only 5 usable records (15 read, 0 empty or shorter than minChars=1, "
+        "10 duplicates); dataset.minRecords is 10"
+    )
 
 
 # --- through the CLI: exit codes and termination summary, before any model loads ----------------
@@ -160,7 +213,11 @@ def test_cli_bad_data_exits_3_with_message_in_summary(tmp_path, run):
     r = run(_cfg(tmp_path, data), tmp_path)
     assert r.rc == ExitCode.INVALID_DATA == 3
     msg = 'train.jsonl:17: field "messages[1].role": expected one of system/user/assistant, got "bot"'
-    assert {k: r.summary[k] for k in ("outcome", "reason", "message")} == {"outcome": "failed", "reason": "InvalidData", "message": msg}
+    assert {k: r.summary[k] for k in ("outcome", "reason", "message")} == {
+        "outcome": "failed",
+        "reason": "InvalidData",
+        "message": msg,
+    }
     assert not (tmp_path / "out" / "_COMPLETE").exists()
 
 
@@ -191,7 +248,7 @@ def test_cli_pvc_source_is_invalid_config(tmp_path, run):
     r = run(_cfg(tmp_path, data, model="pvc://models/llama"), tmp_path)
     assert r.rc == ExitCode.INVALID_CONFIG == 2
     assert r.summary["reason"] == "InvalidConfig"
-    assert 'field "model.source": \'pvc://models/llama\' is a pvc:// location' in r.summary["message"]
+    assert "field \"model.source\": 'pvc://models/llama' is a pvc:// location" in r.summary["message"]
 
 
 def test_cli_invalid_config_fields(tmp_path, run):
@@ -214,12 +271,16 @@ def test_config_from_env(tmp_path, monkeypatch, capsys):
     (tmp_path / "c.json").write_text(json.dumps(cfg))
     monkeypatch.setenv("FINETUNE_CONFIG", str(tmp_path / "c.json"))
     assert main([]) == 3  # read the env config and failed on its 3-record dataset
-    assert "only 3 usable records" in json.loads(Path(cfg["reporting"]["terminationMessagePath"]).read_text())["message"]
+    assert (
+        "only 3 usable records" in json.loads(Path(cfg["reporting"]["terminationMessagePath"]).read_text())["message"]
+    )
 
 
 def test_no_chat_template_for_chat_data_exits_2(tmp_path, run, tiny_model_no_template):
     data = helpers.write_jsonl(tmp_path / "train.jsonl", helpers.records("sharegpt", 12))
     r = run(_cfg(tmp_path, data, model=tiny_model_no_template), tmp_path)
     assert r.rc == 2
-    assert r.summary["message"].startswith(f"model {tiny_model_no_template} has no chat template, but train.jsonl is sharegpt data")
+    assert r.summary["message"].startswith(
+        f"model {tiny_model_no_template} has no chat template, but train.jsonl is sharegpt data"
+    )
     assert not (tmp_path / "out" / "checkpoints").exists()  # failed before the model was loaded

@@ -17,7 +17,7 @@ from finetune_trainer.artifacts import verify_checksums
 
 # Imported by every Python process that has the directory on its path; only the worker whose
 # RANK is CRASH_RANK patches the trainer, so that it dies after optimizer step CRASH_STEP.
-CRASH_HOOK = textwrap.dedent('''
+CRASH_HOOK = textwrap.dedent("""
     import os
     if os.environ.get("RANK") is not None and os.environ.get("RANK") == os.environ.get("CRASH_RANK"):
         from transformers import TrainerCallback
@@ -30,7 +30,7 @@ CRASH_HOOK = textwrap.dedent('''
 
         build = sft.SFTMethod.build_trainer
         sft.SFTMethod.build_trainer = lambda self, ctx, model, a, cbs: build(self, ctx, model, a, cbs + [Crash()])
-''')
+""")
 
 
 def launch(cfg: dict, tmp, **env) -> helpers.Run:
@@ -40,10 +40,20 @@ def launch(cfg: dict, tmp, **env) -> helpers.Run:
     hooks = tmp / "hooks"
     hooks.mkdir(exist_ok=True)
     (hooks / "sitecustomize.py").write_text(CRASH_HOOK)
-    env = dict(os.environ, FINETUNE_PROCESSES="2", OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(
-        [str(hooks), *filter(None, [os.environ.get("PYTHONPATH")])]), **env)
-    proc = subprocess.run([sys.executable, "-m", "finetune_trainer", "--config", str(path)], env=env,
-                          capture_output=True, text=True, timeout=600)
+    env = dict(
+        os.environ,
+        FINETUNE_PROCESSES="2",
+        OMP_NUM_THREADS="1",
+        PYTHONPATH=os.pathsep.join([str(hooks), *filter(None, [os.environ.get("PYTHONPATH")])]),
+        **env,
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "finetune_trainer", "--config", str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     term = tmp / "out.termination"
     summary = json.loads(term.read_text()) if term.is_file() else {}
     run = helpers.Run(proc.returncode, proc.stdout, summary, tmp / "out")
@@ -53,9 +63,13 @@ def launch(cfg: dict, tmp, **env) -> helpers.Run:
 
 def test_two_processes_fail_resume_and_publish_once(tiny_model, tmp_path):
     data = helpers.write_jsonl(tmp_path / "train.jsonl", helpers.records("prompt-completion", 40))
-    cfg = helpers.make_config(tiny_model, data, tmp_path / "out",
-                              training={"maxSteps": 4, "saveSteps": 2, "packing": True},
-                              evaluation={"sampleGenerations": 1})
+    cfg = helpers.make_config(
+        tiny_model,
+        data,
+        tmp_path / "out",
+        training={"maxSteps": 4, "saveSteps": 2, "packing": True},
+        evaluation={"sampleGenerations": 1},
+    )
 
     failed = launch(cfg, tmp_path, CRASH_RANK="1", CRASH_STEP="3")
     assert failed.rc == ExitCode.FAILED, failed.stderr[-3000:]
@@ -67,7 +81,9 @@ def test_two_processes_fail_resume_and_publish_once(tiny_model, tmp_path):
     resumed = launch(cfg, tmp_path)
     assert resumed.rc == 0, resumed.stderr[-3000:]
     # One reporter (rank 0): each step is reported once, and the run continued from step 2.
-    steps = [p["step"] for p in resumed.progress if p.get("stage") == "training" and "loss" in p and "evalLoss" not in p]
+    steps = [
+        p["step"] for p in resumed.progress if p.get("stage") == "training" and "loss" in p and "evalLoss" not in p
+    ]
     assert steps == [3, 4]
     assert [p["stage"] for p in resumed.progress].count("completed") == 1
     m = json.loads((resumed.out / "metrics.json").read_text())

@@ -34,9 +34,13 @@ def pairs(n: int, seed: int = 0, chat: bool = False) -> list[dict]:
         chosen = f"the answer is {a + b}"
         rejected = f"error error {rng.choice(['red', 'blue', 'green'])} {a * b + 1} failed failed"
         if chat:
-            out.append({"prompt": [{"role": "system", "content": "be brief"}, {"role": "user", "content": prompt}],
-                        "chosen": [{"role": "assistant", "content": chosen}],
-                        "rejected": [{"role": "assistant", "content": rejected}]})
+            out.append(
+                {
+                    "prompt": [{"role": "system", "content": "be brief"}, {"role": "user", "content": prompt}],
+                    "chosen": [{"role": "assistant", "content": chosen}],
+                    "rejected": [{"role": "assistant", "content": rejected}],
+                }
+            )
         else:
             out.append({"prompt": prompt + " =", "chosen": " " + chosen, "rejected": " " + rejected})
     return out
@@ -45,8 +49,13 @@ def pairs(n: int, seed: int = 0, chat: bool = False) -> list[dict]:
 def dpo_config(model, train, out, **over):
     cfg = helpers.make_config(model, train, out, **over)
     cfg["method"] = "dpo"
-    cfg["training"] = {**cfg["training"], "maxSteps": over.get("training", {}).get("maxSteps", 12), "batchSize": 4,
-                       "learningRate": 2e-2, "dpoBeta": 0.5}
+    cfg["training"] = {
+        **cfg["training"],
+        "maxSteps": over.get("training", {}).get("maxSteps", 12),
+        "batchSize": 4,
+        "learningRate": 2e-2,
+        "dpoBeta": 0.5,
+    }
     return cfg
 
 
@@ -101,8 +110,19 @@ def test_evaluate_command_on_preference_data(dpo_run, tiny_model):
 
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        rc = main(["evaluate", "--model", str(tiny_model), "--adapter", str(run.out), "--data", str(train),
-                   "--max-seq-length", "64"])
+        rc = main(
+            [
+                "evaluate",
+                "--model",
+                str(tiny_model),
+                "--adapter",
+                str(run.out),
+                "--data",
+                str(train),
+                "--max-seq-length",
+                "64",
+            ]
+        )
     assert rc == 0
     res = json.loads(buf.getvalue())
     assert res["method"] == "dpo" and res["pairs"] == 40
@@ -116,8 +136,10 @@ def test_evaluate_command_on_preference_data(dpo_run, tiny_model):
 
 def test_chat_message_form(tiny_model, tmp_path):
     train = helpers.write_jsonl(tmp_path / "chat.jsonl", pairs(16, chat=True))
-    run = helpers.run_cli(dpo_config(tiny_model, train, tmp_path / "out", training={"maxSteps": 3},
-                             dataset={"validationSplit": 0.25}), tmp_path)
+    run = helpers.run_cli(
+        dpo_config(tiny_model, train, tmp_path / "out", training={"maxSteps": 3}, dataset={"validationSplit": 0.25}),
+        tmp_path,
+    )
     assert run.rc == 0, run.summary
     m = json.loads((run.out / "metrics.json").read_text())
     assert m["dataset"]["format"] == "preference" and m["final"]["pairs"] == 4
@@ -140,8 +162,13 @@ def test_chosen_and_rejected_strings_with_a_chat_prompt_become_assistant_message
 def test_continue_from_an_sft_adapter(tiny_model, tmp_path):
     """DPO after SFT: model.adapter is loaded trainable; the reference is a frozen copy of it."""
     sft_data = helpers.write_jsonl(tmp_path / "sft.jsonl", helpers.records("prompt-completion", 16))
-    sft = helpers.run_cli(helpers.make_config(tiny_model, sft_data, tmp_path / "sft", peft={"r": 2, "alpha": 4},
-                                      training={"maxSteps": 3}), tmp_path, "sft.json")
+    sft = helpers.run_cli(
+        helpers.make_config(
+            tiny_model, sft_data, tmp_path / "sft", peft={"r": 2, "alpha": 4}, training={"maxSteps": 3}
+        ),
+        tmp_path,
+        "sft.json",
+    )
     assert sft.rc == 0, sft.summary
     train = helpers.write_jsonl(tmp_path / "prefs.jsonl", pairs(24))
     cfg = dpo_config(tiny_model, train, tmp_path / "dpo", training={"maxSteps": 6}, dataset={"validationSplit": 0.25})
@@ -188,19 +215,47 @@ def test_data_without_rejected_answers_points_to_sft(tiny_model, tmp_path):
     assert run.rc == ExitCode.INVALID_CONFIG and "use method sft" in run.summary["message"]
 
 
-@pytest.mark.parametrize("record, field, problem", [
-    ({"chosen": "a", "rejected": "b"}, "prompt", "missing"),
-    ({"prompt": 3, "chosen": "a", "rejected": "b"}, "prompt", "expected a string, got int 3"),
-    ({"prompt": "p", "chosen": [{"role": "assistant", "content": "a"}], "rejected": "b"}, "chosen",
-     "is a chat message (list), but the prompt is a string"),
-    ({"prompt": [{"role": "user", "content": "p"}], "chosen": [{"role": "user", "content": "a"}], "rejected": "b"},
-     "chosen[0].role", "expected 'assistant' (an answer), got \"user\""),
-    ({"prompt": [{"role": "user", "content": "p"}], "chosen": [], "rejected": "b"}, "chosen", "expected a non-empty list"),
-    ({"prompt": [{"role": "robot", "content": "p"}], "chosen": "a", "rejected": "b"}, "prompt[0].role", "expected one of"),
-    ({"prompt": [{"role": "user", "content": "p"}, {"role": "assistant", "content": "x"}], "chosen": "a", "rejected": "b"},
-     "prompt[1].role", "ends with an assistant message"),
-    ({"prompt": "p", "chosen": None, "rejected": "b"}, "chosen", "missing"),
-])
+@pytest.mark.parametrize(
+    "record, field, problem",
+    [
+        ({"chosen": "a", "rejected": "b"}, "prompt", "missing"),
+        ({"prompt": 3, "chosen": "a", "rejected": "b"}, "prompt", "expected a string, got int 3"),
+        (
+            {"prompt": "p", "chosen": [{"role": "assistant", "content": "a"}], "rejected": "b"},
+            "chosen",
+            "is a chat message (list), but the prompt is a string",
+        ),
+        (
+            {
+                "prompt": [{"role": "user", "content": "p"}],
+                "chosen": [{"role": "user", "content": "a"}],
+                "rejected": "b",
+            },
+            "chosen[0].role",
+            "expected 'assistant' (an answer), got \"user\"",
+        ),
+        (
+            {"prompt": [{"role": "user", "content": "p"}], "chosen": [], "rejected": "b"},
+            "chosen",
+            "expected a non-empty list",
+        ),
+        (
+            {"prompt": [{"role": "robot", "content": "p"}], "chosen": "a", "rejected": "b"},
+            "prompt[0].role",
+            "expected one of",
+        ),
+        (
+            {
+                "prompt": [{"role": "user", "content": "p"}, {"role": "assistant", "content": "x"}],
+                "chosen": "a",
+                "rejected": "b",
+            },
+            "prompt[1].role",
+            "ends with an assistant message",
+        ),
+        ({"prompt": "p", "chosen": None, "rejected": "b"}, "chosen", "missing"),
+    ],
+)
 def test_bad_preference_records_name_line_and_field(tmp_path, record, field, problem):
     path = helpers.write_jsonl(tmp_path / "prefs.jsonl", pairs(3) + [record])
     with pytest.raises(DataError) as e:
@@ -214,15 +269,26 @@ def test_mixed_string_and_chat_records_are_refused(tiny_model, tmp_path):
     data = helpers.write_jsonl(tmp_path / "mixed.jsonl", rows)
     run = helpers.run_cli(dpo_config(tiny_model, data, tmp_path / "o", dataset={"validationSplit": 0.0}), tmp_path)
     assert run.rc == ExitCode.INVALID_DATA
-    assert run.summary["message"].startswith('mixed.jsonl:11: field "prompt": has a chat-message prompt unlike the other records')
+    assert run.summary["message"].startswith(
+        'mixed.jsonl:11: field "prompt": has a chat-message prompt unlike the other records'
+    )
 
 
 def test_identical_pairs_are_dropped_and_counted(tiny_model, tmp_path):
     rows = pairs(12)
     rows[0]["rejected"] = rows[0]["chosen"]
     data = helpers.write_jsonl(tmp_path / "prefs.jsonl", rows)
-    run = helpers.run_cli(dpo_config(tiny_model, data, tmp_path / "o", training={"maxSteps": 1},
-                             dataset={"validationSplit": 0.0}, evaluation={"baseline": False}), tmp_path)
+    run = helpers.run_cli(
+        dpo_config(
+            tiny_model,
+            data,
+            tmp_path / "o",
+            training={"maxSteps": 1},
+            dataset={"validationSplit": 0.0},
+            evaluation={"baseline": False},
+        ),
+        tmp_path,
+    )
     assert run.rc == 0, run.summary
     m = json.loads((run.out / "metrics.json").read_text())
     assert m["dataset"]["identicalPairsDropped"] == 1
@@ -231,8 +297,15 @@ def test_identical_pairs_are_dropped_and_counted(tiny_model, tmp_path):
 def test_dpo_with_qlora(tiny_model, tmp_path):
     """QLoRA: a 4-bit base (bitsandbytes on CPU), the LoRA adapter and TRL's reference copy in fp32."""
     train = helpers.write_jsonl(tmp_path / "prefs.jsonl", pairs(16))
-    cfg = dpo_config(tiny_model, train, tmp_path / "out", training={"maxSteps": 3}, dataset={"validationSplit": 0.25},
-                     peft={"type": "qlora", "r": 4, "alpha": 8, "targetModules": ["auto"]}, evaluation={"sampleGenerations": 0})
+    cfg = dpo_config(
+        tiny_model,
+        train,
+        tmp_path / "out",
+        training={"maxSteps": 3},
+        dataset={"validationSplit": 0.25},
+        peft={"type": "qlora", "r": 4, "alpha": 8, "targetModules": ["auto"]},
+        evaluation={"sampleGenerations": 0},
+    )
     run = helpers.run_cli(cfg, tmp_path)
     assert run.rc == 0, run.summary
     m = json.loads((run.out / "metrics.json").read_text())
@@ -246,8 +319,14 @@ def test_dpo_resumes_from_a_checkpoint(tiny_model, tmp_path, caplog):
     from finetune_trainer.dpo import DPOMethod
 
     train = helpers.write_jsonl(tmp_path / "prefs.jsonl", pairs(24))
-    cfg = dpo_config(tiny_model, train, tmp_path / "out", training={"maxSteps": 4}, dataset={"validationSplit": 0.25},
-                     evaluation={"sampleGenerations": 0})
+    cfg = dpo_config(
+        tiny_model,
+        train,
+        tmp_path / "out",
+        training={"maxSteps": 4},
+        dataset={"validationSplit": 0.25},
+        evaluation={"sampleGenerations": 0},
+    )
     cfg["training"]["saveSteps"] = 2
 
     with helpers.crash_at_step(DPOMethod, 3, "simulated preemption"):

@@ -27,8 +27,13 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def test_sft_run_reports_the_2x2_table(tiny_model, tmp_path):
     data = helpers.write_jsonl(tmp_path / "domain.jsonl", helpers.records("prompt-completion", 24))
     general = helpers.write_jsonl(tmp_path / "general.jsonl", [{"text": t} for t in GENERAL])
-    cfg = helpers.make_config(tiny_model, data, tmp_path / "out", training={"maxSteps": 8, "learningRate": 2e-2},
-                              evaluation={"generalSource": str(general), "sampleGenerations": 0})
+    cfg = helpers.make_config(
+        tiny_model,
+        data,
+        tmp_path / "out",
+        training={"maxSteps": 8, "learningRate": 2e-2},
+        evaluation={"generalSource": str(general), "sampleGenerations": 0},
+    )
     run = helpers.run_cli(cfg, tmp_path)
     assert run.rc == 0, run.summary
     m = json.loads((run.out / "metrics.json").read_text())
@@ -52,12 +57,20 @@ def test_sft_run_reports_the_2x2_table(tiny_model, tmp_path):
 
 
 def test_dpo_run_reports_it_too(tiny_model, tmp_path):
-    prefs = [{"prompt": f"what is {i} plus 1 =", "chosen": f" the answer is {i + 1}",
-              "rejected": " error error failed"} for i in range(16)]
+    prefs = [
+        {"prompt": f"what is {i} plus 1 =", "chosen": f" the answer is {i + 1}", "rejected": " error error failed"}
+        for i in range(16)
+    ]
     data = helpers.write_jsonl(tmp_path / "prefs.jsonl", prefs)
     general = helpers.write_jsonl(tmp_path / "general.jsonl", [{"text": t} for t in GENERAL])
-    cfg = helpers.make_config(tiny_model, data, tmp_path / "out", dataset={"validationSplit": 0.25},
-                              training={"maxSteps": 3}, evaluation={"generalSource": str(general), "sampleGenerations": 0})
+    cfg = helpers.make_config(
+        tiny_model,
+        data,
+        tmp_path / "out",
+        dataset={"validationSplit": 0.25},
+        training={"maxSteps": 3},
+        evaluation={"generalSource": str(general), "sampleGenerations": 0},
+    )
     cfg["method"] = "dpo"
     run = helpers.run_cli(cfg, tmp_path)
     assert run.rc == 0, run.summary
@@ -70,8 +83,12 @@ def test_dpo_run_reports_it_too(tiny_model, tmp_path):
 
 def test_no_general_source_no_table(tiny_model, tmp_path):
     data = helpers.write_jsonl(tmp_path / "domain.jsonl", helpers.records("text", 12))
-    run = helpers.run_cli(helpers.make_config(tiny_model, data, tmp_path / "out", training={"maxSteps": 1},
-                                      evaluation={"sampleGenerations": 0}), tmp_path)
+    run = helpers.run_cli(
+        helpers.make_config(
+            tiny_model, data, tmp_path / "out", training={"maxSteps": 1}, evaluation={"sampleGenerations": 0}
+        ),
+        tmp_path,
+    )
     assert run.rc == 0, run.summary
     assert "forgetting" not in json.loads((run.out / "metrics.json").read_text())
     assert "Forgetting check" not in (run.out / "eval_report.md").read_text()
@@ -81,15 +98,20 @@ def test_bad_general_source_is_invalid_data(tiny_model, tmp_path):
     data = helpers.write_jsonl(tmp_path / "domain.jsonl", helpers.records("text", 12))
     general = tmp_path / "general.jsonl"
     general.write_text('{"text": "fine"}\n{"text": 5}\n')
-    run = helpers.run_cli(helpers.make_config(tiny_model, data, tmp_path / "out",
-                                      evaluation={"generalSource": str(general)}), tmp_path)
+    run = helpers.run_cli(
+        helpers.make_config(tiny_model, data, tmp_path / "out", evaluation={"generalSource": str(general)}), tmp_path
+    )
     assert run.rc == ExitCode.INVALID_DATA
     assert run.summary["message"].startswith('general.jsonl:2: field "text": expected a string')
 
 
 def test_table_and_verdicts():
-    m = {"baseline": {"perplexity": 20.0, "loss": 3.0}, "final": {"perplexity": 10.0, "loss": 2.3},
-         "generalBaseline": {"perplexity": 30.0}, "generalFinal": {"perplexity": 36.0}}
+    m = {
+        "baseline": {"perplexity": 20.0, "loss": 3.0},
+        "final": {"perplexity": 10.0, "loss": 2.3},
+        "generalBaseline": {"perplexity": 30.0},
+        "generalFinal": {"perplexity": 36.0},
+    }
     t = forgetting.forgetting_table(m, "wiki.jsonl")
     assert t["domain"]["perplexityChange"] == pytest.approx(-0.5)
     assert t["general"]["perplexityChange"] == pytest.approx(0.2)

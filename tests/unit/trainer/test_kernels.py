@@ -35,10 +35,19 @@ def test_varlen_attention_is_each_example_attended_alone(tiny_model, packed_batc
     assert attention_implementation(KernelsSpec(attention="varlen")) == VARLEN
     varlen = AutoModelForCausalLM.from_pretrained(str(tiny_model), attn_implementation=VARLEN)
     sdpa = AutoModelForCausalLM.from_pretrained(str(tiny_model), attn_implementation="sdpa")
-    alone = torch.cat([sdpa(input_ids=ids[:, a:b], use_cache=False).logits
-                       for a, b in zip(cu[:-1].tolist(), cu[1:].tolist())], dim=1)
-    out = varlen(input_ids=ids, position_ids=positions, labels=ids, use_cache=False, cu_seq_lens_q=cu, cu_seq_lens_k=cu,
-                 max_length_q=9, max_length_k=9)
+    alone = torch.cat(
+        [sdpa(input_ids=ids[:, a:b], use_cache=False).logits for a, b in zip(cu[:-1].tolist(), cu[1:].tolist())], dim=1
+    )
+    out = varlen(
+        input_ids=ids,
+        position_ids=positions,
+        labels=ids,
+        use_cache=False,
+        cu_seq_lens_q=cu,
+        cu_seq_lens_k=cu,
+        max_length_q=9,
+        max_length_k=9,
+    )
     masked = sdpa(input_ids=ids, position_ids=positions, labels=ids, use_cache=False)  # block-diagonal mask
     assert (out.logits - alone).abs().max() < 1e-5
     assert out.loss.item() == pytest.approx(masked.loss.item(), rel=1e-5)
@@ -54,9 +63,13 @@ def test_training_with_varlen_attention_matches_sdpa(tiny_model, tmp_path):
     data = helpers.write_jsonl(tmp_path / "train.jsonl", helpers.records("prompt-completion", 30))
     losses, kernels = {}, {}
     for attention in ("auto", "varlen"):
-        cfg = helpers.make_config(tiny_model, data, tmp_path / attention,
-                                  training={"maxSteps": 3, "packing": True, "kernels": {"attention": attention}},
-                                  evaluation={"sampleGenerations": 0, "baseline": False})
+        cfg = helpers.make_config(
+            tiny_model,
+            data,
+            tmp_path / attention,
+            training={"maxSteps": 3, "packing": True, "kernels": {"attention": attention}},
+            evaluation={"sampleGenerations": 0, "baseline": False},
+        )
         r = helpers.run_cli(cfg, tmp_path, f"{attention}.json")
         assert r.rc == 0, r.summary
         m = json.loads((r.out / "metrics.json").read_text())
@@ -89,8 +102,14 @@ def test_kernel_settings_do_not_block_resuming(tmp_path):
     from finetune_trainer.pipeline import training_fingerprint
 
     def config(**training):
-        return TrainerConfig.model_validate({"model": {"source": "/m"}, "dataset": {"source": "/d.jsonl"},
-                                             "output": {"dir": "/o"}, "training": training})
+        return TrainerConfig.model_validate(
+            {
+                "model": {"source": "/m"},
+                "dataset": {"source": "/d.jsonl"},
+                "output": {"dir": "/o"},
+                "training": training,
+            }
+        )
 
     plain = training_fingerprint(config())
     assert training_fingerprint(config(kernels={"attention": "sdpa", "liger": False, "compile": True})) == plain

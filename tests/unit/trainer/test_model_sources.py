@@ -36,7 +36,10 @@ def test_gguf_directory_and_file(tmp_path):
     assert (loc.path, loc.gguf_file) == (str(one), "model.Q4_0.gguf")
 
     (one / "model.Q8_0.gguf").write_bytes(b"GGUF")
-    with pytest.raises(ConfigError, match=r'several GGUF files \(model.Q4_0.gguf, model.Q8_0.gguf\); choose one with field "model.ggufFile"'):
+    with pytest.raises(
+        ConfigError,
+        match=r'several GGUF files \(model.Q4_0.gguf, model.Q8_0.gguf\); choose one with field "model.ggufFile"',
+    ):
         resolve_source(spec(str(one)))
     assert resolve_source(spec(str(one), gguf_file="model.Q8_0.gguf")).gguf_file == "model.Q8_0.gguf"
     with pytest.raises(ModelNotFoundError, match=r"GGUF file 'other.gguf' not found in the directory"):
@@ -104,8 +107,10 @@ def test_evaluate_a_model_from_a_gguf_directory(tmp_path, capsys):
         os.symlink(src, gdir / src.name)
     except OSError:
         shutil.copy(src, gdir / src.name)
-    data = helpers.write_jsonl(tmp_path / "heldout.jsonl", [{"text": "The quick brown fox jumps over the lazy dog."},
-                                                             {"text": "Paris is the capital of France."}])
+    data = helpers.write_jsonl(
+        tmp_path / "heldout.jsonl",
+        [{"text": "The quick brown fox jumps over the lazy dog."}, {"text": "Paris is the capital of France."}],
+    )
     from finetune_trainer.cli import main
 
     assert main(["evaluate", "--model", str(gdir), "--data", str(data), "--max-seq-length", "64"]) == 0

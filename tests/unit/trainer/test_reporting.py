@@ -62,10 +62,18 @@ def in_cluster(api_server, tmp_path, monkeypatch):
 
 def test_training_patches_status_over_http(in_cluster, tiny_model, tmp_path):
     data = helpers.write_jsonl(tmp_path / "train.jsonl", helpers.records("chat", 14))
-    cfg = helpers.make_config(tiny_model, data, tmp_path / "out", training={"maxSteps": 3},
-                              evaluation={"sampleGenerations": 0}, reporting={
-                                  "statusPatchIntervalSeconds": 3600, "progressFile": str(tmp_path / "p" / "progress.json"),
-                                  "terminationMessagePath": str(tmp_path / "term")})
+    cfg = helpers.make_config(
+        tiny_model,
+        data,
+        tmp_path / "out",
+        training={"maxSteps": 3},
+        evaluation={"sampleGenerations": 0},
+        reporting={
+            "statusPatchIntervalSeconds": 3600,
+            "progressFile": str(tmp_path / "p" / "progress.json"),
+            "terminationMessagePath": str(tmp_path / "term"),
+        },
+    )
     r = helpers.run_cli(cfg, tmp_path)
     assert r.rc == 0, r.summary
     reqs = Recorder.requests
@@ -130,7 +138,12 @@ def test_reporting_errors_never_fail(api_server, caplog, tmp_path):
 
 
 def test_status_patch_needs_env_and_service_account(tmp_path, monkeypatch, caplog):
-    env = {"FINETUNE_STATUS_PATCH": "1", "FINETUNE_JOB_NAME": "j", "FINETUNE_JOB_NAMESPACE": "n", "KUBERNETES_SERVICE_HOST": "10.0.0.1"}
+    env = {
+        "FINETUNE_STATUS_PATCH": "1",
+        "FINETUNE_JOB_NAME": "j",
+        "FINETUNE_JOB_NAMESPACE": "n",
+        "KUBERNETES_SERVICE_HOST": "10.0.0.1",
+    }
     with caplog.at_level("WARNING", logger="finetune_trainer"):
         assert StatusPatcher.from_env(10, env=env, sa_dir=tmp_path) is None
     assert "token" in caplog.text
@@ -145,8 +158,9 @@ def test_unwritable_termination_path_is_logged_not_fatal(tmp_path, caplog):
     from finetune_trainer.cli import main
 
     data = helpers.write_jsonl(tmp_path / "train.jsonl", helpers.records("chat", 2))
-    cfg = helpers.make_config("/nope", data, tmp_path / "out",
-                              reporting={"terminationMessagePath": str(tmp_path / "no-dir" / "sub" / "term")})
+    cfg = helpers.make_config(
+        "/nope", data, tmp_path / "out", reporting={"terminationMessagePath": str(tmp_path / "no-dir" / "sub" / "term")}
+    )
     (tmp_path / "c.json").write_text(json.dumps(cfg))
     with caplog.at_level("WARNING", logger="finetune_trainer"):
         assert main(["--config", str(tmp_path / "c.json")]) == ExitCode.INVALID_DATA
@@ -173,11 +187,13 @@ def test_trainer_never_imports_kopf_or_the_kubernetes_client():
     import subprocess
     import sys
 
-    code = ("import sys\n"
-            "import finetune_trainer.cli, finetune_trainer.pipeline, finetune_trainer.sft\n"
-            "import finetune_trainer.classification, finetune_trainer.dpo, finetune_trainer.forgetting\n"
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('kopf', 'kubernetes'))\n"
-            "assert not bad, bad\n")
+    code = (
+        "import sys\n"
+        "import finetune_trainer.cli, finetune_trainer.pipeline, finetune_trainer.sft\n"
+        "import finetune_trainer.classification, finetune_trainer.dpo, finetune_trainer.forgetting\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('kopf', 'kubernetes'))\n"
+        "assert not bad, bad\n"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
 

@@ -93,11 +93,9 @@ def test_the_cleanup_command_reports_one_json_line(tmp_path):
     out = tmp_path / "out"
     finished_result(out, "uid-1")
     message = tmp_path / "termination-log"
-    assert main(["cleanup", "--output", str(out), "--run-id", "uid-2",
-                 "--termination-message-path", str(message)]) == 0
+    assert main(["cleanup", "--output", str(out), "--run-id", "uid-2", "--termination-message-path", str(message)]) == 0
     assert json.loads(message.read_text())["outcome"] == "kept" and out.exists()
-    assert main(["cleanup", "--output", str(out), "--run-id", "uid-1",
-                 "--termination-message-path", str(message)]) == 0
+    assert main(["cleanup", "--output", str(out), "--run-id", "uid-1", "--termination-message-path", str(message)]) == 0
     assert json.loads(message.read_text())["outcome"] == "removed" and not out.exists()
 
 
@@ -108,13 +106,23 @@ def test_a_run_never_reports_or_overwrites_another_runs_result(tiny_model, tmp_p
 
     data = helpers.write_jsonl(tmp_path / "train.jsonl", helpers.records("chat", 20))
     quick = {"training": {"maxSteps": 1}, "evaluation": {"baseline": False, "sampleGenerations": 0}}
-    first = helpers.make_config(tiny_model, data, tmp_path / "shared", **quick,
-                                output={"dir": str(tmp_path / "shared"), "runId": "uid-1", "owner": "team-a/first"})
+    first = helpers.make_config(
+        tiny_model,
+        data,
+        tmp_path / "shared",
+        **quick,
+        output={"dir": str(tmp_path / "shared"), "runId": "uid-1", "owner": "team-a/first"},
+    )
     assert helpers.run_cli(first, tmp_path, "first.json").rc == 0
     adapter = (tmp_path / "shared" / "adapter_model.safetensors").read_bytes()
 
-    second = helpers.make_config(tiny_model, data, tmp_path / "shared", **quick,
-                                 output={"dir": str(tmp_path / "shared"), "runId": "uid-2", "owner": "team-a/second"})
+    second = helpers.make_config(
+        tiny_model,
+        data,
+        tmp_path / "shared",
+        **quick,
+        output={"dir": str(tmp_path / "shared"), "runId": "uid-2", "owner": "team-a/second"},
+    )
     refused = helpers.run_cli(second, tmp_path, "second.json")
     assert refused.rc == 6 and refused.summary["reason"] == "OutputExists"
     assert "the result of run uid-1 (FineTuneJob team-a/first)" in refused.summary["message"]

@@ -17,10 +17,17 @@ def ticket_records(n: int, seed: int = 0) -> list[dict]:
     for i in range(n):
         team, color = rng.choice(["alpha", "beta", "gamma", "delta"]), rng.choice(colors)
         code = f"{team[:2].upper()}-{rng.randint(100, 999)}"
-        out.append({"messages": [
-            {"role": "user", "content": f"Ticket {code} from team {team}, label {color}. Give the routing tag."},
-            {"role": "assistant", "content": f'{{"queue": "{team}", "tag": "{color}-{code.lower()}"}}'},
-        ]})
+        out.append(
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": f"Ticket {code} from team {team}, label {color}. Give the routing tag.",
+                    },
+                    {"role": "assistant", "content": f'{{"queue": "{team}", "tag": "{color}-{code.lower()}"}}'},
+                ]
+            }
+        )
     return out
 
 
@@ -28,10 +35,20 @@ def ticket_records(n: int, seed: int = 0) -> list[dict]:
 def test_smollm2_lora_lowers_eval_loss(tmp_path):
     data = helpers.write_jsonl(tmp_path / "train.jsonl", ticket_records(48))
     cfg = helpers.make_config(
-        "builtin:smollm2-135m-instruct", data, tmp_path / "out",
+        "builtin:smollm2-135m-instruct",
+        data,
+        tmp_path / "out",
         peft={"r": 8, "alpha": 16, "dropout": 0.0, "targetModules": ["auto"]},
-        training={"maxSteps": 5, "batchSize": 4, "gradientAccumulationSteps": 1, "learningRate": 2e-3,
-                  "loggingSteps": 2, "maxSeqLength": 96, "gradientCheckpointing": False, "warmupRatio": 0.0},
+        training={
+            "maxSteps": 5,
+            "batchSize": 4,
+            "gradientAccumulationSteps": 1,
+            "learningRate": 2e-3,
+            "loggingSteps": 2,
+            "maxSeqLength": 96,
+            "gradientCheckpointing": False,
+            "warmupRatio": 0.0,
+        },
         evaluation={"sampleGenerations": 0},
         dataset={"source": str(data), "validationSplit": 0.15},
     )

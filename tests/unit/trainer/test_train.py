@@ -14,8 +14,16 @@ import helpers
 from finetune_trainer import artifacts, pipeline
 from finetune_trainer.artifacts import verify_checksums
 
-ARTIFACTS = {"adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "tokenizer_config.json",
-             "metrics.json", "eval_report.md", "loss.png", "trainer_config.json"}
+ARTIFACTS = {
+    "adapter_model.safetensors",
+    "adapter_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "metrics.json",
+    "eval_report.md",
+    "loss.png",
+    "trainer_config.json",
+}
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +31,12 @@ def lora_run(tiny_model, tmp_path_factory):
     """One complete LoRA run on chat data, shared by the assertions below."""
     tmp = tmp_path_factory.mktemp("lora")
     data = helpers.write_jsonl(tmp / "train.jsonl", helpers.records("chat", 30))
-    cfg = helpers.make_config(tiny_model, data, tmp / "out",
-                              training={"evalSteps": 2, "earlyStoppingPatience": 5, "gradientCheckpointing": True})
+    cfg = helpers.make_config(
+        tiny_model,
+        data,
+        tmp / "out",
+        training={"evalSteps": 2, "earlyStoppingPatience": 5, "gradientCheckpointing": True},
+    )
     return helpers.run_cli(cfg, tmp)
 
 
@@ -56,12 +68,20 @@ def test_lora_metrics(lora_run):
     for key in ("baseline", "final"):
         assert m[key]["tokens"] > 0 and m[key]["perplexity"] == pytest.approx(math.exp(m[key]["loss"]))
     assert m["final"]["loss"] < m["baseline"]["loss"]
-    assert m["dataset"]["recordsRead"] == 30 and m["dataset"]["trainRecords"] == 24 and m["dataset"]["validationRecords"] == 6
+    assert (
+        m["dataset"]["recordsRead"] == 30
+        and m["dataset"]["trainRecords"] == 24
+        and m["dataset"]["validationRecords"] == 6
+    )
     assert m["peakMemoryBytes"] > 0 and m["peakMemoryKind"] == "cpu-max-rss"
     assert m["tokensPerSecond"] > 0 and m["trainRuntimeSeconds"] > 0
     assert len(m["samples"]) == 1 and set(m["samples"][0]) == {"prompt", "reference", "base", "tuned"}
     report = (lora_run.out / "eval_report.md").read_text()
-    assert "| validation | eval loss |" in report and "## Sample generations" in report and "duplicates dropped: 0" in report
+    assert (
+        "| validation | eval loss |" in report
+        and "## Sample generations" in report
+        and "duplicates dropped: 0" in report
+    )
 
 
 def test_progress_lines_and_termination_summary(lora_run):
@@ -98,8 +118,21 @@ def test_evaluate_command(lora_run, tiny_model, tmp_path, capsys):
     from finetune_trainer.cli import main
 
     data = helpers.write_jsonl(tmp_path / "heldout.jsonl", helpers.records("chat", 6, seed=5))
-    assert main(["evaluate", "--model", str(tiny_model), "--adapter", str(lora_run.out), "--data", str(data),
-                 "--compare-base"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(tiny_model),
+                "--adapter",
+                str(lora_run.out),
+                "--data",
+                str(data),
+                "--compare-base",
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert result["format"] == "chat" and result["tokens"] > 0 and result["examples"] == 6
     assert result["perplexity"] == pytest.approx(math.exp(result["loss"]))
@@ -121,14 +154,20 @@ def test_each_format_trains(tiny_model, tmp_path, fmt):
     assert bool(m["baseline"]) is (fmt != "text")
     if fmt == "text":  # merged full model, checksummed too
         assert (r.out / "merged" / "model.safetensors").is_file()
-        assert any(line.endswith("  merged/model.safetensors") for line in (r.out / "SHA256SUMS").read_text().splitlines())
+        assert any(
+            line.endswith("  merged/model.safetensors") for line in (r.out / "SHA256SUMS").read_text().splitlines()
+        )
         # The merged model alone scores what base + adapter score.
         from finetune_trainer.methods import EvaluateRequest, evaluate_command
 
         with_adapter = evaluate_command(EvaluateRequest(str(tiny_model), str(data), adapter=str(r.out)))
         merged = evaluate_command(EvaluateRequest(str(r.out / "merged"), str(data)))
-        assert merged["tokens"] == with_adapter["tokens"] and merged["loss"] == pytest.approx(with_adapter["loss"], rel=1e-4)
-        assert evaluate_command(EvaluateRequest(str(tiny_model), str(data)))["loss"] != pytest.approx(merged["loss"], rel=1e-4)
+        assert merged["tokens"] == with_adapter["tokens"] and merged["loss"] == pytest.approx(
+            with_adapter["loss"], rel=1e-4
+        )
+        assert evaluate_command(EvaluateRequest(str(tiny_model), str(data)))["loss"] != pytest.approx(
+            merged["loss"], rel=1e-4
+        )
     assert verify_checksums(r.out) == []
 
 
@@ -138,8 +177,12 @@ def test_tokenization_masks_only_answers(tiny_model):
     from finetune_trainer.sft import tokenize_example
 
     tok = AutoTokenizer.from_pretrained(str(tiny_model))
-    msgs = [{"role": "user", "content": "what is one"}, {"role": "assistant", "content": "one"},
-            {"role": "user", "content": "and two"}, {"role": "assistant", "content": "two two"}]
+    msgs = [
+        {"role": "user", "content": "what is one"},
+        {"role": "assistant", "content": "one"},
+        {"role": "user", "content": "and two"},
+        {"role": "assistant", "content": "two two"},
+    ]
     ids, mask = tokenize_example(tok, {"messages": msgs}, completion_only=True)
     trained = tok.decode([i for i, m in zip(ids, mask) if m])
     assert trained == "one<|im_end|>\ntwo two<|im_end|>\n"
@@ -151,10 +194,14 @@ def test_tokenization_masks_only_answers(tiny_model):
 
 def test_qlora_4bit_on_cpu(tiny_model, tmp_path):
     data = helpers.write_jsonl(tmp_path / "train.jsonl", helpers.records("prompt-completion", 14))
-    cfg = helpers.make_config(tiny_model, data, tmp_path / "out",
-                              peft={"type": "qlora", "r": 4, "alpha": 8, "targetModules": ["all-linear"]},
-                              training={"maxSteps": 2, "packing": True, "gradientCheckpointing": True},
-                              evaluation={"sampleGenerations": 0})
+    cfg = helpers.make_config(
+        tiny_model,
+        data,
+        tmp_path / "out",
+        peft={"type": "qlora", "r": 4, "alpha": 8, "targetModules": ["all-linear"]},
+        training={"maxSteps": 2, "packing": True, "gradientCheckpointing": True},
+        evaluation={"sampleGenerations": 0},
+    )
     r = helpers.run_cli(cfg, tmp_path)
     assert r.rc == 0, r.summary
     m = json.loads((r.out / "metrics.json").read_text())
@@ -162,7 +209,14 @@ def test_qlora_4bit_on_cpu(tiny_model, tmp_path):
     assert m["targetModules"] == "all-linear" and m["steps"] == 2
     adapter_cfg = json.loads((r.out / "adapter_config.json").read_text())
     assert {t.rsplit(".", 1)[-1] for t in adapter_cfg["target_modules"]} == {
-        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    }
     assert math.isfinite(m["final"]["loss"])
     # Gradients reached the lowest layer through the frozen 4-bit layers above it, after the
     # baseline evaluation ran them in eval mode (bitsandbytes' CPU inference repacking is off).
@@ -199,8 +253,13 @@ def test_resume_from_checkpoint_after_crash(tiny_model, tmp_path, caplog):
     from finetune_trainer.sft import SFTMethod
 
     data = helpers.write_jsonl(tmp_path / "train.jsonl", helpers.records("chat", 20))
-    cfg = helpers.make_config(tiny_model, data, tmp_path / "out", training={"maxSteps": 4, "saveSteps": 2},
-                              evaluation={"sampleGenerations": 0})
+    cfg = helpers.make_config(
+        tiny_model,
+        data,
+        tmp_path / "out",
+        training={"maxSteps": 4, "saveSteps": 2},
+        evaluation={"sampleGenerations": 0},
+    )
 
     with helpers.crash_at_step(SFTMethod, 3, "simulated node failure"):
         r1 = helpers.run_cli(cfg, tmp_path)
@@ -224,8 +283,13 @@ def test_resume_from_checkpoint_after_crash(tiny_model, tmp_path, caplog):
 
 def test_failure_before_publish_leaves_nothing_complete(tiny_model, tmp_path, monkeypatch):
     data = helpers.write_jsonl(tmp_path / "train.jsonl", helpers.records("chat", 14))
-    cfg = helpers.make_config(tiny_model, data, tmp_path / "out", training={"maxSteps": 1},
-                              evaluation={"sampleGenerations": 0, "baseline": False})
+    cfg = helpers.make_config(
+        tiny_model,
+        data,
+        tmp_path / "out",
+        training={"maxSteps": 1},
+        evaluation={"sampleGenerations": 0, "baseline": False},
+    )
     real_write = artifacts.write_atomic
 
     def failing_write(path, text):
@@ -243,8 +307,13 @@ def test_failure_before_publish_leaves_nothing_complete(tiny_model, tmp_path, mo
     # Crash before publishing: nothing at all appears in the output directory.
     monkeypatch.setattr(artifacts, "write_atomic", real_write)
     monkeypatch.setattr(pipeline, "publish", lambda out: (_ for _ in ()).throw(RuntimeError("killed")))
-    cfg2 = helpers.make_config(tiny_model, data, tmp_path / "out2", training={"maxSteps": 1},
-                               evaluation={"sampleGenerations": 0, "baseline": False})
+    cfg2 = helpers.make_config(
+        tiny_model,
+        data,
+        tmp_path / "out2",
+        training={"maxSteps": 1},
+        evaluation={"sampleGenerations": 0, "baseline": False},
+    )
     r2 = helpers.run_cli(cfg2, tmp_path, "c2.json")
     assert r2.rc == 1
     assert sorted(p.name for p in r2.out.iterdir()) == ["_RUN", "checkpoints", "progress.json"]
