@@ -48,21 +48,22 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+# The test suite's helpers (tests/support), reused rather than copied: tests/ is pytest's pythonpath,
+# and this script's too.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+import yaml
+from kubernetes import client
+
+from finetune_devcluster.accounts import service_account_kubeconfig
+from finetune_devcluster.cluster import DevCluster
+from finetune_devcluster.controlplane import free_port
+from finetune_devcluster.pytest_plugin import make_kubectl
+from support.chart import CHART, Release, patch_status, run_helm, trainer_job, wait_policies
+from support.operator import OPERATOR_BIN, OperatorProcess, provision_claims, sim, summary_json
+from support.trainer import build_tiny_llama, make_config, records
+
 ROOT = Path(__file__).resolve().parents[1]
-for helper_dir in ("tests/integration/operator", "tests/integration/chart", "tests/unit/trainer"):
-    sys.path.insert(0, str(ROOT / helper_dir))
-
-# The test suite's helpers (found through the sys.path entries above), reused rather than copied.
-import test_chart_policies as chart_tests  # noqa: E402  (Release, wait_policies, trainer_job, patch_status)
-import yaml  # noqa: E402
-from chart_helpers import CHART, run_helm  # noqa: E402
-from kubernetes import client  # noqa: E402
-from operator_helpers import OPERATOR_BIN, OperatorProcess, provision_claims, sim, summary_json  # noqa: E402
-
-from finetune_devcluster.accounts import service_account_kubeconfig  # noqa: E402
-from finetune_devcluster.cluster import DevCluster  # noqa: E402
-from finetune_devcluster.controlplane import free_port  # noqa: E402
-from finetune_devcluster.pytest_plugin import make_kubectl  # noqa: E402
 
 CATEGORIES = ("manifests", "updates", "kills", "data", "tenancy", "load")
 GOOD, POOR, WRONG, LOST, SECURITY = "good", "poor message", "wrong", "data lost", "security hole"
@@ -200,7 +201,7 @@ class Env:
         self.operator_kubeconfig = service_account_kubeconfig(
             self.api, self.cluster.kubeconfig, RELEASE_NS, FULLNAME, self.workdir / "operator.kubeconfig"
         )
-        self.release = chart_tests.Release(
+        self.release = Release(
             RELEASE,
             RELEASE_NS,
             TEAM_A,
@@ -211,7 +212,7 @@ class Env:
             self.api,
             self.workdir,
         )
-        chart_tests.wait_policies(self.release, opt_in=True)
+        wait_policies(self.release, opt_in=True)
         for ns in (TEAM_A, TEAM_B, CLOSED):
             self._wait_default_sa(ns)
             provision_claims(self.kubectl, ns)
@@ -1013,16 +1014,12 @@ class Trainer:
     def model(self) -> Path:
         with self._lock:
             if self._model is None:
-                import helpers  # tests/unit/trainer/helpers.py
-
-                self._model = helpers.build_tiny_llama(self.dir / "tiny-llama")
+                self._model = build_tiny_llama(self.dir / "tiny-llama")
             return self._model
 
     def config(self, data: Path, out: Path, run_id: str, **sections: Any) -> dict[str, Any]:
         """A small, fast TrainerConfig (wire form), as the operator writes it for run ``run_id``."""
-        import helpers
-
-        cfg = helpers.make_config(self.model(), data, out)
+        cfg = make_config(self.model(), data, out)
         cfg["output"] = {"dir": str(out), "runId": run_id, "owner": f"{TEAM_A}/{run_id}"}
         for section, values in sections.items():
             if isinstance(values, dict) and isinstance(cfg.get(section), dict):
@@ -1065,9 +1062,7 @@ class Trainer:
 
 
 def _chat(n: int, seed: int = 0) -> list[str]:
-    import helpers
-
-    return [json.dumps(r) for r in helpers.records("chat", n, seed)]
+    return [json.dumps(r) for r in records("chat", n, seed)]
 
 
 def _write_lines(path: Path, lines: list[str]) -> Path:
@@ -2472,7 +2467,7 @@ def t_trainer_token(env: Env) -> list[Case]:
     api = client.ApiClient(configuration=_config_from(kc))
     progress = {"stage": "training", "step": 3, "totalSteps": 10, "percent": 30}
     try:
-        own = chart_tests.patch_status(api, TEAM_A, "t-attacker", {"progress": progress})
+        own = patch_status(api, TEAM_A, "t-attacker", {"progress": progress})
         sc.case(
             "trainer-reports-own-progress",
             "trainer",
@@ -2487,7 +2482,7 @@ def t_trainer_token(env: Env) -> list[Case]:
             ("trainer-forges-other-progress", "t-victim", {"progress": progress}),
             ("trainer-forges-other-phase", "t-victim", {"phase": "Failed", "reason": "TrainerError"}),
         ):
-            message = chart_tests.patch_status(api, TEAM_A, target, status)
+            message = patch_status(api, TEAM_A, target, status)
             after = env.status(TEAM_A, target)
             forged = any(after.get(k) == v for k, v in status.items() if k != "progress") or (
                 "progress" in status and (after.get("progress") or {}).get("step") == 3 and target == "t-victim"
@@ -2579,7 +2574,7 @@ def _config_from(kubeconfig: Path) -> client.Configuration:
 def t_operator_token(env: Env) -> list[Case]:
     """The operator's token (stolen, or the operator misused) outside what a run needs."""
     sc = Scenario(env, "tenancy")
-    job = chart_tests.trainer_job("x-trainer")
+    job = trainer_job("x-trainer")
     cm = json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x-config"}})
     checks = [
         ("operator-job-in-kube-system", ("create", "-n", "kube-system", "-f", "-"), json.dumps(job), "never acts in"),
@@ -2621,13 +2616,13 @@ def t_operator_token(env: Env) -> list[Case]:
         (
             "operator-job-as-foreign-serviceaccount",
             ("create", "-n", TEAM_A, "-f", "-"),
-            json.dumps(chart_tests.trainer_job("w-trainer", serviceAccountName="default")),
+            json.dumps(trainer_job("w-trainer", serviceAccountName="default")),
             "serviceAccountName must be",
         ),
         (
             "operator-job-with-hostpath",
             ("create", "-n", TEAM_A, "-f", "-"),
-            json.dumps(chart_tests.trainer_job("v-trainer", volumes=[{"name": "root", "hostPath": {"path": "/"}}])),
+            json.dumps(trainer_job("v-trainer", volumes=[{"name": "root", "hostPath": {"path": "/"}}])),
             "volumes may be configMap, emptyDir or persistentVolumeClaim only",
         ),
         ("operator-impersonates", ("get", "pods", "-n", TEAM_A, "--as=system:admin"), None, "cannot impersonate"),

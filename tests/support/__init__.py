@@ -1,1 +1,2 @@
-"""Helpers shared by the test suites (importable as `support.*`: tests/ is the rootdir of conftest.py)."""
+"""Helpers shared by the test suites and hack/adversarial.py, imported as `support.*` (tests/ is on
+pytest's `pythonpath`, see pyproject.toml)."""

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 import yaml
-from chart_helpers import CHART, operator_rules, render, run_helm
+
+from support.chart import CHART, operator_rules, render, run_helm
 
 CRD_NAME = "finetunejobs.finetune.dev"
 

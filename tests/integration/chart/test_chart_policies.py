@@ -10,285 +10,33 @@ installed (a class-scoped fixture) and uninstalled before the next class starts.
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
-import subprocess
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from chart_helpers import CHART, run_helm
-from kubernetes import client, config
 
 from finetune_devcluster.accounts import service_account_kubeconfig
+from support.chart import (
+    OPT_IN_LABEL,
+    Release,
+    allowed,
+    can_i_rows,
+    create,
+    ftj,
+    install,
+    patch_status,
+    pod,
+    refused,
+    rolebinding,
+    sa_subject,
+    trainer_job,
+    unique,
+    wait_enforced,
+    wait_policies,
+)
 
 PROTECTED = ("kube-system", "kube-public", "kube-node-lease")
-OPT_IN_LABEL = "finetune.dev/enabled"
-
-
-@dataclass
-class Release:
-    """A helm release and the namespaces its tests use: `team` (opted in) and `other` (not)."""
-
-    name: str
-    namespace: str
-    team: str
-    other: str
-    kubectl_bin: str
-    admin_kubeconfig: str
-    operator_kubeconfig: Path
-    admin_api: client.ApiClient
-    tmp: Path
-    clients: list[client.ApiClient] = field(default_factory=list)
-
-    def api_client(self, kubeconfig: Path) -> client.ApiClient:
-        """A Python API client authenticated by that kubeconfig (closed with the release)."""
-        api = config.new_client_from_config(str(kubeconfig))
-        self.clients.append(api)
-        return api
-
-    @property
-    def fullname(self) -> str:
-        return f"{self.name}-finetune-operator"
-
-    @property
-    def operator_user(self) -> str:
-        return f"system:serviceaccount:{self.namespace}:{self.fullname}"
-
-    def run(self, kubeconfig: str | Path, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [self.kubectl_bin, f"--kubeconfig={kubeconfig}", *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-
-    def as_admin(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
-        return self.run(self.admin_kubeconfig, *args, input=input)
-
-    def as_user(
-        self, user: str, *args: str, input: str | None = None, groups: tuple[str, ...] = ("system:authenticated",)
-    ) -> subprocess.CompletedProcess[str]:
-        return self.as_admin(f"--as={user}", *[f"--as-group={g}" for g in groups], *args, input=input)
-
-    def as_operator(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
-        """With the operator ServiceAccount's own (TokenRequest) token, not impersonation."""
-        return self.run(self.operator_kubeconfig, *args, input=input)
-
-
-def create(run, namespace: str, obj: dict[str, Any], *extra: str) -> subprocess.CompletedProcess[str]:
-    return run("create", "-n", namespace, "-f", "-", *extra, input=json.dumps(obj))
-
-
-def allowed(result: subprocess.CompletedProcess[str]) -> None:
-    assert result.returncode == 0, f"refused:\n{result.stderr}"
-
-
-def refused(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
-    """Assert a 403 whose message contains every fragment; returns the message."""
-    assert result.returncode != 0, f"accepted, should have been refused:\n{result.stdout}"
-    assert "Forbidden" in result.stderr or "forbidden" in result.stderr, result.stderr
-    for fragment in fragments:
-        assert fragment in result.stderr, f"{fragment!r} not in:\n{result.stderr}"
-    return result.stderr
-
-
-def patch_status(api: client.ApiClient, namespace: str, name: str, status: dict[str, Any]) -> str | None:
-    """A JSON merge patch of a FineTuneJob's status subresource, sent as the operator and the trainer
-    send it (no GET first: neither may read it). None when accepted, else the server's 403 message."""
-    request = api.param_serialize(
-        "PATCH",
-        f"/apis/finetune.dev/v1alpha1/namespaces/{namespace}/finetunejobs/{name}/status",
-        header_params={"Content-Type": "application/merge-patch+json", "Accept": "application/json"},
-        body={"status": status},
-        auth_settings=["BearerToken"],
-    )
-    response = api.call_api(*request)
-    response.read()
-    if response.status == 200:
-        return None
-    assert response.status == 403, response.data
-    return json.loads(response.data)["message"]
-
-
-def can_i_rows(listing: str) -> dict[str, str]:
-    """`kubectl auth can-i --list` output: {resource: its line} (non-resource URL lines left out)."""
-    return {line.split()[0]: line for line in listing.splitlines()[1:] if line.strip() and not line.startswith(" ")}
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:5]}"
-
-
-# --- objects -------------------------------------------------------------------------------------
-
-
-def ftj(name: str, **spec: Any) -> dict[str, Any]:
-    body = {
-        "apiVersion": "finetune.dev/v1alpha1",
-        "kind": "FineTuneJob",
-        "metadata": {"name": name},
-        "spec": {
-            "model": {"source": "builtin:smollm2-135m-instruct"},
-            "dataset": {"source": "pvc://data/train.jsonl"},
-            "output": {"pvc": "artifacts"},
-        },
-    }
-    body["spec"].update(spec)
-    return body
-
-
-def trainer_job(name: str, **pod: Any) -> dict[str, Any]:
-    """A Job shaped like the operator's trainer Job `<name>`: its own ServiceAccount, configMap,
-    emptyDir and PVC volumes only (suspended: no pods are needed)."""
-    pod_spec = {
-        "serviceAccountName": name,
-        "restartPolicy": "Never",
-        "containers": [{"name": "trainer", "image": "ghcr.io/finetune-operator/trainer:0.1.0"}],
-        "volumes": [
-            {"name": "config", "configMap": {"name": name.removesuffix("-trainer") + "-config"}},
-            {"name": "tmp", "emptyDir": {}},
-            {"name": "output", "persistentVolumeClaim": {"claimName": "artifacts"}},
-        ],
-    }
-    pod_spec.update(pod)
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": name},
-        "spec": {"suspend": True, "backoffLimit": 0, "template": {"spec": pod_spec}},
-    }
-
-
-def rolebinding(name: str, role_kind: str, role: str, subjects: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": {"name": name},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role},
-        "subjects": subjects,
-    }
-
-
-def sa_subject(name: str, namespace: str) -> dict[str, str]:
-    return {"kind": "ServiceAccount", "name": name, "namespace": namespace}
-
-
-def pod(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]},
-    }
-
-
-# --- installing a release ------------------------------------------------------------------------
-
-
-@contextmanager
-def install(
-    cluster, kube_api: client.ApiClient, tmp: Path, values: Callable[[str], dict[str, Any]], label_team: bool
-) -> Iterator[Release]:
-    """Create the namespaces, `helm install` with values(team namespace), yield the Release,
-    uninstall and delete the namespaces."""
-    core = client.CoreV1Api(kube_api)
-    suffix = uuid.uuid4().hex[:5]
-    release_ns, team, other = f"ftsys-{suffix}", f"team-{suffix}", f"other-{suffix}"
-    for ns, labels in ((release_ns, {}), (team, {OPT_IN_LABEL: "true"} if label_team else {}), (other, {})):
-        core.create_namespace({"metadata": {"name": ns, "labels": labels}})
-    name = f"p{suffix}"
-    kubeconfig = str(cluster.kubeconfig)
-    sets = [a for key, value in values(team).items() for a in ("--set-json", f"{key}={json.dumps(value)}")]
-    try:
-        run_helm("install", name, str(CHART), "--namespace", release_ns, "--kubeconfig", kubeconfig, *sets, timeout=180)
-        sa = f"{name}-finetune-operator"
-        operator_kc = service_account_kubeconfig(kube_api, cluster.kubeconfig, release_ns, sa, tmp / f"{sa}.kubeconfig")
-        release = Release(
-            name,
-            release_ns,
-            team,
-            other,
-            str(cluster.control_plane.bin_dir / "kubectl"),
-            kubeconfig,
-            operator_kc,
-            kube_api,
-            tmp,
-        )
-        try:
-            yield release
-        finally:
-            for api in release.clients:
-                api.close()
-    finally:
-        run_helm(
-            "uninstall",
-            name,
-            "--namespace",
-            release_ns,
-            "--kubeconfig",
-            kubeconfig,
-            "--wait",
-            "--ignore-not-found",
-            check=False,
-            timeout=180,
-        )
-        for ns in (release_ns, team, other):
-            core.delete_namespace(ns)
-
-
-def wait_enforced(probe, *fragments: str, timeout: float = 30.0) -> None:
-    """Policies and bindings take effect a moment after they are created: poll a dry-run request
-    that the policy refuses until it is refused."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result.returncode != 0 and all(f in result.stderr for f in fragments):
-            return
-        assert time.monotonic() < deadline, f"policy not enforced after {timeout}s: {result.stdout}{result.stderr}"
-        time.sleep(0.3)
-
-
-def wait_policies(release: Release, opt_in: bool) -> None:
-    dry = "--dry-run=server"
-    wait_enforced(
-        lambda: create(release.as_operator, "kube-system", trainer_job("probe-trainer"), dry), "never acts in"
-    )
-    if opt_in:
-        wait_enforced(
-            lambda: create(release.as_operator, release.other, trainer_job("probe-trainer"), dry), "not opted in"
-        )
-    wait_enforced(
-        lambda: create(release.as_operator, release.team, trainer_job("probe-trainer", hostNetwork=True), dry),
-        "hostNetwork",
-    )
-    wait_enforced(
-        lambda: create(
-            release.as_admin, release.team, ftj("probe", scheduling={"priorityClassName": "system-node-critical"}), dry
-        ),
-        "priorityClassName",
-    )
-    probe = unique("probe")
-    allowed(create(release.as_admin, release.team, ftj(probe)))
-    wait_enforced(
-        lambda: release.as_admin(
-            "patch",
-            "-n",
-            release.team,
-            "ftj",
-            probe,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            '{"status":{"phase":"Failed"}}',
-            dry,
-        ),
-        "may not write the status",
-    )
 
 
 # --- the default mode: namespaces opted in by label ----------------------------------------------

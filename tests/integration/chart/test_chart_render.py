@@ -9,7 +9,8 @@ import shutil
 
 import pytest
 import yaml
-from chart_helpers import CHART, find, one, operator_rules, render, rules_file, run_helm
+
+from support.chart import CHART, find, one, operator_rules, render, rules_file, run_helm
 
 RESTRICTED_CONTAINER = {
     "allowPrivilegeEscalation": False,

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from harness_manifests import get_json, gpu_job
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+
+from support.harness import get_json, gpu_job
 
 WIDGET_CRD = {
     "apiVersion": "apiextensions.k8s.io/v1",

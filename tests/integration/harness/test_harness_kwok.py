@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from harness_manifests import get_json, gpu_job, job_condition
+from support.harness import get_json, gpu_job, job_condition
 
 
 def _pod(kubectl, namespace: str, job: str) -> dict | None:

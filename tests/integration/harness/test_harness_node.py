@@ -8,9 +8,8 @@ from __future__ import annotations
 import json
 import subprocess
 
-from harness_manifests import get_json, job_condition
-
 from finetune_devcluster.node import BUSYBOX_IMAGE, GPU_PRODUCT, NODE_LABEL
+from support.harness import get_json, job_condition
 
 ON_NODE = {NODE_LABEL: "true"}
 RESTRICTED = {

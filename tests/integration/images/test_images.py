@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from packaging.utils import canonicalize_name
 
-from image_runner import BUILD_IMAGES, Image, inspect, run, unpack
+from support.images import BUILD_IMAGES, Image, inspect, run, unpack
 from support.lockfiles import read_lock
 
 pytestmark = pytest.mark.timeout(5400)

@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterator
 import pytest
 from kubernetes import client
 
-from operator_helpers import CRD_FILE, GROUP, PLURAL, Ftj, OperatorProcess, assert_never_forbidden, launch_operator
+from support.operator import CRD_FILE, GROUP, PLURAL, Ftj, OperatorProcess, assert_never_forbidden, launch_operator
 
 
 @pytest.fixture(scope="session")

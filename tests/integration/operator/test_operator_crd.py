@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import pytest
 
-from operator_helpers import minimal_ftj
+from support.operator import minimal_ftj
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -9,7 +9,7 @@ from typing import Any, Iterator
 import pytest
 from kubernetes import client
 
-from operator_helpers import (
+from support.operator import (
     NOT_DEV_NODE,
     TRAINER_CLUSTER_ROLE,
     Ftj,

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from operator_helpers import Ftj, make_namespace, minimal_ftj, provision_claims, sim, summary_json
+from support.operator import Ftj, make_namespace, minimal_ftj, provision_claims, sim, summary_json
 
 pytestmark = pytest.mark.timeout(240)
 

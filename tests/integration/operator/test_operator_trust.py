@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from operator_helpers import Ftj, minimal_ftj, sim, summary_json
+from support.operator import Ftj, minimal_ftj, sim, summary_json
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -2,8 +2,6 @@
 
 from pathlib import Path
 
-import yaml
-
 from finetune_api.crd import build_crd, crd_paths, render_crd
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -1,20 +1,18 @@
 """Fixtures for the trainer tests: tiny random Llama models with a real BPE tokenizer and a
-ChatML chat template, and ``run`` (``helpers.run_cli``)."""
+ChatML chat template, and ``run`` (``support.trainer.run_cli``)."""
 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
+from support import trainer as helpers
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-sys.path.insert(0, str(Path(__file__).parent))
-
-import helpers  # noqa: E402
 
 
 @pytest.fixture(scope="session")

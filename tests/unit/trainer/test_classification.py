@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-import helpers
 from finetune_api.protocol import ExitCode
 from finetune_api.training import DatasetFormat, DatasetSpec
 from finetune_trainer import classification as cls
 from finetune_trainer.data import load_dataset_spec, read_records
 from finetune_trainer.errors import ConfigError, DataError
+from support import trainer as helpers
 
 LABELS = ["alpha", "beta", "gamma"]
 # Each label has its own words: a tiny model learns them in a few steps.

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-import helpers
 from finetune_api.protocol import ExitCode
 from finetune_api.training import DatasetFormat, DatasetSpec
 from finetune_trainer.data import load_dataset_spec, read_records
 from finetune_trainer.errors import DataError
 from finetune_trainer.formats import normalize_text
+from support import trainer as helpers
 
 SFT_FORMATS = {
     DatasetFormat.CHAT,

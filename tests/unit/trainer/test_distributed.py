@@ -11,9 +11,9 @@ import subprocess
 import sys
 import textwrap
 
-import helpers
 from finetune_api.protocol import ExitCode
 from finetune_trainer.artifacts import verify_checksums
+from support import trainer as helpers
 
 # Imported by every Python process that has the directory on its path; only the worker whose
 # RANK is CRASH_RANK patches the trainer, so that it dies after optimizer step CRASH_STEP.

@@ -12,14 +12,13 @@ import random
 
 import pytest
 
-import helpers
 from finetune_api.protocol import ExitCode
 from finetune_api.training import DatasetFormat
 from finetune_trainer import dpo
-from finetune_trainer.formats import validate_preference
 from finetune_trainer.data import read_records
 from finetune_trainer.errors import DataError
-
+from finetune_trainer.formats import validate_preference
+from support import trainer as helpers
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-import helpers
 from finetune_api.protocol import ExitCode
 from finetune_trainer import forgetting
+from support import trainer as helpers
 
 GENERAL = [
     "the red node had a high latency in the network",

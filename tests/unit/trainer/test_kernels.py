@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-import helpers
 from finetune_api.training import KernelsSpec, QuantizationSpec, TrainerConfig
+from support import trainer as helpers
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +84,8 @@ def test_4bit_base_keeps_its_other_weights_in_the_compute_dtype(tiny_model):
     """peft's prepare_model_for_kbit_training cast embeddings, LM head and norms to fp32 (2 GiB more
     on an 8B Llama, and an fp32 residual stream); they stay bf16 now, the LoRA matrices fp32."""
     import torch
-    from finetune_api.training import PeftSpec
 
+    from finetune_api.training import PeftSpec
     from finetune_trainer.models import ModelLocation, load_causal_lm, wrap_peft
 
     base = load_causal_lm(ModelLocation(str(tiny_model), str(tiny_model)), QuantizationSpec(compute_dtype="bfloat16"))

@@ -9,10 +9,10 @@ import shutil
 
 import pytest
 
-import helpers
 from finetune_api.training import ModelSpec, PeftSpec
 from finetune_trainer.errors import ConfigError, ModelNotFoundError
 from finetune_trainer.models import BUILTIN_MODELS, package_dir, resolve_source, resolve_target_modules
+from support import trainer as helpers
 
 
 def spec(source: str, **kw) -> ModelSpec:

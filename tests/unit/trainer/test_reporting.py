@@ -10,11 +10,11 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-import helpers
 from finetune_api.protocol import ExitCode, TrainingProgress
 from finetune_trainer import progress
 from finetune_trainer.cli import failure_summary
 from finetune_trainer.progress import ProgressReporter, StatusPatcher
+from support import trainer as helpers
 
 
 class Recorder(BaseHTTPRequestHandler):

@@ -10,6 +10,7 @@ import pytest
 
 from finetune_trainer import runrecord
 from finetune_trainer.errors import OutputExistsError
+from support import trainer as helpers
 
 
 def finished_result(root: Path, run_id: str, owner: str = "team-a/first") -> None:
@@ -102,8 +103,6 @@ def test_the_cleanup_command_reports_one_json_line(tmp_path):
 def test_a_run_never_reports_or_overwrites_another_runs_result(tiny_model, tmp_path):
     """The same output path for two FineTuneJobs (or one deleted and re-created): the second run
     fails with OutputExists before loading anything, unless it asks to replace the first result."""
-    import helpers
-
     data = helpers.write_jsonl(tmp_path / "train.jsonl", helpers.records("chat", 20))
     quick = {"training": {"maxSteps": 1}, "evaluation": {"baseline": False, "sampleGenerations": 0}}
     first = helpers.make_config(

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-import helpers
+from support import trainer as helpers
 
 
 def ticket_records(n: int, seed: int = 0) -> list[dict]:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-import helpers
 from finetune_trainer import artifacts, pipeline
 from finetune_trainer.artifacts import verify_checksums
+from support import trainer as helpers
 
 ARTIFACTS = {
     "adapter_model.safetensors",
@@ -232,8 +232,8 @@ def test_cpu_4bit_layers_stay_differentiable_after_eval(tiny_model):
     runs in eval mode without grad, after which its matmul has no backward; the trainer turns that
     off, so a baseline evaluation cannot break the training that follows."""
     import torch
-    from finetune_api.training import QuantizationSpec
 
+    from finetune_api.training import QuantizationSpec
     from finetune_trainer.models import ModelLocation, load_causal_lm
 
     model = load_causal_lm(ModelLocation(str(tiny_model), str(tiny_model)), QuantizationSpec())

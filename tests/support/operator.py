@@ -21,7 +21,7 @@ from kubernetes import client
 from finetune_devcluster.accounts import service_account_kubeconfig
 from finetune_devcluster.controlplane import free_port
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = ROOT / "crds" / "finetune.dev_finetunejobs.yaml"
 RBAC_RULES = ROOT / "charts" / "finetune-operator" / "files" / "rbac-rules.yaml"
 TRAINER_RULES = ROOT / "charts" / "finetune-operator" / "files" / "trainer-rules.yaml"

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 BUILD_IMAGES = ROOT / "hack" / "build-images.sh"
 BUILD_BUILDKIT = ROOT / "hack" / "build-buildkit.sh"
 WHITEOUT = ".wh."
