@@ -6,7 +6,8 @@ import argparse
 import dataclasses
 import json
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 DEFAULT_TRAINER_IMAGE = "ghcr.io/finetune-operator/trainer:0.1.0"
 DEFAULT_GPU_TOLERATIONS: list[dict[str, Any]] = [

@@ -144,7 +144,7 @@ class KubeClient:
                     if resp.status >= 400:
                         raise ApiError(resp.status, payload, method, path)
                     return payload
-            except (aiohttp.ClientConnectionError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientConnectionError):
                 if attempt == 3:
                     raise
                 await asyncio.sleep(0.5 * (attempt + 1))

@@ -14,7 +14,8 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from .kube import ApiError, KubeClient, collection_path
 
@@ -22,7 +23,7 @@ logger = logging.getLogger("finetune_operator.leader")
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class LeaderElector:
@@ -136,7 +137,7 @@ class LeaderElector:
                 logger.warning("leader election: %s", e)
             try:
                 await asyncio.wait_for(stop.wait(), self.retry_interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         return False
 

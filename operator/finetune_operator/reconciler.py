@@ -185,7 +185,7 @@ class Reconciler:
             key,
             {**stored, **result.status},
             int(((ftj.get("spec") or {}).get("resources") or {}).get("gpus", 1)),
-            dt.datetime.now(dt.timezone.utc),
+            dt.datetime.now(dt.UTC),
         )
         if not await self._write_status(key, ftj, baseline, result):
             return

@@ -118,7 +118,7 @@ class Result:
 
 
 def fmt_time(t: dt.datetime) -> str:
-    return t.astimezone(dt.timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return t.astimezone(dt.UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_time(value: str | None) -> dt.datetime | None:
@@ -373,7 +373,7 @@ def _completed(job: dict[str, Any], pod: dict[str, Any] | None, now: dt.datetime
             "the trainer pod exited 0 without the trainer's completion record (no TrainerSummary in "
             "its termination message): the container did not run finetune-train to the end",
         )
-    completed = parse_time(((job.get("status") or {}).get("completionTime"))) or now
+    completed = parse_time((job.get("status") or {}).get("completionTime")) or now
     waited = (now - completed).total_seconds()
     if waited < RESULT_GRACE_SECONDS:
         return _Verdict(
@@ -609,7 +609,7 @@ def compute(
 ) -> Result:
     """The FineTuneJob's operator-owned status, given its Job (only this run's: the caller checks
     the owner uid), the Job's latest Pod, and why creating the children failed, if it did."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     now_s = fmt_time(now)
     meta = ftj.get("metadata") or {}
     prev = ftj.get("status") or {}
