@@ -41,9 +41,11 @@ IMAGES_DIR="${CACHE_DIR}/images"
 STATE_DIR="${IMAGES_DIR}/buildkit"
 SOCKET="${IMAGES_DIR}/buildkitd.sock"
 REF_PREFIX=localhost/finetune-operator
-# BuildKit's GC, "Reserved,Free,Maximum" in MB: it trims the least recently used cache to keep the
-# state under Maximum, and down to Reserved when the disk has less than Free left.
-KEEP_STORAGE_MB="${BUILDKIT_KEEP_STORAGE_MB:-10000,10000,25000}"
+# The layer cache kept between builds, in MB, least recently used first out. One trainer build's
+# cache is about 13 GB (its virtualenv layer); BuildKit's own GC only runs between builds, so a
+# rebuild would hold the superseded layers too (26+ GB, a full disk on a CI machine): the cache
+# is pruned to this size before and after every build, keeping the newest build's layers.
+KEEP_STORAGE_MB="${BUILDKIT_KEEP_STORAGE_MB:-16000}"
 
 if [[ "${1:-}" == "--print-dir" ]]; then
   echo "${IMAGES_DIR}"
@@ -86,7 +88,7 @@ start_buildkitd() {
   rm -f "${SOCKET}"
   PATH="${BIN_DIR}:${PATH}" nice -n 10 "${BIN_DIR}/buildkitd" --root "${STATE_DIR}" --addr "unix://${SOCKET}" \
     --containerd-worker=false --oci-worker=true --oci-worker-binary="${BIN_DIR}/runc" \
-    --oci-worker-net=host --oci-worker-gc --oci-worker-gc-keepstorage="${KEEP_STORAGE_MB}" \
+    --oci-worker-net=host \
     >>"${IMAGES_DIR}/buildkitd.log" 2>&1 9>&- &
   BUILDKITD_PID=$!
   local deadline=$((SECONDS + 60))
@@ -98,6 +100,15 @@ start_buildkitd() {
     fi
     sleep 0.5
   done
+}
+
+# prune_cache: the layer cache down to KEEP_STORAGE_MB (see above).
+prune_cache() {
+  local before after
+  before="$(du -sm "${STATE_DIR}" | cut -f1)"
+  buildctl prune --keep-storage "${KEEP_STORAGE_MB}" >/dev/null
+  after="$(du -sm "${STATE_DIR}" | cut -f1)"
+  ((before - after < 100)) || echo "   layer cache pruned: ${before} MB -> ${after} MB (keeps ${KEEP_STORAGE_MB} MB)"
 }
 
 # --- base images from Debian packages ------------------------------------------------------------
@@ -226,16 +237,17 @@ build_image() {
   fi
   # The new archive is written beside the old one and renamed over it, so that a reader of the old
   # one (an import into the node) is never cut short: room for a whole archive is the least needed.
-  # A trainer build from scratch needs about 25 GB more (its layers twice, the pip cache).
+  # A trainer build also needs room for its new layers (about 13 GB) beside the cache kept.
   rm -f "${archive}.inputs"
+  start_buildkitd
+  prune_cache
   local free_mb need_mb=1000
-  [[ "${name}" != trainer ]] || need_mb=8000
+  [[ "${name}" != trainer ]] || need_mb=20000
   free_mb="$(df --output=avail -m "${IMAGES_DIR}" | tail -n 1 | tr -d ' ')"
   if ((free_mb < need_mb)); then
     echo "building ${name} needs at least ${need_mb} MB free under ${IMAGES_DIR}; ${free_mb} MB are" >&2
     exit 1
   fi
-  start_buildkitd
   local start=${SECONDS} log="${IMAGES_DIR}/${name}.build.log"
   echo ">> ${name}: building Dockerfile.${name} (${args[*]}), log in ${log}"
   # The full plain progress goes to the log; the steps, as they start and end, to the terminal.
@@ -257,6 +269,7 @@ build_image() {
   chmod 0644 "${archive}.partial"
   mv -f "${archive}.partial" "${archive}"
   echo "${inputs}" >"${archive}.inputs"
+  prune_cache
   echo "   ${name} built in $((SECONDS - start))s: ${archive} (${ref}, $(human_size "${archive}"))"
 }
 
