@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import datetime as dt
+import json
+import logging
+import os
+import signal
 import sys
+import time
+from collections.abc import Sequence
+from typing import Any
 
 # kopf imports the `kubernetes` client when it is installed (it is, in development virtualenvs),
 # only to recognise that library's model objects in kopf.adopt() & co. The operator never uses
@@ -10,24 +20,15 @@ import sys
 # ``setdefault``: a process that imported it already (a test) keeps it.
 sys.modules.setdefault("kubernetes", None)  # type: ignore[arg-type]
 
-import asyncio
-import datetime as dt
-import json
-import logging
-import os
-import signal
-import time
-from collections.abc import Sequence
-from typing import Any
+# The imports below come after it on purpose (hence `noqa: E402`).
+import kopf  # noqa: E402
 
-import kopf
-
-from . import config as config_mod
-from . import handlers, metrics
-from .health import HealthServer
-from .kube import KubeClient
-from .leader import LeaderElector
-from .reconciler import Reconciler
+from . import config as config_mod  # noqa: E402
+from . import handlers, metrics  # noqa: E402
+from .health import HealthServer  # noqa: E402
+from .kube import KubeClient  # noqa: E402
+from .leader import LeaderElector  # noqa: E402
+from .reconciler import Reconciler  # noqa: E402
 
 logger = logging.getLogger("finetune_operator")
 _STD_ATTRS = set(vars(logging.LogRecord("x", 0, "x", 0, "x", None, None))) | {"message", "asctime"}
@@ -82,16 +83,22 @@ def connection_info(cfg: config_mod.OperatorConfig) -> kopf.ConnectionInfo:
     if info is None:
         raise SystemExit("no credentials: not in a cluster and no kubeconfig")
     base = os.path.dirname(os.path.abspath(cfg.kubeconfig)) if cfg.kubeconfig else os.getcwd()
-    fixes = {}
-    for field in ("ca_path", "certificate_path", "private_key_path"):
-        value = getattr(info, field)
-        if value and not os.path.isabs(os.fspath(value)):
-            fixes[field] = os.path.join(base, os.fspath(value))
-    if fixes:
-        import dataclasses
+    return dataclasses.replace(
+        info,
+        ca_path=_anchored(info.ca_path, base),
+        certificate_path=_anchored(info.certificate_path, base),
+        private_key_path=_anchored(info.private_key_path, base),
+    )
 
-        info = dataclasses.replace(info, **fixes)
-    return info
+
+_KubePath = str | bytes | os.PathLike[str] | os.PathLike[bytes] | None
+
+
+def _anchored(path: _KubePath, base: str) -> _KubePath:
+    """A relative path from a kubeconfig, made absolute against the kubeconfig's folder."""
+    if path and not os.path.isabs(os.fspath(path)):
+        return os.path.join(base, os.fsdecode(path))
+    return path
 
 
 _CFG: config_mod.OperatorConfig | None = None
