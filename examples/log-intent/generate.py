@@ -154,7 +154,10 @@ TEMPLATES: list[Template] = [
         "junos",
         "train",
         "mib2d",
-        "SNMP_TRAP_LINK_[[DOWN|UP]]: ifIndex {ifindex}, ifAdminStatus up(1), ifOperStatus [[down(2)|up(1)]], ifName {jn_if}",
+        (
+            "SNMP_TRAP_LINK_[[DOWN|UP]]: ifIndex {ifindex}, ifAdminStatus up(1), ifOperStatus [[down(2)|up(1)]], "
+            "ifName {jn_if}"
+        ),
     ),
     *_t(
         "link-state",
@@ -175,7 +178,10 @@ TEMPLATES: list[Template] = [
         "junos",
         "eval",
         "dcd",
-        "DCD_LINK_STATUS: interface {jn_phys} carrier [[lost|detected]] ([[loss of signal|remote fault|autonegotiation complete]])",
+        (
+            "DCD_LINK_STATUS: interface {jn_phys} carrier [[lost|detected]] "
+            "([[loss of signal|remote fault|autonegotiation complete]])"
+        ),
     ),
     *_t("link-state", "eos", "train", "Ebra", "%LINK-3-UPDOWN: Interface {eos_if}, changed state to [[down|up]]"),
     *_t(
@@ -198,8 +204,14 @@ TEMPLATES: list[Template] = [
         "linux",
         "train",
         "kernel",
-        "{nic_drv} {pci} {lnx_if}: NIC Link is [[Down|Up 1000 Mbps Full Duplex, Flow Control: None|Up 10 Gbps Full Duplex, Flow Control: RX/TX]]",
-        "{bond}: link status definitely [[down for interface {lnx_if}, disabling it|up for interface {lnx_if}, 10000 Mbps full duplex]]",
+        (
+            "{nic_drv} {pci} {lnx_if}: NIC Link is "
+            "[[Down|Up 1000 Mbps Full Duplex, Flow Control: None|Up 10 Gbps Full Duplex, Flow Control: RX/TX]]"
+        ),
+        (
+            "{bond}: link status definitely "
+            "[[down for interface {lnx_if}, disabling it|up for interface {lnx_if}, 10000 Mbps full duplex]]"
+        ),
     ),
     *_t("link-state", "linux", "train", "systemd-networkd", "{lnx_if}: [[Lost|Gained]] carrier"),
     *_t(
@@ -215,7 +227,11 @@ TEMPLATES: list[Template] = [
         "linux",
         "eval",
         "NetworkManager",
-        "<info>  [{epoch}] device ({lnx_if}): state change: [[activated -> unavailable|unavailable -> disconnected]] (reason 'carrier-changed', sys-iface-state: 'managed')",
+        (
+            "<info>  [{epoch}] device ({lnx_if}): state change: "
+            "[[activated -> unavailable|unavailable -> disconnected]] (reason 'carrier-changed', sys-iface-state: "
+            "'managed')"
+        ),
     ),
     # ------------------------------------------------------------------ dhcp
     *_t(
@@ -232,7 +248,10 @@ TEMPLATES: list[Template] = [
         "ios",
         "eval",
         None,
-        "%DHCP_SNOOPING-5-DHCP_SNOOPING_UNTRUSTED_PORT: DHCP_SNOOPING drop message on untrusted port, message type: [[DHCPOFFER|DHCPACK]], MAC sa: {mac_dot}",
+        (
+            "%DHCP_SNOOPING-5-DHCP_SNOOPING_UNTRUSTED_PORT: DHCP_SNOOPING drop message on untrusted port, message "
+            "type: [[DHCPOFFER|DHCPACK]], MAC sa: {mac_dot}"
+        ),
         "%DHCPD-3-NO_FREE_ADDR: pool {pool} has no free addresses left for client {mac_dot}",
     ),
     *_t(
@@ -248,8 +267,14 @@ TEMPLATES: list[Template] = [
         "nxos",
         "eval",
         None,
-        "%DHCP_SNOOP-5-BINDING_[[ADDED|REMOVED]]: Binding [[added|removed]] for client {mac_dot} address {ip} lease {lease}s on Vlan{vlan} {nx_if}",
-        "%DHCP_SMART_RELAY-4-GIADDR_MISSING: no secondary giaddr on Vlan{vlan}, falling back to primary {ip} for offers",
+        (
+            "%DHCP_SNOOP-5-BINDING_[[ADDED|REMOVED]]: Binding [[added|removed]] for client {mac_dot} address {ip} "
+            "lease {lease}s on Vlan{vlan} {nx_if}"
+        ),
+        (
+            "%DHCP_SMART_RELAY-4-GIADDR_MISSING: no secondary giaddr on Vlan{vlan}, falling back to primary {ip} for "
+            "offers"
+        ),
     ),
     *_t(
         "dhcp",
@@ -286,7 +311,10 @@ TEMPLATES: list[Template] = [
         "eos",
         "eval",
         "DhcpSnooping",
-        "%DHCP_SNOOPING-4-INVALID_PKT: [[DHCPOFFER|DHCPACK]] received on untrusted interface {eos_if} in VLAN {vlan} dropped",
+        (
+            "%DHCP_SNOOPING-4-INVALID_PKT: [[DHCPOFFER|DHCPACK]] received on untrusted interface {eos_if} in VLAN "
+            "{vlan} dropped"
+        ),
     ),
     *_t(
         "dhcp",
@@ -326,8 +354,14 @@ TEMPLATES: list[Template] = [
         "ios",
         "train",
         None,
-        "%SEC_LOGIN-4-LOGIN_FAILED: Login failed [user: {user}] [Source: {ip}] [localport: [[22|23]]] [Reason: Login Authentication Failed] at {hms} UTC {dow} {mon} {day} {year}",
-        "%SEC_LOGIN-5-LOGIN_SUCCESS: Login Success [user: {user}] [Source: {ip}] [localport: 22] at {hms} UTC {dow} {mon} {day} {year}",
+        (
+            "%SEC_LOGIN-4-LOGIN_FAILED: Login failed [user: {user}] [Source: {ip}] [localport: [[22|23]]] [Reason: "
+            "Login Authentication Failed] at {hms} UTC {dow} {mon} {day} {year}"
+        ),
+        (
+            "%SEC_LOGIN-5-LOGIN_SUCCESS: Login Success [user: {user}] [Source: {ip}] [localport: 22] at {hms} UTC "
+            "{dow} {mon} {day} {year}"
+        ),
         "%RADIUS-4-RADIUS_DEAD: RADIUS server {ip}:1812,1813 is not responding.",
     ),
     *_t(
@@ -335,7 +369,11 @@ TEMPLATES: list[Template] = [
         "ios",
         "eval",
         None,
-        "%SSH-5-SSH2_USERAUTH: User '{user}' authentication for SSH2 Session from {ip} (tty = {small}) using crypto cipher '[[aes256-ctr|aes128-gcm@openssh.com]]', hmac '[[hmac-sha2-256|hmac-sha1]]' [[Failed|Succeeded]]",
+        (
+            "%SSH-5-SSH2_USERAUTH: User '{user}' authentication for SSH2 Session from {ip} (tty = {small}) using "
+            "crypto cipher '[[aes256-ctr|aes128-gcm@openssh.com]]', hmac '[[hmac-sha2-256|hmac-sha1]]' "
+            "[[Failed|Succeeded]]"
+        ),
         "%TACACS-3-TIMEOUT: TACACS+ server {ip} timed out while authenticating user {user}",
     ),
     *_t(
@@ -344,14 +382,20 @@ TEMPLATES: list[Template] = [
         "train",
         None,
         "%AUTHPRIV-3-SYSTEM_MSG: pam_aaa:Authentication failed for user {user} from {ip} - sshd[{pid}]",
-        "%AUTHPRIV-6-SYSTEM_MSG: pam_unix(dcos_sshd:session): session opened for user {user} by (uid=0) - dcos_sshd[{pid}]",
+        (
+            "%AUTHPRIV-6-SYSTEM_MSG: pam_unix(dcos_sshd:session): session opened for user {user} by (uid=0) - "
+            "dcos_sshd[{pid}]"
+        ),
     ),
     *_t(
         "auth",
         "nxos",
         "eval",
         None,
-        "%DAEMON-3-SYSTEM_MSG: error: maximum authentication attempts exceeded for invalid user {user} from {ip} port {port} ssh2 [preauth] - dcos_sshd[{pid}]",
+        (
+            "%DAEMON-3-SYSTEM_MSG: error: maximum authentication attempts exceeded for invalid user {user} from {ip} "
+            "port {port} ssh2 [preauth] - dcos_sshd[{pid}]"
+        ),
         "%TACACS-3-TACACS_ERROR_MESSAGE: All servers failed to respond",
     ),
     *_t("auth", "junos", "train", "sshd", "SSHD_LOGIN_FAILED: Login failed for user '{user}' from host '{ip}'"),
@@ -360,14 +404,20 @@ TEMPLATES: list[Template] = [
         "junos",
         "train",
         "mgd",
-        "UI_LOGIN_EVENT: User '{user}' login, class '[[j-super-user|j-operator|j-read-only]]' [{pid}], ssh-connection '{ip} {port} {ip2} 22', client-mode 'cli'",
+        (
+            "UI_LOGIN_EVENT: User '{user}' login, class '[[j-super-user|j-operator|j-read-only]]' [{pid}], "
+            "ssh-connection '{ip} {port} {ip2} 22', client-mode 'cli'"
+        ),
     ),
     *_t(
         "auth",
         "junos",
         "eval",
         "login",
-        "LOGIN_ATTEMPTS_THRESHOLD: Threshold for unsuccessful authentication attempts ({small}) reached by user '{user}'",
+        (
+            "LOGIN_ATTEMPTS_THRESHOLD: Threshold for unsuccessful authentication attempts ({small}) reached by user "
+            "'{user}'"
+        ),
     ),
     *_t(
         "auth",
@@ -389,7 +439,10 @@ TEMPLATES: list[Template] = [
         "eos",
         "eval",
         "Aaa",
-        "%AAA-4-NO_AAA_SERVER: no reachable [[TACACS+|RADIUS]] server group, falling back to local authentication for user {user}",
+        (
+            "%AAA-4-NO_AAA_SERVER: no reachable [[TACACS+|RADIUS]] server group, falling back to local authentication "
+            "for user {user}"
+        ),
         "%AAA-6-ENABLE: user {user} entered privileged mode from {ip}",
     ),
     *_t(
@@ -398,7 +451,10 @@ TEMPLATES: list[Template] = [
         "train",
         "sshd",
         "Failed password for [[invalid user |]]{user} from {ip} port {port} ssh2",
-        "Accepted [[publickey|password]] for {user} from {ip} port {port} ssh2[[: RSA SHA256:{fp}|: ED25519 SHA256:{fp}|]]",
+        (
+            "Accepted [[publickey|password]] for {user} from {ip} port {port} "
+            "ssh2[[: RSA SHA256:{fp}|: ED25519 SHA256:{fp}|]]"
+        ),
         "pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost={ip}  user={user}",
     ),
     *_t(
@@ -420,7 +476,10 @@ TEMPLATES: list[Template] = [
         "linux",
         "train",
         "sudo",
-        "pam_unix(sudo:auth): authentication failure; logname={user} uid={uid} euid=0 tty=/dev/pts/{small} ruser={user} rhost=  user={user}",
+        (
+            "pam_unix(sudo:auth): authentication failure; logname={user} uid={uid} euid=0 tty=/dev/pts/{small} "
+            "ruser={user} rhost=  user={user}"
+        ),
     ),
     *_t(
         "auth",
@@ -435,7 +494,10 @@ TEMPLATES: list[Template] = [
         "linux",
         "eval",
         "sudo",
-        "{user} : [[3 incorrect password attempts|user NOT in sudoers]] ; TTY=pts/{small} ; PWD=/home/{user} ; USER=root ; COMMAND=/usr/bin/[[systemctl|vtysh|ip]]",
+        (
+            "{user} : [[3 incorrect password attempts|user NOT in sudoers]] ; TTY=pts/{small} ; PWD=/home/{user} ; "
+            "USER=root ; COMMAND=/usr/bin/[[systemctl|vtysh|ip]]"
+        ),
     ),
     *_t("auth", "linux", "eval", "login", "FAILED LOGIN 1 FROM tty{small} FOR {user}, Authentication failure"),
     # ------------------------------------------------------------------ routing
@@ -444,8 +506,14 @@ TEMPLATES: list[Template] = [
         "ios",
         "train",
         None,
-        "%BGP-5-ADJCHANGE: neighbor {ip} [[Up|Down BGP Notification sent|Down Peer closed the session|Down Interface flap]]",
-        "%OSPF-5-ADJCHG: Process {small}, Nbr {ip} on {ios_if} from [[LOADING to FULL, Loading Done|FULL to DOWN, Neighbor Down: Dead timer expired|EXSTART to EXCHANGE, Negotiation Done]]",
+        (
+            "%BGP-5-ADJCHANGE: neighbor {ip} "
+            "[[Up|Down BGP Notification sent|Down Peer closed the session|Down Interface flap]]"
+        ),
+        (
+            "%OSPF-5-ADJCHG: Process {small}, Nbr {ip} on {ios_if} from [[LOADING to FULL, Loading Done|FULL to DOWN, "
+            "Neighbor Down: Dead timer expired|EXSTART to EXCHANGE, Negotiation Done]]"
+        ),
         "%BGP-3-NOTIFICATION: [[sent to|received from]] neighbor {ip} 4/0 (hold time expired) 0 bytes",
     ),
     *_t(
@@ -460,7 +528,10 @@ TEMPLATES: list[Template] = [
         "ios",
         "eval",
         None,
-        "%DUAL-5-NBRCHANGE: EIGRP-IPv4 {small}: Neighbor {ip} ({ios_if}) is [[up: new adjacency|down: holding time expired|down: Interface PEER-TERMINATION received]]",
+        (
+            "%DUAL-5-NBRCHANGE: EIGRP-IPv4 {small}: Neighbor {ip} ({ios_if}) is "
+            "[[up: new adjacency|down: holding time expired|down: Interface PEER-TERMINATION received]]"
+        ),
         "%BGP-4-MAXPFX: No. of prefix received from {ip} (afi 0) reaches {count}, max {count2}",
         "%CLNS-5-ADJCHANGE: ISIS: Adjacency to {host} ({ios_if}) [[Up, new adjacency|Down, hold time expired]]",
     ),
@@ -469,8 +540,14 @@ TEMPLATES: list[Template] = [
         "nxos",
         "train",
         None,
-        "%BGP-5-ADJCHANGE:  bgp-{asn} [{pid}] (default) neighbor {ip} [[Up|Down - holdtimer expired error|Down - sent: cease]]",
-        "%OSPF-5-NBRSTATE: ospf-{small} [{pid}] Process {small} Nbr {ip} on {nx_if} from [[LOADING to FULL|FULL to DOWN]]",
+        (
+            "%BGP-5-ADJCHANGE:  bgp-{asn} [{pid}] (default) neighbor {ip} "
+            "[[Up|Down - holdtimer expired error|Down - sent: cease]]"
+        ),
+        (
+            "%OSPF-5-NBRSTATE: ospf-{small} [{pid}] Process {small} Nbr {ip} on {nx_if} from "
+            "[[LOADING to FULL|FULL to DOWN]]"
+        ),
     ),
     *_t(
         "routing",
@@ -478,45 +555,70 @@ TEMPLATES: list[Template] = [
         "eval",
         None,
         "%OSPF-5-ADJCHANGE: ospf-{small} [{pid}] Nbr {ip} on Vlan{vlan} went [[DOWN|FULL]]",
-        "%ISIS-5-ADJCHANGE: isis-{small} [{pid}] LAN adj L2 {host} over {nx_if} - [[UP|DOWN (Hold timer expired)]] T -1 on MT-0",
+        (
+            "%ISIS-5-ADJCHANGE: isis-{small} [{pid}] LAN adj L2 {host} over {nx_if} - [[UP|DOWN (Hold timer expired)]] "
+            "T -1 on MT-0"
+        ),
     ),
     *_t(
         "routing",
         "junos",
         "train",
         "rpd",
-        "RPD_BGP_NEIGHBOR_STATE_CHANGED: BGP peer {ip} (External AS {asn}) changed state from [[OpenConfirm to Established (event RecvKeepAlive)|Established to Idle (event RecvNotify)|Established to Idle (event HoldTime)]]",
-        "RPD_OSPF_NBRDOWN: OSPF neighbor {ip} (realm ospf-v2 {jn_if} area 0.0.0.{small}) state changed from Full to Down due to [[InActiveTimer|KillNbr]]",
+        (
+            "RPD_BGP_NEIGHBOR_STATE_CHANGED: BGP peer {ip} (External AS {asn}) changed state from [[OpenConfirm to "
+            "Established (event RecvKeepAlive)|Established to Idle (event RecvNotify)|Established to Idle (event "
+            "HoldTime)]]"
+        ),
+        (
+            "RPD_OSPF_NBRDOWN: OSPF neighbor {ip} (realm ospf-v2 {jn_if} area 0.0.0.{small}) state changed from Full "
+            "to Down due to [[InActiveTimer|KillNbr]]"
+        ),
     ),
     *_t(
         "routing",
         "junos",
         "eval",
         "rpd",
-        "RPD_ISIS_ADJDOWN: IS-IS lost L2 adjacency to {host} on {jn_if}, reason: [[Aged Out|3-Way Handshake Failed|BFD Session Down]]",
+        (
+            "RPD_ISIS_ADJDOWN: IS-IS lost L2 adjacency to {host} on {jn_if}, reason: "
+            "[[Aged Out|3-Way Handshake Failed|BFD Session Down]]"
+        ),
         "RPD_LDP_NBRDOWN: LDP neighbor {ip} ({jn_if}) is down",
-        "bgp_hold_timeout: NOTIFICATION sent to {ip} (External AS {asn}): code 4 (Hold Timer Expired Error), Reason: holdtime expired for {ip}",
+        (
+            "bgp_hold_timeout: NOTIFICATION sent to {ip} (External AS {asn}): code 4 (Hold Timer Expired Error), "
+            "Reason: holdtime expired for {ip}"
+        ),
     ),
     *_t(
         "routing",
         "eos",
         "train",
         "Bgp",
-        "%BGP-5-ADJCHANGE: peer {ip} (VRF [[default|MGMT|prod]] AS {asn}) old state [[OpenConfirm event RecvKeepAlive new state Established|Established event HoldTimerExpired new state Idle]]",
+        (
+            "%BGP-5-ADJCHANGE: peer {ip} (VRF [[default|MGMT|prod]] AS {asn}) old state [[OpenConfirm event "
+            "RecvKeepAlive new state Established|Established event HoldTimerExpired new state Idle]]"
+        ),
     ),
     *_t(
         "routing",
         "eos",
         "train",
         "Ospf",
-        "%OSPF-4-OSPF_ADJACENCY_TEARDOWN: NGB {ip}, interface {ip2} adjacency dropped: [[nbr did not list our router ID|inactivity timer expired|interface went down]], state was: FULL",
+        (
+            "%OSPF-4-OSPF_ADJACENCY_TEARDOWN: NGB {ip}, interface {ip2} adjacency dropped: "
+            "[[nbr did not list our router ID|inactivity timer expired|interface went down]], state was: FULL"
+        ),
     ),
     *_t(
         "routing",
         "eos",
         "eval",
         "Bgp",
-        "%BGP-4-PEER_MAXPFX: peer {ip} (VRF default AS {asn}) received {count} prefixes, over the maximum-routes limit {count2}",
+        (
+            "%BGP-4-PEER_MAXPFX: peer {ip} (VRF default AS {asn}) received {count} prefixes, over the maximum-routes "
+            "limit {count2}"
+        ),
     ),
     *_t(
         "routing",
@@ -531,28 +633,40 @@ TEMPLATES: list[Template] = [
         "train",
         "bird",
         "{bird_bgp}: State changed to [[up|down|start]]",
-        "{bird_ospf}: Neighbor {ip} on {lnx_if} changed state from [[Loading to Full|Full to Down|ExStart to Exchange]]",
+        (
+            "{bird_ospf}: Neighbor {ip} on {lnx_if} changed state from "
+            "[[Loading to Full|Full to Down|ExStart to Exchange]]"
+        ),
     ),
     *_t(
         "routing",
         "linux",
         "train",
         "bgpd",
-        "%ADJCHANGE: neighbor {ip}(Unknown) in vrf default [[Up|Down Peer closed the session|Down BGP Notification send]]",
+        (
+            "%ADJCHANGE: neighbor {ip}(Unknown) in vrf default "
+            "[[Up|Down Peer closed the session|Down BGP Notification send]]"
+        ),
     ),
     *_t(
         "routing",
         "linux",
         "train",
         "isisd",
-        "[ISIS] area {small}: neighbor {host} via {lnx_if} [[lost: no hellos received|established: three-way handshake complete]]",
+        (
+            "[ISIS] area {small}: neighbor {host} via {lnx_if} "
+            "[[lost: no hellos received|established: three-way handshake complete]]"
+        ),
     ),
     *_t(
         "routing",
         "linux",
         "eval",
         "ospfd",
-        "AdjChg: Nbr {ip}(default) on {lnx_if}:{ip2}: [[Full -> Deleted (InactivityTimer)|Loading -> Full (LoadingDone)]]",
+        (
+            "AdjChg: Nbr {ip}(default) on {lnx_if}:{ip2}: "
+            "[[Full -> Deleted (InactivityTimer)|Loading -> Full (LoadingDone)]]"
+        ),
     ),
     *_t(
         "routing",
@@ -567,10 +681,22 @@ TEMPLATES: list[Template] = [
         "ios",
         "train",
         None,
-        "%SYS-3-CPUHOG: Task is running for ({count})msecs, more than (2000)msecs ({small}/{small}),process = [[IP Input|ARP Input|BGP Router|SNMP ENGINE]].",
-        "%SYS-2-MALLOCFAIL: Memory allocation of {count} bytes failed from {hex}, alignment 0 Pool: Processor  Free: {count2}  Cause: Not enough free memory",
-        "%SW_MATM-4-MACFLAP_NOTIF: Host {mac_dot} in vlan {vlan} is flapping between port {ios_if_short} and port {ios_if_short2}",
-        "%STORM_CONTROL-3-FILTERED: A packet storm was detected on {ios_if_short}. A packet filter action has been applied on the interface.",
+        (
+            "%SYS-3-CPUHOG: Task is running for ({count})msecs, more than (2000)msecs ({small}/{small}),process = "
+            "[[IP Input|ARP Input|BGP Router|SNMP ENGINE]]."
+        ),
+        (
+            "%SYS-2-MALLOCFAIL: Memory allocation of {count} bytes failed from {hex}, alignment 0 Pool: Processor  "
+            "Free: {count2}  Cause: Not enough free memory"
+        ),
+        (
+            "%SW_MATM-4-MACFLAP_NOTIF: Host {mac_dot} in vlan {vlan} is flapping between port {ios_if_short} and port "
+            "{ios_if_short2}"
+        ),
+        (
+            "%STORM_CONTROL-3-FILTERED: A packet storm was detected on {ios_if_short}. A packet filter action has been "
+            "applied on the interface."
+        ),
     ),
     *_t(
         "anomaly",
@@ -585,7 +711,10 @@ TEMPLATES: list[Template] = [
         "nxos",
         "train",
         None,
-        '%SYSMGR-2-SERVICE_CRASHED: Service "[[bgp|ospf|snmpd|aclmgr]]" (PID {pid}) hasn\'t caught signal 11 (core will be saved).',
+        (
+            '%SYSMGR-2-SERVICE_CRASHED: Service "[[bgp|ospf|snmpd|aclmgr]]" (PID {pid}) hasn\'t caught signal 11 (core '
+            "will be saved)."
+        ),
         "%PLATFORM-2-FAN_REMOVED: Fan module {small} ({serial}) removed",
     ),
     *_t(
@@ -593,15 +722,26 @@ TEMPLATES: list[Template] = [
         "nxos",
         "train",
         None,
-        "%COPP-2-COPP_DROPS1: CoPP drops exceed threshold in class: [[copp-system-p-class-critical|copp-system-p-class-normal|class-default]], check show policy-map interface control-plane",
+        (
+            "%COPP-2-COPP_DROPS1: CoPP drops exceed threshold in class: "
+            "[[copp-system-p-class-critical|copp-system-p-class-normal|class-default]], check show policy-map "
+            "interface control-plane"
+        ),
     ),
     *_t(
         "anomaly",
         "nxos",
         "eval",
         None,
-        "%L2FM-2-L2FM_MAC_FLAP_DISABLE_LEARN_N3K: Loops detected in the network for mac {mac_dot} among ports {nx_if} and {nx_if2} vlan {vlan} - Disabling dynamic learning notifications for a period between 120 and 240 seconds on vlan {vlan}",
-        "%KERN-2-SYSTEM_MSG: [{uptime}] Out of memory: Kill process {pid} ([[netstack|l2fm|bgp]]) score {small} or sacrifice child - kernel",
+        (
+            "%L2FM-2-L2FM_MAC_FLAP_DISABLE_LEARN_N3K: Loops detected in the network for mac {mac_dot} among ports "
+            "{nx_if} and {nx_if2} vlan {vlan} - Disabling dynamic learning notifications for a period between 120 and "
+            "240 seconds on vlan {vlan}"
+        ),
+        (
+            "%KERN-2-SYSTEM_MSG: [{uptime}] Out of memory: Kill process {pid} ([[netstack|l2fm|bgp]]) score {small} or "
+            "sacrifice child - kernel"
+        ),
         "%PLATFORM-2-PS_FAIL: Power supply {small} failed or shut down (Serial number {serial})",
     ),
     *_t(
@@ -616,7 +756,10 @@ TEMPLATES: list[Template] = [
         "junos",
         "train",
         "kernel",
-        "%KERN-3: RT_PFE: NH IPC op {small} (ADD NEXTHOP) failed, err 6 (No Memory) peer_class 0, peer_index 0 peer_type 10",
+        (
+            "%KERN-3: RT_PFE: NH IPC op {small} (ADD NEXTHOP) failed, err 6 (No Memory) peer_class 0, peer_index 0 "
+            "peer_type 10"
+        ),
     ),
     *_t(
         "anomaly", "junos", "eval", "chassisd", "CHASSISD_FAN_FAILED: [[Fan Tray|Fan]] {small} [[failed|not spinning]]"
@@ -633,7 +776,11 @@ TEMPLATES: list[Template] = [
         "junos",
         "eval",
         "jddosd",
-        "DDOS_PROTOCOL_VIOLATION_SET: Warning: Host-bound traffic for protocol/exception [[ARP:aggregate|ICMP:aggregate|BGP:aggregate]] exceeded its allowed bandwidth at fpc {small} for {count} times",
+        (
+            "DDOS_PROTOCOL_VIOLATION_SET: Warning: Host-bound traffic for protocol/exception "
+            "[[ARP:aggregate|ICMP:aggregate|BGP:aggregate]] exceeded its allowed bandwidth at fpc {small} for {count} "
+            "times"
+        ),
     ),
     *_t("anomaly", "eos", "train", "PowerManager", "%ENVMON-4-POWER_SUPPLY_FAILED: Power supply {small} has failed"),
     *_t(
@@ -648,14 +795,20 @@ TEMPLATES: list[Template] = [
         "eos",
         "eval",
         "Sand",
-        "%HARDWARE-3-PARITY_ERROR: Uncorrectable parity error detected in [[Jericho0|FE1600]] [[ingress buffer|TCAM bank 3]]",
+        (
+            "%HARDWARE-3-PARITY_ERROR: Uncorrectable parity error detected in [[Jericho0|FE1600]] "
+            "[[ingress buffer|TCAM bank 3]]"
+        ),
     ),
     *_t(
         "anomaly",
         "eos",
         "eval",
         "StormControl",
-        "%STORMCONTROL-4-DISCARDING: Interface {eos_if} [[broadcast|multicast]] traffic exceeded {pct}% threshold, discarding",
+        (
+            "%STORMCONTROL-4-DISCARDING: Interface {eos_if} [[broadcast|multicast]] traffic exceeded {pct}% threshold, "
+            "discarding"
+        ),
     ),
     *_t(
         "anomaly",
@@ -680,7 +833,10 @@ TEMPLATES: list[Template] = [
         "linux",
         "eval",
         "kernel",
-        "Out of memory: Killed process {pid} ({proc}) total-vm:{count}kB, anon-rss:{count2}kB, file-rss:0kB, shmem-rss:0kB",
+        (
+            "Out of memory: Killed process {pid} ({proc}) total-vm:{count}kB, anon-rss:{count2}kB, file-rss:0kB, "
+            "shmem-rss:0kB"
+        ),
         "mce: [Hardware Error]: Machine check events logged",
         "neighbour: arp_cache: neighbor table overflow!",
         "{nic_drv} {pci} {lnx_if}: Detected Hardware Unit Hang",
@@ -763,7 +919,10 @@ TEMPLATES: list[Template] = [
         "junos",
         "train",
         "sshd",
-        "SSHD_LOGIN_LIMIT_EXCEEDED: Limit of {small} failed login attempts reached for user '{user}' from {ip}, closing connection",
+        (
+            "SSHD_LOGIN_LIMIT_EXCEEDED: Limit of {small} failed login attempts reached for user '{user}' from {ip}, "
+            "closing connection"
+        ),
         "tac_authen: TACACS+ server {ip} unreachable, cannot authenticate '{user}'",
     ),
     *_t(
@@ -785,14 +944,20 @@ TEMPLATES: list[Template] = [
         "nxos",
         "train",
         None,
-        "%EIGRP-5-NBRCHANGE_DUAL: eigrp-{small} [{pid}] (default-base) IP-EIGRP(0) {small}: peer {ip} via {nx_if} [[restarted|removed: hold timer expired]]",
+        (
+            "%EIGRP-5-NBRCHANGE_DUAL: eigrp-{small} [{pid}] (default-base) IP-EIGRP(0) {small}: peer {ip} via {nx_if} "
+            "[[restarted|removed: hold timer expired]]"
+        ),
     ),
     *_t(
         "routing",
         "eos",
         "train",
         "Isis",
-        "%ISIS-4-ADJACENCY_LOST: IS-IS instance {small} dropped its level-1 neighbor {host} on {eos_if} (hello timeout)",
+        (
+            "%ISIS-4-ADJACENCY_LOST: IS-IS instance {small} dropped its level-1 neighbor {host} on {eos_if} (hello "
+            "timeout)"
+        ),
     ),
     *_t(
         "routing",
@@ -806,8 +971,14 @@ TEMPLATES: list[Template] = [
         "nxos",
         "train",
         None,
-        "%ETH_PORT_SEC-3-STORM_DETECTED: [[Broadcast|Multicast|Unknown unicast]] storm on {nx_if}, rate above {pct}% of bandwidth, packets dropped",
-        "%ARP-3-DUP_VADDR_SRC_IP: arp [{pid}] Source address of packet received from {mac_dot} on Vlan{vlan}({nx_if}) is duplicate of local virtual ip, {ip}",
+        (
+            "%ETH_PORT_SEC-3-STORM_DETECTED: [[Broadcast|Multicast|Unknown unicast]] storm on {nx_if}, rate above "
+            "{pct}% of bandwidth, packets dropped"
+        ),
+        (
+            "%ARP-3-DUP_VADDR_SRC_IP: arp [{pid}] Source address of packet received from {mac_dot} on "
+            "Vlan{vlan}({nx_if}) is duplicate of local virtual ip, {ip}"
+        ),
     ),
     *_t(
         "anomaly",
@@ -821,7 +992,10 @@ TEMPLATES: list[Template] = [
         "junos",
         "train",
         "l2ald",
-        "L2ALD_MAC_MOVE_EXCEEDED: MAC {mac} moved between {jn_if} and another interface more than {small}0 times, learning disabled",
+        (
+            "L2ALD_MAC_MOVE_EXCEEDED: MAC {mac} moved between {jn_if} and another interface more than {small}0 times, "
+            "learning disabled"
+        ),
     ),
     # ------------------------------------------------- more vendors and daemons (training only)
     # Nine more vendors' syntaxes and more Linux daemons, so that the kind of event is learnt apart
@@ -841,7 +1015,10 @@ TEMPLATES: list[Template] = [
         "iosxr",
         "train",
         "BM-DISTRIB",
-        "%L2-BM-6-ACTIVE : {xr_if} is [[no longer Active as part of Bundle-Ether{small} (Link is down)|Active as part of Bundle-Ether{small}]]",
+        (
+            "%L2-BM-6-ACTIVE : {xr_if} is "
+            "[[no longer Active as part of Bundle-Ether{small} (Link is down)|Active as part of Bundle-Ether{small}]]"
+        ),
     ),
     *_t(
         "dhcp",
@@ -856,14 +1033,20 @@ TEMPLATES: list[Template] = [
         "iosxr",
         "train",
         "locald_DLRSC",
-        "%SECURITY-LOGIN-4-AUTHEN_FAILED : Failed authentication attempt by user '{user}' from '{ip}' on '[[vty0|vty1|con0_RP0_CPU0]]'",
+        (
+            "%SECURITY-LOGIN-4-AUTHEN_FAILED : Failed authentication attempt by user '{user}' from '{ip}' on "
+            "'[[vty0|vty1|con0_RP0_CPU0]]'"
+        ),
     ),
     *_t(
         "auth",
         "iosxr",
         "train",
         "SSHD_",
-        "%SECURITY-SSHD-6-INFO_SUCCESS : Successfully authenticated user '{user}' from '{ip}' on 'vty{small}'(cipher 'aes128-ctr', mac 'hmac-sha2-256')",
+        (
+            "%SECURITY-SSHD-6-INFO_SUCCESS : Successfully authenticated user '{user}' from '{ip}' on "
+            "'vty{small}'(cipher 'aes128-ctr', mac 'hmac-sha2-256')"
+        ),
         "%SECURITY-TACACSD-4-SERVER_DOWN : TACACS+ server {ip}/49 vrf default is DOWN",
     ),
     *_t(
@@ -871,14 +1054,22 @@ TEMPLATES: list[Template] = [
         "iosxr",
         "train",
         "bgp",
-        "%ROUTING-BGP-5-ADJCHANGE : neighbor {ip} [[Up|Down - BGP Notification sent, hold time expired|Down - Peer closing down the session]] (VRF: default) (AS: {asn})",
+        (
+            "%ROUTING-BGP-5-ADJCHANGE : neighbor {ip} "
+            "[[Up|Down - BGP Notification sent, hold time expired|Down - Peer closing down the session]] (VRF: "
+            "default) (AS: {asn})"
+        ),
     ),
     *_t(
         "routing",
         "iosxr",
         "train",
         "ospf",
-        "%ROUTING-OSPF-5-ADJCHG : Process {small}, Nbr {ip} on {xr_if} in area 0 from [[FULL to DOWN, Neighbor Down: dead timer expired|LOADING to FULL, Loading Done]], vrf default vrfid 0x60000000",
+        (
+            "%ROUTING-OSPF-5-ADJCHG : Process {small}, Nbr {ip} on {xr_if} in area 0 from "
+            "[[FULL to DOWN, Neighbor Down: dead timer expired|LOADING to FULL, Loading Done]], vrf default vrfid "
+            "0x60000000"
+        ),
     ),
     *_t(
         "routing",
@@ -906,7 +1097,10 @@ TEMPLATES: list[Template] = [
         "iosxr",
         "train",
         "wd_disk_mon",
-        "%PLATFORM-WATCHDOG-3-MEMORY_STATE_CHANGE : Memory state changed to [[Severe|Critical]], free memory {count2} KB",
+        (
+            "%PLATFORM-WATCHDOG-3-MEMORY_STATE_CHANGE : Memory state changed to [[Severe|Critical]], free memory "
+            "{count2} KB"
+        ),
     ),
     # Cisco ASA
     *_t(
@@ -933,14 +1127,20 @@ TEMPLATES: list[Template] = [
         None,
         '%ASA-6-605004: Login denied from {ip}/{port} to {asa_if}:{ip2}/[[ssh|https|telnet]] for user "{user}"',
         '%ASA-6-605005: Login permitted from {ip}/{port} to {asa_if}:{ip2}/[[ssh|https]] for user "{user}"',
-        "%ASA-6-113005: AAA user authentication Rejected : reason = [[AAA failure|Invalid password]] : server = {ip} : user = {user}",
+        (
+            "%ASA-6-113005: AAA user authentication Rejected : reason = [[AAA failure|Invalid password]] : server = "
+            "{ip} : user = {user}"
+        ),
     ),
     *_t(
         "routing",
         "asa",
         "train",
         None,
-        "%ASA-5-503001: Process {small}, Nbr {ip} on {asa_if} from [[FULL to DOWN, Neighbor Down: Dead timer expired|LOADING to FULL, Loading Done]]",
+        (
+            "%ASA-5-503001: Process {small}, Nbr {ip} on {asa_if} from "
+            "[[FULL to DOWN, Neighbor Down: Dead timer expired|LOADING to FULL, Loading Done]]"
+        ),
     ),
     *_t(
         "anomaly",
@@ -948,7 +1148,10 @@ TEMPLATES: list[Template] = [
         "train",
         None,
         "%ASA-2-321006: System Memory usage reached {pct}%",
-        "%ASA-4-733100: [ SYN Attack] drop rate-1 exceeded. Current burst rate is {small}00 per second, max configured rate is 100; Cumulative total count is {count}",
+        (
+            "%ASA-4-733100: [ SYN Attack] drop rate-1 exceeded. Current burst rate is {small}00 per second, max "
+            "configured rate is 100; Cumulative total count is {count}"
+        ),
         "%ASA-1-105005: (Primary) Lost Failover communications with mate on interface {asa_if}",
     ),
     # Huawei VRP
@@ -958,25 +1161,47 @@ TEMPLATES: list[Template] = [
         "train",
         None,
         "%%01IFPDT/4/IF_STATE(l)[{seqn}]:Interface {hw_if} has turned into [[UP|DOWN]] state.",
-        "%%01IFNET/4/LINK_STATE(l)[{seqn}]:The line protocol [[IP|IPv6]] on the interface {hw_if} has entered the [[UP|DOWN]] state.",
-        "%%01LACP/4/LACP_STATE_DOWN(l)[{seqn}]:The LACP state is down. (PortName={hw_if}, TrunkName=Eth-Trunk{small}, Reason=The remote LACP port timed out.)",
+        (
+            "%%01IFNET/4/LINK_STATE(l)[{seqn}]:The line protocol [[IP|IPv6]] on the interface {hw_if} has entered the "
+            "[[UP|DOWN]] state."
+        ),
+        (
+            "%%01LACP/4/LACP_STATE_DOWN(l)[{seqn}]:The LACP state is down. (PortName={hw_if}, "
+            "TrunkName=Eth-Trunk{small}, Reason=The remote LACP port timed out.)"
+        ),
     ),
     *_t(
         "dhcp",
         "huawei",
         "train",
         None,
-        "%%01DHCPSNP/4/REPLYTRAP(l)[{seqn}]:The number of the discarded DHCP reply packets on the untrusted interface exceeded the threshold. (IfIndex={ifindex}, Interface={hw_if}, VlanID={vlan}, DiscardedNumber={small}0)",
-        "%%01DHCP/5/REQIPV4(l)[{seqn}]:The DHCP client acquired IP address successfully. (Client InterfaceName=Vlanif{vlan}, ServerId={ip2}, Acquired IpAddress={ip}, Mask={mask}, Gateway={ip3})",
-        "%%01IPPOOL/4/POOL_LEASE_USEDUP(l)[{seqn}]:The IP addresses of the address pool were used up. (PoolName={pool})",
+        (
+            "%%01DHCPSNP/4/REPLYTRAP(l)[{seqn}]:The number of the discarded DHCP reply packets on the untrusted "
+            "interface exceeded the threshold. (IfIndex={ifindex}, Interface={hw_if}, VlanID={vlan}, "
+            "DiscardedNumber={small}0)"
+        ),
+        (
+            "%%01DHCP/5/REQIPV4(l)[{seqn}]:The DHCP client acquired IP address successfully. (Client "
+            "InterfaceName=Vlanif{vlan}, ServerId={ip2}, Acquired IpAddress={ip}, Mask={mask}, Gateway={ip3})"
+        ),
+        (
+            "%%01IPPOOL/4/POOL_LEASE_USEDUP(l)[{seqn}]:The IP addresses of the address pool were used up. "
+            "(PoolName={pool})"
+        ),
     ),
     *_t(
         "auth",
         "huawei",
         "train",
         None,
-        "%%01SSH/4/SSH_FAIL(l)[{seqn}]:Failed to login through SSH. (Ip={ip}, VpnInstanceName=_public_, UserName={user}, Times={small}, FailedReason=[[password incorrect|user not exist]])",
-        '%%01SHELL/5/LOGIN(l)[{seqn}]:The user succeeded in logging in to VTY{small}. (UserType=SSH, UserName={user}, AuthenticationMethod="AAA", Ip={ip})',
+        (
+            "%%01SSH/4/SSH_FAIL(l)[{seqn}]:Failed to login through SSH. (Ip={ip}, VpnInstanceName=_public_, "
+            "UserName={user}, Times={small}, FailedReason=[[password incorrect|user not exist]])"
+        ),
+        (
+            "%%01SHELL/5/LOGIN(l)[{seqn}]:The user succeeded in logging in to VTY{small}. (UserType=SSH, "
+            'UserName={user}, AuthenticationMethod="AAA", Ip={ip})'
+        ),
         "%%01RDS/4/RDAUTHDOWN(l)[{seqn}]:RADIUS authentication server ( IP:{ip} ) is down!",
     ),
     *_t(
@@ -984,18 +1209,39 @@ TEMPLATES: list[Template] = [
         "huawei",
         "train",
         None,
-        "%%01BGP/3/STATE_CHG_UPDOWN(l)[{seqn}]:The status of the peer {ip} changed from [[ESTABLISHED to IDLE|OPENCONFIRM to ESTABLISHED]]. (InstanceName=Public, StateChangeReason=[[Hold Timer Expired|Up|Receive Notification]])",
-        "%%01OSPF/3/NBR_CHG_DOWN(l)[{seqn}]:Neighbor event:neighbor state changed to Down. (ProcessId={small}, NeighborAddress={ip}, NeighborEvent=[[InactivityTimer|KillNbr|1-Way]], NeighborPreviousState=Full, NeighborCurrentState=Down)",
-        "%%01ISIS/4/ADJ_CHANGE_LEVEL(l)[{seqn}]:The neighbor of ISIS was changed. (IsisProcessId={small}, Neighbor={sysid}, InterfaceName={hw_if}, CurrentState=[[down|up]], ChangeType=HOLDTIME_EXPIRED, Level=level-2)",
+        (
+            "%%01BGP/3/STATE_CHG_UPDOWN(l)[{seqn}]:The status of the peer {ip} changed from "
+            "[[ESTABLISHED to IDLE|OPENCONFIRM to ESTABLISHED]]. (InstanceName=Public, "
+            "StateChangeReason=[[Hold Timer Expired|Up|Receive Notification]])"
+        ),
+        (
+            "%%01OSPF/3/NBR_CHG_DOWN(l)[{seqn}]:Neighbor event:neighbor state changed to Down. (ProcessId={small}, "
+            "NeighborAddress={ip}, NeighborEvent=[[InactivityTimer|KillNbr|1-Way]], NeighborPreviousState=Full, "
+            "NeighborCurrentState=Down)"
+        ),
+        (
+            "%%01ISIS/4/ADJ_CHANGE_LEVEL(l)[{seqn}]:The neighbor of ISIS was changed. (IsisProcessId={small}, "
+            "Neighbor={sysid}, InterfaceName={hw_if}, CurrentState=[[down|up]], ChangeType=HOLDTIME_EXPIRED, "
+            "Level=level-2)"
+        ),
     ),
     *_t(
         "anomaly",
         "huawei",
         "train",
         None,
-        "%%01SYSTEM/2/hwCPUUtilizationRisingAlarm_active(l)[{seqn}]:The CPU usage exceeded the pre-alarm threshold. (TrapSeverity=2, CpuUsage={pct}%, CpuUsageThreshold=80%)",
-        "%%01DEVM/1/hwFanFail_active(l)[{seqn}]:The fan partially failed. (EntPhysicalName=FAN {small}, EntityTrapFaultID=137216, Reason=Fan speed is abnormal.)",
-        "%%01L2IFPPI/4/MFLPVLANALARM(l)[{seqn}]:MAC address flapping occurred in VLAN. (VLAN={vlan}, MacAddress={mac_dash}, OriginalPort={hw_if}, FlappingPort={hw_if2})",
+        (
+            "%%01SYSTEM/2/hwCPUUtilizationRisingAlarm_active(l)[{seqn}]:The CPU usage exceeded the pre-alarm "
+            "threshold. (TrapSeverity=2, CpuUsage={pct}%, CpuUsageThreshold=80%)"
+        ),
+        (
+            "%%01DEVM/1/hwFanFail_active(l)[{seqn}]:The fan partially failed. (EntPhysicalName=FAN {small}, "
+            "EntityTrapFaultID=137216, Reason=Fan speed is abnormal.)"
+        ),
+        (
+            "%%01L2IFPPI/4/MFLPVLANALARM(l)[{seqn}]:MAC address flapping occurred in VLAN. (VLAN={vlan}, "
+            "MacAddress={mac_dash}, OriginalPort={hw_if}, FlappingPort={hw_if2})"
+        ),
     ),
     # HPE Comware (H3C)
     *_t(
@@ -1004,22 +1250,35 @@ TEMPLATES: list[Template] = [
         "train",
         None,
         "IFNET/3/PHY_UPDOWN: Physical state on the interface {cw_if} changed to [[down|up]].",
-        "LAGG/6/LAGG_INACTIVE_PARTNER: Member port {cw_if} of aggregation group BAGG{small} changed to the inactive state, because the aggregation configuration of its peer port is incorrect.",
+        (
+            "LAGG/6/LAGG_INACTIVE_PARTNER: Member port {cw_if} of aggregation group BAGG{small} changed to the "
+            "inactive state, because the aggregation configuration of its peer port is incorrect."
+        ),
     ),
     *_t(
         "dhcp",
         "comware",
         "train",
         None,
-        "DHCPS/5/DHCPS_ALLOCATE_IP: DHCP server received a DHCP client's request packet on interface Vlan-interface{vlan}, and allocated an IP address {ip}(lease {lease} seconds) for the DHCP client(MAC {mac_dash}) from {pool} pool.",
-        "DHCPS/4/DHCPS_IP_CONFLICT: A conflict IP {ip} from {pool} pool was detected by DHCP server on interface Vlan-interface{vlan}.",
+        (
+            "DHCPS/5/DHCPS_ALLOCATE_IP: DHCP server received a DHCP client's request packet on interface "
+            "Vlan-interface{vlan}, and allocated an IP address {ip}(lease {lease} seconds) for the DHCP client(MAC "
+            "{mac_dash}) from {pool} pool."
+        ),
+        (
+            "DHCPS/4/DHCPS_IP_CONFLICT: A conflict IP {ip} from {pool} pool was detected by DHCP server on interface "
+            "Vlan-interface{vlan}."
+        ),
     ),
     *_t(
         "auth",
         "comware",
         "train",
         None,
-        "SSHS/6/SSHS_LOG: Authentication failed for {user} from {ip} port {port} because of invalid username or wrong password.",
+        (
+            "SSHS/6/SSHS_LOG: Authentication failed for {user} from {ip} port {port} because of invalid username or "
+            "wrong password."
+        ),
         "LOGIN/5/LOGIN_FAILED: {user} failed to log in from {ip}.",
         "SHELL/5/SHELL_LOGIN: {user} logged in from {ip}.",
     ),
@@ -1028,8 +1287,14 @@ TEMPLATES: list[Template] = [
         "comware",
         "train",
         None,
-        "OSPF/5/OSPF_NBR_CHG: OSPF {small} Neighbor {ip}({cw_if}) changed from [[FULL to DOWN|LOADING to FULL|EXCHANGE to LOADING]].",
-        "BGP/5/BGP_STATE_CHANGED: BGP.: {ip} state has changed from [[ESTABLISHED to IDLE|OPENCONFIRM to ESTABLISHED]].",
+        (
+            "OSPF/5/OSPF_NBR_CHG: OSPF {small} Neighbor {ip}({cw_if}) changed from "
+            "[[FULL to DOWN|LOADING to FULL|EXCHANGE to LOADING]]."
+        ),
+        (
+            "BGP/5/BGP_STATE_CHANGED: BGP.: {ip} state has changed from "
+            "[[ESTABLISHED to IDLE|OPENCONFIRM to ESTABLISHED]]."
+        ),
         "ISIS/5/ISIS_NBR_CHG: IS-IS {small}, Level-2 adjacency {sysid} ({cw_if}), state changed to [[down|up]].",
     ),
     *_t(
@@ -1056,7 +1321,10 @@ TEMPLATES: list[Template] = [
         "procurve",
         "train",
         None,
-        "05127 dhcp-snoop: Attempt to release address {ip} leased to port {pc_port} detected on port {pc_port}, packet dropped",
+        (
+            "05127 dhcp-snoop: Attempt to release address {ip} leased to port {pc_port} detected on port {pc_port}, "
+            "packet dropped"
+        ),
         "00083 dhcp: Vlan{vlan}: Got IP address {ip} from DHCP server {ip2}",
     ),
     *_t(
@@ -1090,41 +1358,79 @@ TEMPLATES: list[Template] = [
         "fortios",
         "train",
         None,
-        'logid="0100020009" type="event" subtype="system" level="warning" vd="root" logdesc="Interface status changed" action="interface-stat-change" msg="Interface {fg_port} status changed to [[DOWN|UP]]"',
-        'logid="0100020052" type="event" subtype="system" level="notice" vd="root" logdesc="Aggregate member status changed" msg="Member {fg_port} of aggregate interface agg{small} is [[down|up]]"',
+        (
+            'logid="0100020009" type="event" subtype="system" level="warning" vd="root" logdesc="Interface status '
+            'changed" action="interface-stat-change" msg="Interface {fg_port} status changed to [[DOWN|UP]]"'
+        ),
+        (
+            'logid="0100020052" type="event" subtype="system" level="notice" vd="root" logdesc="Aggregate member '
+            'status changed" msg="Member {fg_port} of aggregate interface agg{small} is [[down|up]]"'
+        ),
     ),
     *_t(
         "dhcp",
         "fortios",
         "train",
         None,
-        'logid="0100026001" type="event" subtype="system" level="information" vd="root" logdesc="DHCP Ack log" interface="{fg_port}" dhcp_msg="Ack" mac="{mac_upper}" ip={ip} lease={lease} hostname="{client}" msg="DHCP server sends a DHCPACK"',
-        'logid="0100026003" type="event" subtype="system" level="information" vd="root" logdesc="DHCP client lease granted" interface="wan{small}" ip={ip} netmask={mask} gateway={ip2} msg="DHCP client lease granted"',
+        (
+            'logid="0100026001" type="event" subtype="system" level="information" vd="root" logdesc="DHCP Ack log" '
+            'interface="{fg_port}" dhcp_msg="Ack" mac="{mac_upper}" ip={ip} lease={lease} hostname="{client}" '
+            'msg="DHCP server sends a DHCPACK"'
+        ),
+        (
+            'logid="0100026003" type="event" subtype="system" level="information" vd="root" logdesc="DHCP client lease '
+            'granted" interface="wan{small}" ip={ip} netmask={mask} gateway={ip2} msg="DHCP client lease granted"'
+        ),
     ),
     *_t(
         "auth",
         "fortios",
         "train",
         None,
-        'logid="0100032002" type="event" subtype="system" level="alert" vd="root" logdesc="Admin login failed" user="{user}" ui="[[https|ssh]]({ip})" srcip={ip} action="login" status="failed" reason="[[passwd_invalid|name_invalid]]" msg="Administrator {user} login failed from [[https|ssh]]({ip}) because of invalid [[password|user name]]"',
-        'logid="0101039426" type="event" subtype="vpn" level="alert" vd="root" logdesc="SSL VPN login fail" action="ssl-login-fail" tunneltype="ssl-web" remip={ip} user="{user}" reason="sslvpn_login_permission_denied" msg="SSL user failed to logged in"',
+        (
+            'logid="0100032002" type="event" subtype="system" level="alert" vd="root" logdesc="Admin login failed" '
+            'user="{user}" ui="[[https|ssh]]({ip})" srcip={ip} action="login" status="failed" '
+            'reason="[[passwd_invalid|name_invalid]]" msg="Administrator {user} login failed from [[https|ssh]]({ip}) '
+            'because of invalid [[password|user name]]"'
+        ),
+        (
+            'logid="0101039426" type="event" subtype="vpn" level="alert" vd="root" logdesc="SSL VPN login fail" '
+            'action="ssl-login-fail" tunneltype="ssl-web" remip={ip} user="{user}" '
+            'reason="sslvpn_login_permission_denied" msg="SSL user failed to logged in"'
+        ),
     ),
     *_t(
         "routing",
         "fortios",
         "train",
         None,
-        'logid="0103020301" type="event" subtype="router" level="warning" vd="root" logdesc="BGP neighbor status changed" msg="BGP: %BGP-5-ADJCHANGE: VRF 0 neighbor {ip} [[Down Hold Timer Expired|Up|Down User reset]]"',
-        'logid="0103020300" type="event" subtype="router" level="information" vd="root" logdesc="Routing log" msg="OSPF: neighbor {ip} on {fg_port} changed state to [[Down|Full]]"',
+        (
+            'logid="0103020301" type="event" subtype="router" level="warning" vd="root" logdesc="BGP neighbor status '
+            'changed" msg="BGP: %BGP-5-ADJCHANGE: VRF 0 neighbor {ip} [[Down Hold Timer Expired|Up|Down User reset]]"'
+        ),
+        (
+            'logid="0103020300" type="event" subtype="router" level="information" vd="root" logdesc="Routing log" '
+            'msg="OSPF: neighbor {ip} on {fg_port} changed state to [[Down|Full]]"'
+        ),
     ),
     *_t(
         "anomaly",
         "fortios",
         "train",
         None,
-        'logid="0100020100" type="event" subtype="system" level="critical" vd="root" logdesc="Conserve mode" msg="Kernel enters memory conserve mode"',
-        'logid="0720018432" type="anomaly" subtype="anomaly" level="alert" vd="root" srcip={ip} dstip={ip2} service="[[tcp|udp|icmp]]" attack="[[tcp_syn_flood|udp_flood|icmp_flood]]" action="clear_session" msg="anomaly: [[tcp_syn_flood|udp_flood|icmp_flood]], {count} > threshold 2000"',
-        'logid="0100022111" type="event" subtype="system" level="critical" vd="root" logdesc="Power supply failure" msg="Power supply {small} failure"',
+        (
+            'logid="0100020100" type="event" subtype="system" level="critical" vd="root" logdesc="Conserve mode" '
+            'msg="Kernel enters memory conserve mode"'
+        ),
+        (
+            'logid="0720018432" type="anomaly" subtype="anomaly" level="alert" vd="root" srcip={ip} dstip={ip2} '
+            'service="[[tcp|udp|icmp]]" attack="[[tcp_syn_flood|udp_flood|icmp_flood]]" action="clear_session" '
+            'msg="anomaly: [[tcp_syn_flood|udp_flood|icmp_flood]], {count} > threshold 2000"'
+        ),
+        (
+            'logid="0100022111" type="event" subtype="system" level="critical" vd="root" logdesc="Power supply '
+            'failure" msg="Power supply {small} failure"'
+        ),
     ),
     # Palo Alto PAN-OS (SYSTEM log, CSV)
     *_t(
@@ -1132,31 +1438,54 @@ TEMPLATES: list[Template] = [
         "panos",
         "train",
         None,
-        'port,0,{pa_time},,link-change,{pa_if},0,0,general,informational,"Port {pa_if}: [[Down|Up 1Gb/s-full duplex|Up 10Gb/s-full duplex]]"',
+        (
+            'port,0,{pa_time},,link-change,{pa_if},0,0,general,informational,"Port {pa_if}: '
+            '[[Down|Up 1Gb/s-full duplex|Up 10Gb/s-full duplex]]"'
+        ),
     ),
     *_t(
         "dhcp",
         "panos",
         "train",
         None,
-        'dhcp,0,{pa_time},,lease-start,,0,0,general,informational,"DHCP lease started ip {ip} --> mac {mac} - hostname {client}, interface {pa_if}"',
-        'dhcp,0,{pa_time},,lease-end,,0,0,general,informational,"DHCP lease ended ip {ip} --> mac {mac}, interface {pa_if}"',
+        (
+            'dhcp,0,{pa_time},,lease-start,,0,0,general,informational,"DHCP lease started ip {ip} --> mac {mac} - '
+            'hostname {client}, interface {pa_if}"'
+        ),
+        (
+            'dhcp,0,{pa_time},,lease-end,,0,0,general,informational,"DHCP lease ended ip {ip} --> mac {mac}, interface '
+            '{pa_if}"'
+        ),
     ),
     *_t(
         "auth",
         "panos",
         "train",
         None,
-        "auth,0,{pa_time},,auth-fail,,0,0,general,medium,\"failed authentication for user '{user}'. Reason: Invalid username/password. From: {ip}.\"",
-        'globalprotect,0,{pa_time},,globalprotectgateway-auth-fail,,0,0,general,informational,"GlobalProtect gateway user authentication failed. Login from: {ip}, User name: {user}, Reason: Authentication failed: Invalid username or password"',
+        (
+            "auth,0,{pa_time},,auth-fail,,0,0,general,medium,\"failed authentication for user '{user}'. Reason: "
+            'Invalid username/password. From: {ip}."'
+        ),
+        (
+            'globalprotect,0,{pa_time},,globalprotectgateway-auth-fail,,0,0,general,informational,"GlobalProtect '
+            "gateway user authentication failed. Login from: {ip}, User name: {user}, Reason: Authentication failed: "
+            'Invalid username or password"'
+        ),
     ),
     *_t(
         "routing",
         "panos",
         "train",
         None,
-        'routing,0,{pa_time},,routed-bgp-peer-[[left-established|enter-established]],,0,0,general,informational,"BGP peer session [[left established state|established]]: virtual-router default, peer {ip}"',
-        'routing,0,{pa_time},,routed-ospf-neighbor-[[down|full]],,0,0,general,informational,"OSPF adjacency with neighbor {ip} on {pa_if} [[went down|is full]]"',
+        (
+            "routing,0,{pa_time},,routed-bgp-peer-[[left-established|enter-established]],,0,0,"
+            'general,informational,"BGP peer session [[left established state|established]]: '
+            'virtual-router default, peer {ip}"'
+        ),
+        (
+            'routing,0,{pa_time},,routed-ospf-neighbor-[[down|full]],,0,0,general,informational,"OSPF adjacency with '
+            'neighbor {ip} on {pa_if} [[went down|is full]]"'
+        ),
     ),
     *_t(
         "anomaly",
@@ -1164,7 +1493,10 @@ TEMPLATES: list[Template] = [
         "train",
         None,
         'hw,0,{pa_time},,psu-failure,,0,0,general,critical,"Power supply #{small} has failed"',
-        'general,0,{pa_time},,dp-cpu-high,,0,0,general,high,"Dataplane CPU utilization is {pct}%, above the alarm threshold"',
+        (
+            'general,0,{pa_time},,dp-cpu-high,,0,0,general,high,"Dataplane CPU utilization is {pct}%, above the alarm '
+            'threshold"'
+        ),
     ),
     # MikroTik RouterOS (topics, then the message)
     *_t(
@@ -1228,8 +1560,14 @@ TEMPLATES: list[Template] = [
         "windows",
         "train",
         "Microsoft-Windows-Security-Auditing",
-        "4625: An account failed to log on. Account Name: {user} Failure Reason: Unknown user name or bad password. Source Network Address: {ip}",
-        "4624: An account was successfully logged on. Account Name: {user} Logon Type: [[3|10]] Source Network Address: {ip}",
+        (
+            "4625: An account failed to log on. Account Name: {user} Failure Reason: Unknown user name or bad "
+            "password. Source Network Address: {ip}"
+        ),
+        (
+            "4624: An account was successfully logged on. Account Name: {user} Logon Type: [[3|10]] Source Network "
+            "Address: {ip}"
+        ),
         "4740: A user account was locked out. Account Name: {user}",
     ),
     *_t(
@@ -1237,7 +1575,10 @@ TEMPLATES: list[Template] = [
         "windows",
         "train",
         "Microsoft-Windows-Resource-Exhaustion-Detector",
-        "2004: Windows successfully diagnosed a low virtual memory condition. The following programs consumed the most virtual memory: {proc}.exe ({pid}) consumed {count} bytes",
+        (
+            "2004: Windows successfully diagnosed a low virtual memory condition. The following programs consumed the "
+            "most virtual memory: {proc}.exe ({pid}) consumed {count} bytes"
+        ),
     ),
     *_t(
         "anomaly",
@@ -1269,8 +1610,14 @@ TEMPLATES: list[Template] = [
         "linux",
         "train",
         "kea-dhcp4",
-        "INFO  [kea-dhcp4.leases/{pid}.{pid}] DHCP4_LEASE_ALLOC [hwtype=1 {mac}], cid=[no info], tid={hex}: lease {ip} has been allocated for {lease} seconds",
-        "WARN  [kea-dhcp4.alloc-engine/{pid}.{pid}] ALLOC_ENGINE_V4_ALLOC_FAIL [hwtype=1 {mac}], cid=[no info], tid={hex}: failed to allocate an IPv4 address after {small} attempt(s)",
+        (
+            "INFO  [kea-dhcp4.leases/{pid}.{pid}] DHCP4_LEASE_ALLOC [hwtype=1 {mac}], cid=[no info], tid={hex}: lease "
+            "{ip} has been allocated for {lease} seconds"
+        ),
+        (
+            "WARN  [kea-dhcp4.alloc-engine/{pid}.{pid}] ALLOC_ENGINE_V4_ALLOC_FAIL [hwtype=1 {mac}], cid=[no info], "
+            "tid={hex}: failed to allocate an IPv4 address after {small} attempt(s)"
+        ),
     ),
     *_t(
         "dhcp", "linux", "train", "odhcpd", "DHCPV6 [[SOLICIT|REQUEST|RENEW]] IA_NA from {hex2} on br-lan: ok {ip6}/128"
@@ -1280,7 +1627,10 @@ TEMPLATES: list[Template] = [
         "linux",
         "train",
         "hostapd",
-        "wlan{small}: STA {mac} IEEE 802.1X: [[authentication failed - EAP type: 25 (PEAP)|authenticated - EAP type: 25 (PEAP)]]",
+        (
+            "wlan{small}: STA {mac} IEEE 802.1X: "
+            "[[authentication failed - EAP type: 25 (PEAP)|authenticated - EAP type: 25 (PEAP)]]"
+        ),
     ),
     *_t("auth", "linux", "train", "systemd-logind", "New session {small}{small} of user {user}."),
     *_t("auth", "linux", "train", "su", "FAILED SU (to root) {user} on pts/{small}"),
@@ -1303,7 +1653,10 @@ TEMPLATES: list[Template] = [
         "linux",
         "train",
         "bfdd",
-        "[{hex2}] state-change: [mhop:no peer:{ip} local:{ip2} vrf:default ifname:{lnx_if}] [[up -> down reason:control-expired|init -> up]]",
+        (
+            "[{hex2}] state-change: [mhop:no peer:{ip} local:{ip2} vrf:default ifname:{lnx_if}] "
+            "[[up -> down reason:control-expired|init -> up]]"
+        ),
     ),
     *_t(
         "anomaly",
@@ -1348,7 +1701,10 @@ TEMPLATES: list[Template] = [
         "bsd",
         "train",
         "bgpd",
-        "neighbor {ip} ({bird_bgp}): state change [[Established -> Idle, reason: Hold timer expired|OpenConfirm -> Established, reason: KEEPALIVE message received|Established -> Idle, reason: NOTIFICATION received]]",
+        (
+            "neighbor {ip} ({bird_bgp}): state change [[Established -> Idle, reason: Hold timer expired|OpenConfirm -> "
+            "Established, reason: KEEPALIVE message received|Established -> Idle, reason: NOTIFICATION received]]"
+        ),
     ),
     *_t(
         "anomaly",
@@ -1373,7 +1729,10 @@ TEMPLATES: list[Template] = [
         "sonicwall",
         "train",
         None,
-        'c=32 m=30 msg="Administrator login denied due to bad credentials" n={seqn} src={ip}:{port}:{sw_if} usr="{user}"',
+        (
+            'c=32 m=30 msg="Administrator login denied due to bad credentials" n={seqn} src={ip}:{port}:{sw_if} '
+            'usr="{user}"'
+        ),
         'c=16 m=199 msg="User login from an internal zone allowed" n={seqn} src={ip}:{port}:{sw_if} usr="{user}"',
     ),
     *_t(
@@ -1397,29 +1756,46 @@ TEMPLATES: list[Template] = [
         "sophos",
         "train",
         None,
-        'log_id=062910617701 log_type="Event" log_component="Interface" log_subtype="System" status="[[Down|Up]]" message="Interface {sp_if} is [[down|up]]"',
+        (
+            'log_id=062910617701 log_type="Event" log_component="Interface" log_subtype="System" status="[[Down|Up]]" '
+            'message="Interface {sp_if} is [[down|up]]"'
+        ),
     ),
     *_t(
         "dhcp",
         "sophos",
         "train",
         None,
-        'log_id=063410617710 log_type="Event" log_component="DHCP Server" log_subtype="System" status="Lease" message="Lease IP {ip} to MAC {mac} for {lease} seconds"',
+        (
+            'log_id=063410617710 log_type="Event" log_component="DHCP Server" log_subtype="System" status="Lease" '
+            'message="Lease IP {ip} to MAC {mac} for {lease} seconds"'
+        ),
     ),
     *_t(
         "auth",
         "sophos",
         "train",
         None,
-        'log_id=062910617703 log_type="Event" log_component="GUI" log_subtype="Admin" status="Failed" user_name="{user}" src_ip={ip} message="User {user} failed to login to Webadmin from {ip} because of wrong credentials"',
-        'log_id=062910617701 log_type="Event" log_component="SSL VPN Authentication" log_subtype="Authentication" status="Successful" user_name="{user}" src_ip={ip} message="User {user} authenticated successfully to login to SSL VPN"',
+        (
+            'log_id=062910617703 log_type="Event" log_component="GUI" log_subtype="Admin" status="Failed" '
+            'user_name="{user}" src_ip={ip} message="User {user} failed to login to Webadmin from {ip} because of '
+            'wrong credentials"'
+        ),
+        (
+            'log_id=062910617701 log_type="Event" log_component="SSL VPN Authentication" log_subtype="Authentication" '
+            'status="Successful" user_name="{user}" src_ip={ip} message="User {user} authenticated successfully to '
+            'login to SSL VPN"'
+        ),
     ),
     *_t(
         "anomaly",
         "sophos",
         "train",
         None,
-        'log_id=063910617702 log_type="Event" log_component="Appliance" log_subtype="System" status="Critical" message="Memory usage reached {pct}%"',
+        (
+            'log_id=063910617702 log_type="Event" log_component="Appliance" log_subtype="System" status="Critical" '
+            'message="Memory usage reached {pct}%"'
+        ),
     ),
     # Cisco Meraki
     *_t(
@@ -1434,7 +1810,10 @@ TEMPLATES: list[Template] = [
         "meraki",
         "train",
         None,
-        "events dhcp lease of ip {ip} from server mac {mac} for client mac {mac2} from router {ip2} on subnet {mask} with dns 8.8.8.8",
+        (
+            "events dhcp lease of ip {ip} from server mac {mac} for client mac {mac2} from router {ip2} on subnet "
+            "{mask} with dns 8.8.8.8"
+        ),
         "events dhcp no offers for mac {mac} host = {ip2}",
     ),
     *_t(
@@ -1442,7 +1821,10 @@ TEMPLATES: list[Template] = [
         "meraki",
         "train",
         None,
-        "events type=8021x_eap_failure radio='1' vap='0' client_mac='{mac_upper}' client_ip='0.0.0.0' identity='{user}' aid='{count}'",
+        (
+            "events type=8021x_eap_failure radio='1' vap='0' client_mac='{mac_upper}' client_ip='0.0.0.0' "
+            "identity='{user}' aid='{count}'"
+        ),
         "events type=8021x_auth radio='1' vap='0' client_mac='{mac_upper}' identity='{user}'",
     ),
     *_t("routing", "meraki", "train", None, "events ospf neighbor {ip} on vlan {vlan} changed state to [[full|down]]"),
@@ -1461,7 +1843,10 @@ TEMPLATES: list[Template] = [
         "f5",
         "train",
         "httpd",
-        '01070417:5: AUDIT - user {user} - RAW: httpd(pam_audit): User={user} tty=(unknown) host={ip} failed to login after 1 attempts (start="{mon} {day} {hms} {year}" end="{mon} {day} {hms} {year}").',
+        (
+            "01070417:5: AUDIT - user {user} - RAW: httpd(pam_audit): User={user} tty=(unknown) host={ip} failed to "
+            'login after 1 attempts (start="{mon} {day} {hms} {year}" end="{mon} {day} {hms} {year}").'
+        ),
     ),
     *_t("routing", "f5", "train", "bgpd", "BGP: {ip}-Outgoing [FSM] Hold Timer Expiry"),
     *_t(
@@ -1505,7 +1890,10 @@ TEMPLATES: list[Template] = [
         "train",
         None,
         "System: Fan {small} (Rear Side Panel, Rear Fan), failed",
-        "System: Stack unit {small} Temperature {temp} C degrees, warning level 70.0 C degrees, shutdown level 85.0 C degrees",
+        (
+            "System: Stack unit {small} Temperature {temp} C degrees, warning level 70.0 C degrees, shutdown level "
+            "85.0 C degrees"
+        ),
     ),
     # SONiC (Linux switch OS: swss, syncd, FRR)
     *_t(
@@ -1579,7 +1967,10 @@ TEMPLATES: list[Template] = [
         "linux",
         "train",
         "radiusd",
-        "Auth: ({count}) Login incorrect (mschap: MS-CHAP2-Response is incorrect): [{user}/<via Auth-Type = eap>] (from client {host} port {small} cli {mac_dash})",
+        (
+            "Auth: ({count}) Login incorrect (mschap: MS-CHAP2-Response is incorrect): [{user}/<via Auth-Type = eap>] "
+            "(from client {host} port {small} cli {mac_dash})"
+        ),
         "Auth: ({count}) Login OK: [{user}] (from client {host} port {small})",
     ),
     *_t(
@@ -1587,7 +1978,10 @@ TEMPLATES: list[Template] = [
         "linux",
         "train",
         "krb5kdc",
-        "AS_REQ (2 etypes {18 17}) {ip}: PREAUTH_FAILED: {user}@EXAMPLE.COM for krbtgt/EXAMPLE.COM@EXAMPLE.COM, Preauthentication failed",
+        (
+            "AS_REQ (2 etypes {18 17}) {ip}: PREAUTH_FAILED: {user}@EXAMPLE.COM for krbtgt/EXAMPLE.COM@EXAMPLE.COM, "
+            "Preauthentication failed"
+        ),
     ),
     *_t(
         "auth",
@@ -1655,14 +2049,20 @@ TEMPLATES: list[Template] = [
         "windows",
         "train",
         "RemoteAccess",
-        "20271: The user CORP\\{user} connected from {ip} but failed an authentication attempt due to the following reason: The specified user account does not exist.",
+        (
+            "20271: The user CORP\\{user} connected from {ip} but failed an authentication attempt due to the "
+            "following reason: The specified user account does not exist."
+        ),
     ),
     *_t(
         "dhcp",
         "windows",
         "train",
         "Microsoft-Windows-Dhcp-Client",
-        "1001: Your computer was not assigned an address from the network (by the DHCP Server) for the Network Card with network address 0x{hex2}.",
+        (
+            "1001: Your computer was not assigned an address from the network (by the DHCP Server) for the Network "
+            "Card with network address 0x{hex2}."
+        ),
     ),
     *_t(
         "dhcp",
@@ -1676,7 +2076,10 @@ TEMPLATES: list[Template] = [
         "windows",
         "train",
         "Tcpip",
-        "4199: The system detected an address conflict for IP address {ip} with the system having network hardware address {mac_upper}.",
+        (
+            "4199: The system detected an address conflict for IP address {ip} with the system having network hardware "
+            "address {mac_upper}."
+        ),
     ),
     # More Junos (training templates only; eval's Junos templates are untouched)
     *_t(
@@ -1684,7 +2087,10 @@ TEMPLATES: list[Template] = [
         "junos",
         "train",
         "RT_IDS",
-        "RT_SCREEN_TCP: SYN flood! source: {ip}:{port}, destination: {ip2}:443, zone name: untrust, interface name: {jn_if}",
+        (
+            "RT_SCREEN_TCP: SYN flood! source: {ip}:{port}, destination: {ip2}:443, zone name: untrust, interface "
+            "name: {jn_if}"
+        ),
     ),
     # Small-business switches, wireless controllers, server management, more firewalls and the
     # mail/web/file daemons whose logins are auth events too.
@@ -1760,7 +2166,10 @@ TEMPLATES: list[Template] = [
         "train",
         None,
         "*Dot1x_NW_MsgTask_0: %DOT1X-3-AUTH_FAIL: Authentication failed for client {mac} on AP {host}",
-        "*aaaQueueReader: %AAA-3-RADIUS_SERVER_FAILED: RADIUS server {ip}:1812 failed to respond to request (ID {small}) for client {mac} / user '{user}'",
+        (
+            "*aaaQueueReader: %AAA-3-RADIUS_SERVER_FAILED: RADIUS server {ip}:1812 failed to respond to request (ID "
+            "{small}) for client {mac} / user '{user}'"
+        ),
     ),
     *_t(
         "dhcp",
@@ -1790,14 +2199,20 @@ TEMPLATES: list[Template] = [
         "checkpoint",
         "train",
         None,
-        "product: SmartDefense; action: Drop; attack: [[SYN Attack|Port Scan|Network Quota]]; src: {ip}; dst: {ip2}; Attack Info: threshold of {count} exceeded",
+        (
+            "product: SmartDefense; action: Drop; attack: [[SYN Attack|Port Scan|Network Quota]]; src: {ip}; dst: "
+            "{ip2}; Attack Info: threshold of {count} exceeded"
+        ),
     ),
     *_t(
         "link-state",
         "checkpoint",
         "train",
         None,
-        "product: ClusterXL; action: Info; fw_message: Interface {lnx_if} is [[down (Cluster Control Protocol packets are not received)|up]]",
+        (
+            "product: ClusterXL; action: Info; fw_message: Interface {lnx_if} is "
+            "[[down (Cluster Control Protocol packets are not received)|up]]"
+        ),
     ),
     *_t(
         "auth",
@@ -1826,7 +2241,10 @@ TEMPLATES: list[Template] = [
         "zyxel",
         "train",
         None,
-        'msg="Failed login attempt to Device from http/https (incorrect password or inexistent username)" src="{ip}" user="{user}"',
+        (
+            'msg="Failed login attempt to Device from http/https (incorrect password or inexistent username)" '
+            'src="{ip}" user="{user}"'
+        ),
     ),
     *_t("link-state", "zyxel", "train", None, 'msg="Port {small} is link [[down|up]]" note="Port Status"'),
     # Server management: VMware ESXi, iDRAC/iLO, IPMI
@@ -1844,15 +2262,24 @@ TEMPLATES: list[Template] = [
         "esxi",
         "train",
         "vmkernel",
-        "cpu{small}:{pid})WARNING: Heap: {small}: Heap globalCartel-{small} already at its maximum size. Cannot expand.",
-        "cpu{small}:{pid})ScsiDeviceIO: SCSI device naa.{hex2} performance has deteriorated. I/O latency increased from average value of {small}00 microseconds to {count} microseconds.",
+        (
+            "cpu{small}:{pid})WARNING: Heap: {small}: Heap globalCartel-{small} already at its maximum size. Cannot "
+            "expand."
+        ),
+        (
+            "cpu{small}:{pid})ScsiDeviceIO: SCSI device naa.{hex2} performance has deteriorated. I/O latency increased "
+            "from average value of {small}00 microseconds to {count} microseconds."
+        ),
     ),
     *_t(
         "anomaly",
         "bmc",
         "train",
         None,
-        "[[iDRAC|iLO]]: [[Fan {small} RPM is less than the lower critical threshold|The power supply {small} is not receiving input power|The system inlet temperature is greater than the upper critical threshold]]",
+        (
+            "[[iDRAC|iLO]]: [[Fan {small} RPM is less than the lower critical threshold|The power supply {small} is "
+            "not receiving input power|The system inlet temperature is greater than the upper critical threshold]]"
+        ),
         "SEL: Temperature #0x{small}0 | Upper Critical going high | Asserted",
         "SEL: Memory #0x{small}2 | Correctable ECC | Asserted",
     ),
@@ -1870,8 +2297,14 @@ TEMPLATES: list[Template] = [
         "linux",
         "train",
         "dovecot",
-        "auth: pam_unix(dovecot:auth): authentication failure; logname= uid=0 euid=0 tty=dovecot ruser={user} rhost={ip}",
-        "imap-login: Disconnected (auth failed, {small} attempts in {small} secs): user=<{user}>, method=PLAIN, rip={ip}, lip={ip2}",
+        (
+            "auth: pam_unix(dovecot:auth): authentication failure; logname= uid=0 euid=0 tty=dovecot ruser={user} "
+            "rhost={ip}"
+        ),
+        (
+            "imap-login: Disconnected (auth failed, {small} attempts in {small} secs): user=<{user}>, method=PLAIN, "
+            "rip={ip}, lip={ip2}"
+        ),
     ),
     *_t(
         "auth",
@@ -1886,7 +2319,10 @@ TEMPLATES: list[Template] = [
         "linux",
         "train",
         "apache2",
-        '[auth_basic:error] [pid {pid}] [client {ip}:{port}] AH01617: user {user}: authentication failure for "/admin": Password Mismatch',
+        (
+            "[auth_basic:error] [pid {pid}] [client {ip}:{port}] AH01617: user {user}: authentication failure for "
+            '"/admin": Password Mismatch'
+        ),
     ),
     # More Linux network daemons
     *_t("link-state", "linux", "train", "ifplugd(eth0)", "Link beat [[lost|detected]]."),
@@ -1944,7 +2380,10 @@ TEMPLATES: list[Template] = [
         "windows",
         "train",
         "Microsoft-Windows-Security-Auditing",
-        "6273: Network Policy Server denied access to a user. User: Account Name: CORP\\{user} Calling Station Identifier: {mac_dash} Reason: Authentication failed due to a user credentials mismatch.",
+        (
+            "6273: Network Policy Server denied access to a user. User: Account Name: CORP\\{user} Calling Station "
+            "Identifier: {mac_dash} Reason: Authentication failed due to a user credentials mismatch."
+        ),
     ),
     # ---------------------------------------------------------------- holdout vendors
     # Vendors whose templates are all in the holdout split: no training or eval template uses their
@@ -1956,7 +2395,10 @@ TEMPLATES: list[Template] = [
         "sros",
         "holdout",
         None,
-        '[[MINOR|WARNING]]: SNMP #[[2004|2005]] Base {nk_port} "Interface {nk_port} is [[not operational|operational]]"',
+        (
+            '[[MINOR|WARNING]]: SNMP #[[2004|2005]] Base {nk_port} "Interface {nk_port} is '
+            '[[not operational|operational]]"'
+        ),
         'WARNING: LAG #2001 Base lag-{small} "Port {nk_port} in lag-{small} is [[down|up]]"',
     ),
     *_t(
@@ -1964,8 +2406,14 @@ TEMPLATES: list[Template] = [
         "sros",
         "holdout",
         None,
-        'MINOR: DHCP #2002 vprn{small} Lease "Lease for {ip} with MAC {mac} on SAP {nk_port}:{vlan} [[created|deleted]]"',
-        'WARNING: DHCP #2007 Base Relay "DHCP relay: no response from server {ip} for client {mac} on interface to-clients"',
+        (
+            'MINOR: DHCP #2002 vprn{small} Lease "Lease for {ip} with MAC {mac} on SAP {nk_port}:{vlan} '
+            '[[created|deleted]]"'
+        ),
+        (
+            'WARNING: DHCP #2007 Base Relay "DHCP relay: no response from server {ip} for client {mac} on interface '
+            'to-clients"'
+        ),
     ),
     *_t(
         "auth",
@@ -1981,8 +2429,14 @@ TEMPLATES: list[Template] = [
         "sros",
         "holdout",
         None,
-        'MINOR: BGP #2002 Base Peer 1: {ip} "Base Peer 1: {ip}: moved from higher state ESTABLISHED to lower state IDLE due to event HOLD TIME EXPIRED"',
-        'WARNING: OSPF #2001 Base VR:  1 OSPFv2 (0) "LCL_RTR_ID {ip2}: Neighbor {ip} on interface to-core changed state from [[Full to Down|Loading to Full]]"',
+        (
+            'MINOR: BGP #2002 Base Peer 1: {ip} "Base Peer 1: {ip}: moved from higher state ESTABLISHED to lower state '
+            'IDLE due to event HOLD TIME EXPIRED"'
+        ),
+        (
+            'WARNING: OSPF #2001 Base VR:  1 OSPFv2 (0) "LCL_RTR_ID {ip2}: Neighbor {ip} on interface to-core changed '
+            'state from [[Full to Down|Loading to Full]]"'
+        ),
         'MINOR: ISIS #2002 Base ISIS (0) "Adjacency with {host} on {nk_port} changed state to [[DOWN|UP]]"',
     ),
     *_t(
@@ -2024,8 +2478,14 @@ TEMPLATES: list[Template] = [
         "exos",
         "holdout",
         None,
-        "<Noti:BGP.Misc.NbrStateChange> BGP neighbor {ip} state changed from [[Established to Idle|OpenConfirm to Established]]",
-        "<Info:ospf.neighbor.NbrChange> OSPF neighbor {ip} on vlan v{vlan} changed state from [[Full to Down|Loading to Full]]",
+        (
+            "<Noti:BGP.Misc.NbrStateChange> BGP neighbor {ip} state changed from "
+            "[[Established to Idle|OpenConfirm to Established]]"
+        ),
+        (
+            "<Info:ospf.neighbor.NbrChange> OSPF neighbor {ip} on vlan v{vlan} changed state from "
+            "[[Full to Down|Loading to Full]]"
+        ),
     ),
     *_t(
         "anomaly",
@@ -2363,7 +2823,8 @@ FILLERS = {
     "fg_port": lambda r: r.choice(("port", "wan", "internal", "lan", "x")) + str(r.randint(1, 24)),
     "pa_if": lambda r: f"ethernet1/{r.randint(1, 24)}",
     "pa_time": lambda r: (
-        f"{r.choice((2024, 2025))}/{r.randint(1, 12):02d}/{r.randint(1, 28):02d} {r.randint(0, 23):02d}:{r.randint(0, 59):02d}:{r.randint(0, 59):02d}"
+        f"{r.choice((2024, 2025))}/{r.randint(1, 12):02d}/{r.randint(1, 28):02d} "
+        f"{r.randint(0, 23):02d}:{r.randint(0, 59):02d}:{r.randint(0, 59):02d}"
     ),
     "mt_if": lambda r: r.choice(("ether", "sfp-sfpplus", "wlan", "combo")) + str(r.randint(1, 12)),
     "seqn": lambda r: str(r.randint(0, 99999)),
@@ -2503,7 +2964,8 @@ EXTRA_HEADERS = {
         (
             lambda: (
                 f"{b} {r.choice(('Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday', 'Sunday'))}, "
-                f"{r.choice(('January', 'March', 'June', 'September', 'November'))} {r.randint(1, 28):02d},{r.choice((2024, 2025))} {_hms(r)}"
+                f"{r.choice(('January', 'March', 'June', 'September', 'November'))} "
+                f"{r.randint(1, 28):02d},{r.choice((2024, 2025))} {_hms(r)}"
             ),
             lambda: f"{_stamp_bsd(r)} {_ip(r)} {b}",
         )
@@ -2511,10 +2973,12 @@ EXTRA_HEADERS = {
     "iosxr": lambda t, b, r, host: r.choice(
         (
             lambda: (
-                f"{r.choice(('RP/0/RSP0/CPU0', 'RP/0/RP0/CPU0', 'LC/0/1/CPU0'))}:{_stamp_bsd(r, True)} UTC: {t.program}[{r.randint(100, 65000)}]: {b}"
+                f"{r.choice(('RP/0/RSP0/CPU0', 'RP/0/RP0/CPU0', 'LC/0/1/CPU0'))}:{_stamp_bsd(r, True)} UTC: "
+                f"{t.program}[{r.randint(100, 65000)}]: {b}"
             ),
             lambda: (
-                f"{_stamp_bsd(r)} {host} {r.randint(1, 99999)}: RP/0/RSP0/CPU0:{_stamp_bsd(r, True)} UTC: {t.program}[{r.randint(100, 65000)}]: {b}"
+                f"{_stamp_bsd(r)} {host} {r.randint(1, 99999)}: RP/0/RSP0/CPU0:{_stamp_bsd(r, True)} UTC: "
+                f"{t.program}[{r.randint(100, 65000)}]: {b}"
             ),
         )
     )(),
@@ -2544,10 +3008,12 @@ EXTRA_HEADERS = {
     "fortios": lambda t, b, r, host: (
         f"{r.choice(('', _pri(r)))}date={_stamp_iso(r)[:10]} time={_hms(r)} "
         f'devname="{host}" devid="FG{r.choice(("100F", "60F", "200E", "VM64"))}TK{r.randint(10**8, 10**9 - 1)}" '
-        f'eventtime={r.randint(1704067200, 1767225599)}{r.randint(0, 10**9 - 1):09d} tz="{r.choice(("+0000", "-0500", "+0100"))}" {b}'
+        f"eventtime={r.randint(1704067200, 1767225599)}{r.randint(0, 10**9 - 1):09d} "
+        f'tz="{r.choice(("+0000", "-0500", "+0100"))}" {b}'
     ),
     "panos": lambda t, b, r, host: (
-        f"{_stamp_bsd(r)} {host} 1,{_stamp_slash(r)},0{r.randint(10**10, 10**11 - 1)},SYSTEM,{b},{r.randint(1000, 10**7)},0x0,0,0,0,0,,{host}"
+        f"{_stamp_bsd(r)} {host} "
+        f"1,{_stamp_slash(r)},0{r.randint(10**10, 10**11 - 1)},SYSTEM,{b},{r.randint(1000, 10**7)},0x0,0,0,0,0,,{host}"
     ),
     "mikrotik": lambda t, b, r, host: f"{_stamp_bsd(r)} {_host_or_address(r)} {b}",
     "sros": lambda t, b, r, host: r.choice(
@@ -2565,7 +3031,8 @@ EXTRA_HEADERS = {
     "os10": lambda t, b, r, host: r.choice(
         (
             lambda: (
-                f"{_pri(r)}1 {_stamp_iso(r)} {host} dn_alm {r.randint(100, 9999)} - - Node.1-Unit.1:PRI [event], Dell EMC (OS10) {b}"
+                f"{_pri(r)}1 {_stamp_iso(r)} {host} dn_alm {r.randint(100, 9999)} - - "
+                f"Node.1-Unit.1:PRI [event], Dell EMC (OS10) {b}"
             ),
             lambda: (
                 f"{_stamp_bsd(r)} {host} dn_alm[{r.randint(100, 9999)}]: Node.1-Unit.1:PRI [event], Dell EMC (OS10) {b}"
@@ -2633,7 +3100,8 @@ def header_and_body(template: Template, body: str, r: random.Random) -> str:
 
 
 def generate_split(split: str, n: int, seed: int = DEFAULT_SEED) -> list[dict]:
-    """`n` records for `split`, balanced over the labels, each {"text", "label", "template", "vendor", "body", "header"}."""
+    """`n` records for `split`, balanced over the labels,
+    each {"text", "label", "template", "vendor", "body", "header"}."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}")
     r = random.Random(f"log-intent:{seed}:{split}")
