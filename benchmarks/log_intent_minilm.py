@@ -48,6 +48,7 @@ TARGET_ACCURACY, TARGET_ADAPTER_BYTES, TARGET_SECONDS = 0.95, 5_000_000, 300
 
 def trainer_config(out: Path) -> dict:
     import yaml
+
     from finetune_api.resource import FineTuneJobSpec
     from finetune_operator.builders import trainer_config as build
 

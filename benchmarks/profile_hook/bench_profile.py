@@ -22,8 +22,9 @@ OWN_CODE = (
 
 def install() -> None:
     if os.environ.get("FINETUNE_BENCH_PREVIOUS_KBIT"):
-        import finetune_trainer.models as models
         from peft import prepare_model_for_kbit_training
+
+        import finetune_trainer.models as models
 
         freeze = models.freeze
 

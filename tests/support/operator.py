@@ -163,7 +163,7 @@ class OperatorProcess:
         self.argv, self.log, self.health_port, self.metrics_port = argv, log, health_port, metrics_port
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "OperatorProcess":
+    def start(self) -> OperatorProcess:
         self._fh = open(self.log, "ab")
         self.proc = subprocess.Popen(
             self.argv, stdout=self._fh, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -14,15 +14,15 @@ import hashlib
 import json
 import random
 import re
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from finetune_api.training import DatasetFormat, DatasetSpec
 
 from .errors import DataError, short
 from .formats import FORMATS, FieldProblem, RecordFormat, detect_format, method_hint
-
 
 # --- reading -------------------------------------------------------------------------------------
 

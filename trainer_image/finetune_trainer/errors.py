@@ -29,7 +29,7 @@ class DataError(TrainerError):
     exit_code = ExitCode.INVALID_DATA
 
     @classmethod
-    def at(cls, file: str, line: int | None, field: str | None, problem: str) -> "DataError":
+    def at(cls, file: str, line: int | None, field: str | None, problem: str) -> DataError:
         """``train.jsonl:17: field "messages[2].role": expected ..., got "bot"``."""
         where = f"{file}:{line}" if line is not None else file
         if field:

@@ -8,7 +8,7 @@ of :func:`evaluate_lm` on its tokenized examples.
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 
 def _batches(items: list, size: int) -> Iterable[list]:

@@ -10,8 +10,8 @@ A new layout is one more entry of :data:`FORMATS`.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from finetune_api.training import DatasetFormat, Method
 

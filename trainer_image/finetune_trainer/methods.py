@@ -19,9 +19,10 @@ codes) is shared and lives in the pipeline.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from finetune_api.training import DatasetFormat, Method, ModelSpec, QuantizationSpec, TrainerConfig
 
@@ -149,9 +150,9 @@ class TrainingMethod:
     def merge(self, ctx: RunContext, adapter_dir: Path, target: Path) -> None:
         """Write the base model with the adapter merged in (16/32-bit base, also for qlora)."""
         from peft import PeftModel
+        from transformers import AutoModelForCausalLM
 
         from .models import load_model
-        from transformers import AutoModelForCausalLM
 
         base = load_model(
             AutoModelForCausalLM, ctx.location, None, trust_remote_code=ctx.config.model.trust_remote_code

@@ -18,9 +18,10 @@ import tempfile
 import threading
 import time
 import urllib.request
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import TextIO
 
 from finetune_api import GROUP, PLURAL, VERSION
 from finetune_api.protocol import TrainingProgress
@@ -31,7 +32,7 @@ SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
 def now_rfc3339() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def write_atomic(path: str | os.PathLike, text: str) -> None:
@@ -86,7 +87,7 @@ class StatusPatcher:
         self.failures = 0
 
     @classmethod
-    def from_env(cls, interval: float, env: dict | None = None, sa_dir: Path | None = None) -> "StatusPatcher | None":
+    def from_env(cls, interval: float, env: dict | None = None, sa_dir: Path | None = None) -> StatusPatcher | None:
         env = os.environ if env is None else env
         sa_dir = sa_dir or SA_DIR
         if env.get("FINETUNE_STATUS_PATCH") != "1":
@@ -163,7 +164,7 @@ class ProgressReporter:
         while not self._stopped.wait(self.patcher.interval):
             self.update(echo=False)
 
-    def restore(self) -> "ProgressReporter":
+    def restore(self) -> ProgressReporter:
         """Continue from the progress file's last line (the launcher of several workers reporting
         the failure of one of them)."""
         try:

@@ -5,8 +5,9 @@ real subprocess under its own ServiceAccount bound to charts/finetune-operator/f
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 from kubernetes import client

@@ -4,7 +4,8 @@ server, with kwok simulating the trainer pods (steered by sim.finetune.dev/* pod
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from kubernetes import client

@@ -19,7 +19,7 @@ from finetune_api.resource import FineTuneJobStatus
 ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "docs" / "argocd" / "health.lua"
 GITOPS_DOC = ROOT / "docs" / "gitops.md"
-NOW = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 TS = "2026-01-02T03:00:00Z"
 
 

@@ -7,7 +7,7 @@ from prometheus_client import REGISTRY
 from finetune_operator.metrics import JobMetrics
 
 KEY = ("team-a", "metrics-demo")
-NOW = dt.datetime(2025, 1, 1, 2, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2025, 1, 1, 2, 0, tzinfo=dt.UTC)
 
 
 def sample(name: str) -> float | None:

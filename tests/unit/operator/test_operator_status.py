@@ -6,7 +6,7 @@ import pytest
 from finetune_api.protocol import EXIT_CODE_REASONS, ExitCode, TrainerSummary
 from finetune_operator import status as st
 
-NOW = dt.datetime(2025, 1, 1, 1, 0, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2025, 1, 1, 1, 0, 0, tzinfo=dt.UTC)
 T0 = "2025-01-01T00:00:00Z"
 T_START = "2025-01-01T00:10:00Z"
 T_END = "2025-01-01T00:40:00Z"
