@@ -8,7 +8,8 @@ class ApiModel(BaseModel):
     """Base of every API type.
 
     Field docs are the attribute docstrings (``use_attribute_docstrings``): they become the
-    descriptions in the CRD schema and in docs/api.md.
+    descriptions in the CRD schema and in docs/api.md. One longer than a line is written as a
+    parenthesized implicit concatenation, so the description stays one line.
     """
 
     model_config = ConfigDict(

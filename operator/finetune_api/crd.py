@@ -29,7 +29,10 @@ MUTABLE_SPEC_FIELDS = {"suspend", "ttlSecondsAfterFinished"}
 SPEC_RULES: list[dict[str, str]] = [
     {
         "rule": "self.method != 'dpo' || self.dataset.format in ['auto', 'preference']",
-        "message": "method dpo needs a preference dataset (prompt/chosen/rejected): set dataset.format to preference or auto, or use method sft",
+        "message": (
+            "method dpo needs a preference dataset (prompt/chosen/rejected): set dataset.format to preference or "
+            "auto, or use method sft"
+        ),
         "fieldPath": ".dataset.format",
         "reason": "FieldValueInvalid",
     },
@@ -109,7 +112,9 @@ TOLERATION_RULES = [
 NAME_RULES = [
     {
         "rule": f"self.metadata.name.size() <= {MAX_NAME_LENGTH}",
-        "message": f"metadata.name must be at most {MAX_NAME_LENGTH} characters (the trainer Job is named <name>-trainer)",
+        "message": (
+            f"metadata.name must be at most {MAX_NAME_LENGTH} characters (the trainer Job is named <name>-trainer)"
+        ),
         "reason": "FieldValueInvalid",
     },
 ]
@@ -321,7 +326,10 @@ def build_crd() -> dict[str, Any]:
                     "schema": {
                         "openAPIV3Schema": {
                             "type": "object",
-                            "description": f"{KIND} ({API_VERSION}) fine-tunes a base model with LoRA/QLoRA as a batch Job and reports the outcome in its status.",
+                            "description": (
+                                f"{KIND} ({API_VERSION}) fine-tunes a base model with LoRA/QLoRA as a batch Job and "
+                                "reports the outcome in its status."
+                            ),
                             "required": ["spec"],
                             "x-kubernetes-validations": NAME_RULES,
                             "properties": {

@@ -107,7 +107,10 @@ class TrainerSummary(ApiModel):
     message: str | None = Field(default=None, max_length=2048)
     """Human-readable explanation (the error, naming file, line and field where it applies)."""
     metrics: dict[str, float] = Field(default_factory=dict)
-    """Key figures, e.g. baselineEvalLoss, evalLoss, baselinePerplexity, perplexity, baselineAccuracy, accuracy, trainRuntimeSeconds."""
+    (
+        "Key figures, e.g. baselineEvalLoss, evalLoss, baselinePerplexity, perplexity, baselineAccuracy, accuracy, "
+        "trainRuntimeSeconds."
+    )
     artifacts: ArtifactSummary | None = None
     """The finalized artifacts, when succeeded."""
 

@@ -72,11 +72,20 @@ class SchedulingSpec(ApiModel):
     node_selector: dict[QualifiedName, LabelValue] = Field(default_factory=dict, max_length=MAX_MAP_ENTRIES)
     """Extra node labels the pod requires (merged with the GPU product selector)."""
     tolerations: list[Toleration] = Field(default_factory=list, max_length=MAX_MAP_ENTRIES)
-    """Extra tolerations, added to the operator's default GPU tolerations. Cluster admins may limit which taint keys a FineTuneJob may tolerate (the chart's admission policy)."""
+    (
+        "Extra tolerations, added to the operator's default GPU tolerations. Cluster admins may limit which taint keys "
+        "a FineTuneJob may tolerate (the chart's admission policy)."
+    )
     affinity: dict[str, Any] | None = None
-    """A core/v1 Affinity, passed through unchanged (the API server checks it when the trainer Job is created; a refusal fails the run as InvalidSpec with the server's message)."""
+    (
+        "A core/v1 Affinity, passed through unchanged (the API server checks it when the trainer Job is created; a "
+        "refusal fails the run as InvalidSpec with the server's message)."
+    )
     priority_class_name: DnsSubdomain | None = None
-    """PriorityClass of the trainer pod. Cluster admins may limit which ones a FineTuneJob may use (the chart's admission policy)."""
+    (
+        "PriorityClass of the trainer pod. Cluster admins may limit which ones a FineTuneJob may use (the chart's "
+        "admission policy)."
+    )
     queue_name: str | None = Field(default=None, max_length=63, pattern=LABEL_VALUE_PATTERN)
     """Kueue LocalQueue: sets `kueue.x-k8s.io/queue-name` on the Job, which is created suspended for Kueue to admit."""
 
@@ -90,22 +99,34 @@ class OutputTarget(ApiModel):
     """Where the artifacts are written."""
 
     pvc: DnsSubdomain
-    """PersistentVolumeClaim (in the FineTuneJob's namespace) that receives the artifacts; must allow writes from the trainer pod."""
+    (
+        "PersistentVolumeClaim (in the FineTuneJob's namespace) that receives the artifacts; must allow writes from "
+        "the trainer pod."
+    )
     path: str | None = Field(default=None, max_length=1024, pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
     """Directory inside the claim. Defaults to `<namespace>/<name>`."""
     merge: bool = False
     """Also write the merged model (base + adapter) under `merged/`. Artifacts are adapter-only otherwise."""
     retention: RetentionPolicy = RetentionPolicy.RETAIN
-    """`Retain` keeps the artifacts when the FineTuneJob is deleted; `Delete` removes the files this run wrote (never other files in the directory, nor another run's result)."""
+    (
+        "`Retain` keeps the artifacts when the FineTuneJob is deleted; `Delete` removes the files this run wrote "
+        "(never other files in the directory, nor another run's result)."
+    )
     replace: bool = False
-    """Replace the result of another run (another FineTuneJob, or an earlier one of the same name) found in the output directory. Without it such a run fails as OutputExists and the other result stays untouched."""
+    (
+        "Replace the result of another run (another FineTuneJob, or an earlier one of the same name) found in the "
+        "output directory. Without it such a run fails as OutputExists and the other result stays untouched."
+    )
 
 
 class FineTuneJobSpec(ApiModel):
     """Desired state of a FineTuneJob. Immutable once created, except `suspend` and `ttlSecondsAfterFinished`."""
 
     method: Method = Method.SFT
-    """`sft` (supervised fine-tuning of a causal LM), `classification` (sequence classification) or `dpo` (preference tuning)."""
+    (
+        "`sft` (supervised fine-tuning of a causal LM), `classification` (sequence classification) or `dpo` "
+        "(preference tuning)."
+    )
     model: ModelSpec
     """The base model."""
     dataset: DatasetSpec
@@ -131,7 +152,10 @@ class FineTuneJobSpec(ApiModel):
     pod_labels: dict[QualifiedName, LabelValue] = Field(default_factory=dict, max_length=MAX_MAP_ENTRIES)
     """Labels added to the trainer pod (the operator's own labels win on conflicts)."""
     suspend: bool = False
-    """Suspend the run: the Job is suspended (its pod deleted) until this is set back to false. Checkpoints on the output volume let it resume."""
+    (
+        "Suspend the run: the Job is suspended (its pod deleted) until this is set back to false. Checkpoints on the "
+        "output volume let it resume."
+    )
     active_deadline_seconds: int | None = Field(default=None, ge=1)
     """Fail the run after this many seconds of running (Job `activeDeadlineSeconds`)."""
     ttl_seconds_after_finished: int | None = Field(default=None, ge=0)

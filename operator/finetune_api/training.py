@@ -104,7 +104,10 @@ class DatasetSpec(ApiModel):
     min_records: int = Field(default=10, ge=1)
     """Refuse datasets with fewer usable records than this (10 is the floor OpenAI enforces)."""
     min_chars: int = Field(default=1, ge=0)
-    """Drop records whose trained-on text (answer, completion, output or text) has fewer characters than this after whitespace normalization."""
+    (
+        "Drop records whose trained-on text (answer, completion, output or text) has fewer characters than this after "
+        "whitespace normalization."
+    )
     deduplicate: bool = True
     """Drop exact duplicate records (after whitespace normalization)."""
     labels: list[Annotated[str, Field(min_length=1, max_length=128)]] | None = Field(
@@ -140,8 +143,11 @@ class PeftSpec(ApiModel):
     target_modules: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"], min_length=1, max_length=64
     )
-    """Module names that get adapters, or `["all-linear"]` for every linear layer but the output head.
-    Model families name them differently (BERT: query/key/value/dense); `["auto"]` picks the attention projections of the loaded architecture."""
+    (
+        'Module names that get adapters, or `["all-linear"]` for every linear layer but the output head.\n'
+        'Model families name them differently (BERT: query/key/value/dense); `["auto"]` picks the attention '
+        "projections of the loaded architecture."
+    )
     bias: Literal["none", "all", "lora_only"] = "none"
     """Which biases are trained."""
     quantization: QuantizationSpec | None = None
@@ -196,7 +202,10 @@ class TrainingSpec(ApiModel):
     of GPUs (`resources.gpus`: with more than one, the trainer runs one data-parallel process per GPU); it is
     reported as `globalBatchSize` in status.metrics."""
     optimizer: Literal["paged_adamw_8bit", "adamw_8bit", "adamw_torch", "paged_adamw_32bit", "sgd"] = "paged_adamw_8bit"
-    """Optimizer. The 8-bit and paged ones need bitsandbytes on a CUDA GPU; on a CPU the trainer falls back to `adamw_torch` and says so in its log and metrics."""
+    (
+        "Optimizer. The 8-bit and paged ones need bitsandbytes on a CUDA GPU; on a CPU the trainer falls back to "
+        "`adamw_torch` and says so in its log and metrics."
+    )
     weight_decay: float = Field(default=0.0, ge=0.0, le=1.0)
     """AdamW weight decay."""
     max_grad_norm: float = Field(default=0.3, gt=0)
@@ -257,7 +266,10 @@ class OutputSpec(ApiModel):
     merge: bool = False
     """Also write the base model with the adapter merged in (`merged/`). Off by default: artifacts are adapter-only."""
     run_id: str | None = Field(default=None, min_length=1, max_length=128)
-    """Identity of the run that owns `dir` (the FineTuneJob's uid), recorded in `dir/_RUN`. A directory owned by another run is never written to, resumed from or reported as this run's result."""
+    (
+        "Identity of the run that owns `dir` (the FineTuneJob's uid), recorded in `dir/_RUN`. A directory owned by "
+        "another run is never written to, resumed from or reported as this run's result."
+    )
     owner: str | None = Field(default=None, max_length=512)
     """Who the run is, for messages (`<namespace>/<name>`)."""
     replace: bool = False
