@@ -199,11 +199,13 @@ def main(argv: list[str] | None = None) -> int:
         "adapterBytes": (work / "out" / "adapter_model.safetensors").stat().st_size,
     }
     print(
-        f"pairs            {result['trainPairs']} train / {result['heldoutPairs']} held-out, {m['steps']} steps, beta {a.beta}"
+        f"pairs            {result['trainPairs']} train / {result['heldoutPairs']} held-out, "
+        f"{m['steps']} steps, beta {a.beta}"
     )
     if sft_info:
         print(
-            f"started from an SFT adapter ({a.sft_steps} steps, {sft_info['wallSeconds']:.0f} s); reference = that adapter"
+            f"started from an SFT adapter ({a.sft_steps} steps, {sft_info['wallSeconds']:.0f} s); "
+            "reference = that adapter"
         )
         print(f"{'':16} {'base':>8} {'SFT':>8} {'SFT+DPO':>8}")
     else:

@@ -221,13 +221,15 @@ def main(argv: list[str] | None = None) -> int:
     base = results["lora"]
     print("perplexity (lower is better)      domain (syslog)   general (prose)")
     print(
-        f"base model                         {base['domain']['perplexityBefore']:>14.2f}   {base['general']['perplexityBefore']:>15.2f}"
+        f"base model                         {base['domain']['perplexityBefore']:>14.2f}   "
+        f"{base['general']['perplexityBefore']:>15.2f}"
     )
     for name, r in results.items():
         label = f"{name} ({r['steps']} steps)"
         print(
             f"{label:34} {r['domain']['perplexityAfter']:>14.2f}   {r['general']['perplexityAfter']:>15.2f}"
-            f"   ({r['domain']['perplexityChange']:+.1%} / {r['general']['perplexityChange']:+.1%}, {r['wallSeconds']:.0f} s)"
+            f"   ({r['domain']['perplexityChange']:+.1%} / {r['general']['perplexityChange']:+.1%}, "
+            f"{r['wallSeconds']:.0f} s)"
         )
     if a.json:
         a.json.write_text(json.dumps(out, indent=2) + "\n")

@@ -152,7 +152,10 @@ def report(runs: list[dict], splits: list[str], labels: list[str]) -> dict:
         for r in runs:
             s = r["splits"][split]
             print(
-                f"{r['seed']:>6} {s.get('baselineAccuracy', float('nan')):>9.1%} {s['accuracy']:>9.1%} {s['macroF1']:>9.1%}  "
+                (
+                    f"{r['seed']:>6} {s.get('baselineAccuracy', float('nan')):>9.1%} {s['accuracy']:>9.1%} "
+                    f"{s['macroF1']:>9.1%}  "
+                )
                 + "  ".join(f"{s['perClassF1'][x]:>10.1%}" for x in labels)
             )
         mean = {
@@ -205,7 +208,10 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"seed {seed}: "
             + ", ".join(f"{s} {r['splits'][s]['accuracy']:.1%}" for s in a.splits)
-            + f"; adapter {r['adapterBytes'] / 1e6:.2f} MB; wall {r['wallSeconds']:.0f} s (training {r['trainRuntimeSeconds']:.0f} s)",
+            + (
+                f"; adapter {r['adapterBytes'] / 1e6:.2f} MB; wall {r['wallSeconds']:.0f} s "
+                f"(training {r['trainRuntimeSeconds']:.0f} s)"
+            ),
             flush=True,
         )
     labels = json.loads((out / f"seed{a.seeds[0]}" / "artifacts" / "label_map.json").read_text())["labels"]

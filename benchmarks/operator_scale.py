@@ -5,9 +5,10 @@
 Phase 1: ``--jobs`` FineTuneJobs created at once (16 client threads); kwok runs each pod for 1 s
   (1 GPU each: the kwok nodes have 17 GPUs, so runs queue on the scheduler in waves).
   Reports apply->Job-created latency p50/p99 (from sending the FineTuneJob's create request to
-  the Job's ADDED event on a watch of this process, one clock), time until all are final, API requests per job (the operator's own counter of
-  every HTTP request it makes, kopf's included, plus the apiserver_request_total delta of the whole
-  cluster for context), operator peak RSS and CPU seconds.
+  the Job's ADDED event on a watch of this process, one clock), time until all are final, API
+  requests per job (the operator's own counter of every HTTP request it makes, kopf's included,
+  plus the apiserver_request_total delta of the whole cluster for context), operator peak RSS and
+  CPU seconds.
 Phase 2: a fresh operator and ``--idle`` suspended FineTuneJobs (each gets its ConfigMap,
   ServiceAccount and suspended Job): RSS once all are Suspended; then the RSS of a second operator
   process started on them (a restart or a new leader), 20 s after it is ready.

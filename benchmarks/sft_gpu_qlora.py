@@ -112,7 +112,10 @@ def build_random_llama(shape: str, path: Path, tokenizer_src: Path | None = None
     with torch.device("cuda"):
         model = LlamaForCausalLM._from_config(cfg, dtype=torch.bfloat16)
     print(
-        f"built random {shape} on GPU in {time.time() - t:.1f}s ({sum(p.numel() for p in model.parameters()) / 1e9:.3f}B params)",
+        (
+            f"built random {shape} on GPU in {time.time() - t:.1f}s "
+            f"({sum(p.numel() for p in model.parameters()) / 1e9:.3f}B params)"
+        ),
         file=sys.stderr,
     )
     model.save_pretrained(str(path), safe_serialization=True, max_shard_size="4GB")

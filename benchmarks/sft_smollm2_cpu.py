@@ -4,8 +4,9 @@
 Task: turn a raw log line into a fixed JSON incident summary
 ``{"severity", "service", "host", "issue", "restarts"}``. The base model does this badly (it
 chats, invents keys, misses values); after a few minutes of LoRA on ~300 generated examples it
-should emit the exact JSON. The trainer's stdout (progress lines) is saved to ``<out>/progress.log``. Reports baseline vs tuned eval loss/perplexity and, on held-out log
-lines, greedy-generation exact match per field and per record (base vs tuned).
+should emit the exact JSON. The trainer's stdout (progress lines) is saved to ``<out>/progress.log``.
+Reports baseline vs tuned eval loss/perplexity and, on held-out log lines, greedy-generation exact
+match per field and per record (base vs tuned).
 
     .venv/bin/python benchmarks/sft_smollm2_cpu.py [--steps 30] [--batch 4] [--train 240] [--heldout 20] [--threads 1]
         [--out DIR] [--json FILE]
@@ -96,7 +97,10 @@ def make_example(rng: random.Random) -> tuple[str, dict]:
     issue = rng.choice(list(ISSUES))
     severity, templates = ISSUES[issue]
     svc, host = rng.choice(SERVICES), f"{rng.choice(['node', 'ip-10-0', 'worker', 'gke-pool'])}-{rng.randint(1, 60)}"
-    ts = f"2024-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}Z"
+    ts = (
+        f"2024-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
+        f"T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}Z"
+    )
     r = rng.randint(0, 12)
     line = rng.choice(templates).format(ts=ts, host=host, pid=rng.randint(100, 9999), svc=svc, r=r)
     return line, {"severity": severity, "service": svc, "host": host, "issue": issue, "restarts": r}

@@ -439,7 +439,10 @@ def report_sections(base: dict, final: dict, labels: list[str]) -> list[str]:
     lines = [
         "## Classification",
         "",
-        f"Labels ({len(labels)}): {', '.join(f'`{x}`' for x in labels)}. Chance level (uniform guess): {_pct(1 / len(labels))}.",
+        (
+            f"Labels ({len(labels)}): {', '.join(f'`{x}`' for x in labels)}. "
+            f"Chance level (uniform guess): {_pct(1 / len(labels))}."
+        ),
         "",
         "| metric | untrained head (baseline) | tuned |",
         "| --- | --- | --- |",

@@ -119,7 +119,10 @@ def read_records(
                     name,
                     lineno,
                     None,
-                    f"records are in {detected.value!r} format, which this method cannot train on (it takes {', '.join(sorted(a.value for a in allowed))}){_hint(detected, allowed)}",
+                    (
+                        f"records are in {detected.value!r} format, which this method cannot train on "
+                        f"(it takes {', '.join(sorted(a.value for a in allowed))}){_hint(detected, allowed)}"
+                    ),
                 )
             fmt, first_line = detected, lineno
         elif first_line is not None and detected is not None and detected is not fmt:
@@ -127,7 +130,10 @@ def read_records(
                 name,
                 lineno,
                 None,
-                f"mixed formats: this record looks like {detected.value!r} but the first record (line {first_line}) is {fmt.value!r}; every record must use the same format",
+                (
+                    f"mixed formats: this record looks like {detected.value!r} but the first record "
+                    f"(line {first_line}) is {fmt.value!r}; every record must use the same format"
+                ),
             )
         if first_line is None:
             first_line = lineno
@@ -199,7 +205,8 @@ class CurationReport:
         if self.validation_source == "file":
             s += (
                 f" (validation file: {self.validation_read} read, {self.validation_short_dropped} short and "
-                f"{self.validation_duplicates_dropped} duplicates dropped, {self.validation_overlap_removed} also in train removed)"
+                f"{self.validation_duplicates_dropped} duplicates dropped, "
+                f"{self.validation_overlap_removed} also in train removed)"
             )
         return s
 
@@ -262,7 +269,8 @@ def load_dataset_spec(spec: DatasetSpec, seed: int, allowed: set[DatasetFormat] 
     )
     if len(kept) < spec.min_records:
         raise DataError(
-            f"{name}: only {len(kept)} usable records ({len(raw)} read, {short_n} empty or shorter than minChars={spec.min_chars}, "
+            f"{name}: only {len(kept)} usable records ({len(raw)} read, "
+            f"{short_n} empty or shorter than minChars={spec.min_chars}, "
             f"{dup_n} duplicates); dataset.minRecords is {spec.min_records}"
         )
     if spec.validation_source:

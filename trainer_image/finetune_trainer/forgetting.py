@@ -82,8 +82,14 @@ def report_section(table: dict | None) -> list[str]:
         "",
         "| | before training (base) | after training (tuned) | change |",
         "| --- | --- | --- | --- |",
-        f"| domain ({d['set']}) | {_fmt(d['perplexityBefore'])} | {_fmt(d['perplexityAfter'])} | {_pct(d['perplexityChange'])} |",
-        f"| general ({g['set']}) | {_fmt(g['perplexityBefore'])} | {_fmt(g['perplexityAfter'])} | {_pct(g['perplexityChange'])} |",
+        (
+            f"| domain ({d['set']}) | {_fmt(d['perplexityBefore'])} | {_fmt(d['perplexityAfter'])} | "
+            f"{_pct(d['perplexityChange'])} |"
+        ),
+        (
+            f"| general ({g['set']}) | {_fmt(g['perplexityBefore'])} | {_fmt(g['perplexityAfter'])} | "
+            f"{_pct(g['perplexityChange'])} |"
+        ),
         "",
         f"Verdict: {table['verdict']}.",
         "",

@@ -258,7 +258,10 @@ FORMATS: dict[DatasetFormat, RecordFormat] = {
             detect=lambda r: "chosen" in r or "rejected" in r,
             validate=validate_preference,
             trained_text=lambda r: answer_text(r["chosen"]),
-            example='{"prompt": "Is 10.0.0.1 a private address?", "chosen": "Yes: 10.0.0.0/8 is RFC 1918 space.", "rejected": "No."}',
+            example=(
+                '{"prompt": "Is 10.0.0.1 a private address?", '
+                '"chosen": "Yes: 10.0.0.0/8 is RFC 1918 space.", "rejected": "No."}'
+            ),
         ),
     )
 }

@@ -91,13 +91,15 @@ def write_eval_report(path: Path, metrics: dict, samples: list[dict], extra: lis
     for key, label in (("loss", "eval loss"), ("perplexity", "perplexity"), ("accuracy", "accuracy")):
         if key in base or key in final:
             lines.append(
-                f"| validation | {label} | {_fmt(base.get(key))} | {_fmt(final.get(key))} | {_delta(base.get(key), final.get(key))} |"
+                f"| validation | {label} | {_fmt(base.get(key))} | {_fmt(final.get(key))} | "
+                f"{_delta(base.get(key), final.get(key))} |"
             )
     gb, gf = m.get("generalBaseline") or {}, m.get("generalFinal") or {}
     for key, label in (("loss", "loss"), ("perplexity", "perplexity")):
         if key in gb or key in gf:
             lines.append(
-                f"| general text (forgetting check) | {label} | {_fmt(gb.get(key))} | {_fmt(gf.get(key))} | {_delta(gb.get(key), gf.get(key))} |"
+                f"| general text (forgetting check) | {label} | {_fmt(gb.get(key))} | {_fmt(gf.get(key))} | "
+                f"{_delta(gb.get(key), gf.get(key))} |"
             )
     if not base:
         lines += ["", "Baseline evaluation was off (`evaluation.baseline: false`) or there was no validation data."]
@@ -108,13 +110,15 @@ def write_eval_report(path: Path, metrics: dict, samples: list[dict], extra: lis
         "",
         "## Data",
         "",
-        f"- Format: {c.get('format')}; records read: {c.get('recordsRead')}; empty/too short dropped: {c.get('shortDropped')}; "
+        f"- Format: {c.get('format')}; records read: {c.get('recordsRead')}; "
+        f"empty/too short dropped: {c.get('shortDropped')}; "
         f"duplicates dropped: {c.get('duplicatesDropped')}; usable: {c.get('usable')}",
         f"- Train: {c.get('trainRecords')}; validation: {c.get('validationRecords')} ({c.get('validationSource')})",
     ]
     if c.get("validationSource") == "file":
         lines.append(
-            f"- Validation file: {c.get('validationRead')} read, {c.get('validationOverlapRemoved')} also in the training data removed"
+            f"- Validation file: {c.get('validationRead')} read, "
+            f"{c.get('validationOverlapRemoved')} also in the training data removed"
         )
     for k in ("truncated", "droppedNoTrainedTokens"):
         if c.get(k):

@@ -201,7 +201,8 @@ class SFTMethod(TrainingMethod):
         )
         if not train:
             raise DataError(
-                f"{ctx.data.train_name}: no record has trained tokens left after truncation to maxSeqLength={t.max_seq_length}"
+                f"{ctx.data.train_name}: no record has trained tokens left after truncation to "
+                f"maxSeqLength={t.max_seq_length}"
             )
         counts["trainTokens"] = sum(len(e["input_ids"]) for e in train)
         counts["trainLossTokens"] = sum(sum(1 for x in e["labels"] if x != -100) for e in train)

@@ -300,7 +300,9 @@ def test_output_cleanup_deletes_only_this_runs_job_and_reports_what_was_removed(
                                 "state": {
                                     "terminated": {
                                         "exitCode": 0,
-                                        "message": '{"outcome": "removed", "message": "removed 7 files of run 1111-2222"}',
+                                        "message": (
+                                            '{"outcome": "removed", "message": "removed 7 files of run 1111-2222"}'
+                                        ),
                                     }
                                 },
                             }

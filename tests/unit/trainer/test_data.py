@@ -88,7 +88,10 @@ BAD = [
     (
         "mixed",
         [{"prompt": "p", "completion": "c"}],
-        "train.jsonl:2: mixed formats: this record looks like 'prompt-completion' but the first record (line 1) is 'chat'",
+        (
+            "train.jsonl:2: mixed formats: this record looks like 'prompt-completion' "
+            "but the first record (line 1) is 'chat'"
+        ),
     ),
     ("unknown-keys", [{"question": "q", "answer": "a"}], 'train.jsonl:2: field "messages": missing'),
 ]
@@ -109,9 +112,8 @@ def test_explicit_format_reports_missing_field_with_hint(tmp_path):
     path = helpers.write_jsonl(tmp_path / "train.jsonl", helpers.records("alpaca", 2))
     with pytest.raises(DataError) as e:
         read_records(path, DatasetFormat.CHAT)
-    assert (
-        e.value.message
-        == "train.jsonl:1: field \"messages\": missing (this record looks like 'alpaca' data, but the dataset is 'chat')"
+    assert e.value.message == (
+        "train.jsonl:1: field \"messages\": missing (this record looks like 'alpaca' data, but the dataset is 'chat')"
     )
 
 
