@@ -7,7 +7,7 @@ import dataclasses
 import json
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, overload
 
 DEFAULT_TRAINER_IMAGE = "ghcr.io/finetune-operator/trainer:0.1.0"
 DEFAULT_GPU_TOLERATIONS: list[dict[str, Any]] = [
@@ -16,6 +16,10 @@ DEFAULT_GPU_TOLERATIONS: list[dict[str, Any]] = [
 ENV_PREFIX = "FINETUNE_OPERATOR_"
 
 
+@overload
+def _env(name: str) -> str | None: ...
+@overload
+def _env(name: str, default: str) -> str: ...
 def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(ENV_PREFIX + name, default)
 
@@ -51,7 +55,8 @@ class OperatorConfig:
     identity: str = ""
     """Holder identity in the Lease; defaults to the pod name (HOSTNAME) plus the process id."""
     status_patch: bool = True
-    """Let the trainer patch its own ``status.progress`` (a per-job ServiceAccount bound to ``trainer_cluster_role``)."""
+    """Let the trainer patch its own ``status.progress`` (a per-job ServiceAccount bound to
+    ``trainer_cluster_role``)."""
     trainer_cluster_role: str = "finetune-operator-trainer"
     """The ClusterRole each trainer ServiceAccount is bound to (in its namespace): patch on finetunejobs/status
     only. The chart creates it; the operator never creates Roles, so it cannot grant anything else."""
