@@ -82,7 +82,8 @@ def report(ftj: dict, core: client.CoreV1Api, artifacts_host: Path) -> None:
     art = status.get("artifacts") or {}
     if art:
         print(
-            f"  artifacts          pvc://{art['pvc']}/{art['path']} ({art.get('sizeBytes', 0) / 1e6:.2f} MB: adapter, reports, tokenizer)"
+            f"  artifacts          pvc://{art['pvc']}/{art['path']} "
+            f"({art.get('sizeBytes', 0) / 1e6:.2f} MB: adapter, reports, tokenizer)"
         )
         host = artifacts_host / art["path"]
         print(f"  on this machine    {host}")
