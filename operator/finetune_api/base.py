@@ -1,5 +1,7 @@
 """Shared pydantic base: camelCase on the wire, snake_case in Python, unknown fields refused."""
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
@@ -20,6 +22,6 @@ class ApiModel(BaseModel):
         validate_default=True,
     )
 
-    def to_wire(self) -> dict:
+    def to_wire(self) -> dict[str, Any]:
         """The JSON-ready dict with camelCase keys, as stored in the cluster."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)

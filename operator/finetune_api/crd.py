@@ -255,7 +255,7 @@ def _factory_defaults(model: type[BaseModel], schema: dict[str, Any]) -> None:
 def _schema_of(model: type[BaseModel]) -> dict[str, Any]:
     raw = model.model_json_schema(by_alias=True, mode="validation")
     defs = raw.pop("$defs", {})
-    schema = _structural(raw, defs)
+    schema: dict[str, Any] = _structural(raw, defs)
     _factory_defaults(model, schema)
     return schema
 

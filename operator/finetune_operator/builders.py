@@ -307,7 +307,7 @@ def restricted_pod_security_context() -> dict[str, Any]:
     }
 
 
-def _volumes(ftj: dict[str, Any], spec: FineTuneJobSpec) -> tuple[list[dict], list[dict]]:
+def _volumes(ftj: dict[str, Any], spec: FineTuneJobSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     name = ftj["metadata"]["name"]
     volumes: list[dict[str, Any]] = [
         {

@@ -27,7 +27,7 @@ class RetryLater(Exception):
 
 def backoff(failures: int) -> float:
     """Seconds before retry number ``failures`` (1, 2, ...): 1 s doubling up to a minute."""
-    return min(MAX_BACKOFF, 0.5 * 2 ** min(failures, 7))
+    return min(MAX_BACKOFF, 0.5 * 2.0 ** min(failures, 7))
 
 
 class WorkQueue(Generic[K]):
