@@ -51,7 +51,8 @@ def check_varlen(trials: int = 4) -> list[dict]:
         ref = per_sequence_attention(q64, k64, v64, cu, d**-0.5)
         ref.backward(grad.double())
         errs = {
-            name: rel(a, b) for name, a, b in zip(("out", "dq", "dk", "dv"), got, (ref, q64.grad, k64.grad, v64.grad))
+            name: rel(a, b)
+            for name, a, b in zip(("out", "dq", "dk", "dv"), got, (ref, q64.grad, k64.grad, v64.grad), strict=True)
         }
         out.append({"check": "varlen", "trial": trial, "sequences": len(lens), "tokens": total, **errs})
     return out
@@ -85,7 +86,7 @@ def check_liger() -> list[dict]:
         return [{"check": "liger", "error": "Liger kernels not applied (see the log)"}]
     b = patched(input_ids=ids, labels=ids)
     b.loss.backward()
-    worst = max(rel(pb.grad, pa.grad) for pa, pb in zip(plain.parameters(), patched.parameters()))
+    worst = max(rel(pb.grad, pa.grad) for pa, pb in zip(plain.parameters(), patched.parameters(), strict=True))
     return [
         {
             "check": "liger",

@@ -130,8 +130,7 @@ def main(argv: list[str] | None = None) -> int:
                 "256",
             ],
             env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            capture_output=True,
             text=True,
         )
         if proc.returncode != 0:

@@ -177,7 +177,7 @@ def report(runs: list[dict], splits: list[str], labels: list[str]) -> dict:
         ]
         print(f"confusion matrix, summed over {len(runs)} seed(s) (rows: true, columns: predicted)")
         print(f"{'':>12}" + "".join(f"{x:>12}" for x in labels))
-        for label, row in zip(labels, cm):
+        for label, row in zip(labels, cm, strict=True):
             print(f"{label:>12}" + "".join(f"{v:>12}" for v in row))
     return means
 

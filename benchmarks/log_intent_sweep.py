@@ -86,7 +86,7 @@ class Sweep:
 
     def encode(self, records: list[dict], maxlen: int) -> list[tuple[list[int], int]]:
         enc = self.tokenizer([r["text"] for r in records], truncation=True, max_length=maxlen)
-        return [(ids, LABELS.index(r["label"])) for ids, r in zip(enc["input_ids"], records)]
+        return [(ids, LABELS.index(r["label"])) for ids, r in zip(enc["input_ids"], records, strict=True)]
 
     def batches(self, data, bs: int, rng: random.Random | None = None):
         torch = self.torch
@@ -150,7 +150,7 @@ class Sweep:
             with torch.no_grad():
                 for ids, mask, gold in self.batches(self.encode(records, cfg["maxlen"]), 64):
                     for t, p in zip(
-                        gold.tolist(), model(input_ids=ids, attention_mask=mask).logits.argmax(-1).tolist()
+                        gold.tolist(), model(input_ids=ids, attention_mask=mask).logits.argmax(-1).tolist(), strict=True
                     ):
                         cm[t][p] += 1
             out[split] = {"accuracy": sum(cm[i][i] for i in range(len(LABELS))) / len(records), "confusionMatrix": cm}

@@ -172,11 +172,11 @@ def run_trainer(
     wall = time.time() - t
     if proc.returncode != 0:
         return {"model": name, "exitCode": proc.returncode, "termination": (run_dir / "termination.json").read_text()}
-    lines = [json.loads(l) for l in proc.stdout.splitlines() if l.startswith("{")]
+    records = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     tps = [
-        l["tokensPerSecond"]
-        for l in lines
-        if l.get("stage") == "training" and l.get("tokensPerSecond") and "evalLoss" not in l
+        rec["tokensPerSecond"]
+        for rec in records
+        if rec.get("stage") == "training" and rec.get("tokensPerSecond") and "evalLoss" not in rec
     ]
     m = json.loads((out / "metrics.json").read_text())
     steady = statistics.median(tps[2:]) if len(tps) > 2 else (tps[-1] if tps else None)

@@ -123,7 +123,7 @@ def run_one(
         cmd = [sys.executable, "-m", "finetune_trainer", "--config", str(run_dir / "config.json")]
     t0 = time.time()
     try:
-        proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         return {
             "runner": runner,
@@ -269,7 +269,8 @@ def loss_check(results: list[dict]) -> list[dict]:
     for (runner, batch), r in by.items():
         base = by.get(("trainer-previous", batch))
         if base and runner.startswith("trainer") and runner not in ("trainer-previous", "trainer-2gpu"):
-            pairs = list(zip(base["losses"], r["losses"]))
+            # the steps both runs logged (a run may stop short of the other)
+            pairs = list(zip(base["losses"], r["losses"], strict=False))
             if pairs:
                 out.append(
                     {

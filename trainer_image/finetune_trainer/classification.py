@@ -398,7 +398,7 @@ class ClassificationMethod(TrainingMethod):
             base, _ = predict(model, examples, ctx.tokenizer.pad_token_id)
         return [
             {"prompt": r.data["text"], "reference": r.data["label"], "base": self.labels[b], "tuned": self.labels[t]}
-            for r, b, t in zip(records, base, tuned)
+            for r, b, t in zip(records, base, tuned, strict=True)
         ]
 
     def save(self, ctx: RunContext, model, staging: Path) -> None:
@@ -464,7 +464,7 @@ def report_sections(base: dict, final: dict, labels: list[str]) -> list[str]:
         "| true \\ predicted | " + " | ".join(labels) + " |",
         "| --- |" + " --- |" * len(labels),
     ]
-    for label, row in zip(labels, final["confusionMatrix"]):
+    for label, row in zip(labels, final["confusionMatrix"], strict=True):
         lines.append(f"| **{label}** | " + " | ".join(str(v) for v in row) + " |")
     lines += ["", f"![confusion matrix]({CONFUSION_PNG})", ""]
     return lines
@@ -482,7 +482,7 @@ def plot_confusion_matrices(
     panels = [("baseline (untrained head)", base_cm), ("tuned", final_cm)] if base_cm else [("tuned", final_cm)]
     size = max(4.0, 0.6 * len(labels) + 2.5)
     fig, axes = plt.subplots(1, len(panels), figsize=(size * len(panels), size), dpi=100, squeeze=False)
-    for ax, (title, cm) in zip(axes[0], panels):
+    for ax, (title, cm) in zip(axes[0], panels, strict=True):
         m = np.asarray(cm)
         acc = np.trace(m) / max(m.sum(), 1)
         ax.imshow(m, cmap="Blues")

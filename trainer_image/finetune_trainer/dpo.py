@@ -105,7 +105,7 @@ def _sequence_logps(model, pairs: list[dict], pad_id: int) -> tuple[list[float],
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
     answer = torch.zeros((len(seqs), width), dtype=torch.bool)
-    for i, (s, st) in enumerate(zip(seqs, starts)):
+    for i, (s, st) in enumerate(zip(seqs, starts, strict=True)):
         ids[i, : len(s)] = torch.tensor(s)
         mask[i, : len(s)] = 1
         answer[i, st : len(s)] = True
@@ -175,15 +175,15 @@ def preference_metrics(
     if was_training:
         model.train()
     n = len(pairs)
-    chosen_rewards = [beta * (a - b) for a, b in zip(pc, pref_c)]
-    rejected_rewards = [beta * (a - b) for a, b in zip(pr, pref_r)]
-    margins = [a - b for a, b in zip(chosen_rewards, rejected_rewards)]
+    chosen_rewards = [beta * (a - b) for a, b in zip(pc, pref_c, strict=True)]
+    rejected_rewards = [beta * (a - b) for a, b in zip(pr, pref_r, strict=True)]
+    margins = [a - b for a, b in zip(chosen_rewards, rejected_rewards, strict=True)]
     # -log(sigmoid(m)), computed stably
     losses = [math.log1p(math.exp(-m)) if m > -30 else -m for m in margins]
     nll = -sum(pc) / max(chosen_tokens, 1)
     return {
         "loss": sum(losses) / n,
-        "accuracy": sum(1 for a, b in zip(pc, pr) if a > b) / n,
+        "accuracy": sum(1 for a, b in zip(pc, pr, strict=True) if a > b) / n,
         "rewardAccuracy": sum(1 for m in margins if m > 0) / n,
         "rewardMargin": sum(margins) / n,
         "chosenReward": sum(chosen_rewards) / n,

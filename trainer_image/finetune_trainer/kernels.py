@@ -17,6 +17,7 @@ example boundaries (evaluation, generation, DPO) go to ``sdpa`` unchanged.
 from __future__ import annotations
 
 import inspect
+import itertools
 import logging
 from functools import lru_cache
 
@@ -89,7 +90,7 @@ def per_sequence_attention(q, k, v, cu_seq_lens, scale: float | None):
 
     bounds = cu_seq_lens.tolist()
     outs = []
-    for start, end in zip(bounds[:-1], bounds[1:]):
+    for start, end in itertools.pairwise(bounds):
         qs, ks, vs = (t[start:end].transpose(0, 1).unsqueeze(0) for t in (q, k, v))
         outs.append(
             F.scaled_dot_product_attention(

@@ -41,9 +41,9 @@ def plot_losses(path: Path, history: list[dict]) -> None:
     evals = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     if train:
-        ax.plot(*zip(*train), label="train loss", color="tab:blue")
+        ax.plot(*zip(*train, strict=True), label="train loss", color="tab:blue")
     if evals:
-        ax.plot(*zip(*evals), "o-", label="eval loss", color="tab:orange")
+        ax.plot(*zip(*evals, strict=True), "o-", label="eval loss", color="tab:orange")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss")
     ax.set_title("Training and evaluation loss")

@@ -61,7 +61,7 @@ def to_example(fmt: DatasetFormat, data: dict, chat: bool) -> dict:
 def common_prefix_length(a: list[int], b: list[int]) -> int:
     """How many leading token ids ``a`` and ``b`` share (where a rendered prompt ends inside a rendered answer)."""
     n = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):  # the shorter one bounds the prefix
         if x != y:
             break
         n += 1
@@ -156,7 +156,7 @@ def tokenize_records(
             if counts is not None:
                 counts["droppedNoTrainedTokens"] = counts.get("droppedNoTrainedTokens", 0) + 1
             continue
-        out.append({"input_ids": ids, "labels": [t if m else -100 for t, m in zip(ids, mask)]})
+        out.append({"input_ids": ids, "labels": [t if m else -100 for t, m in zip(ids, mask, strict=True)]})
     return out
 
 

@@ -4,6 +4,7 @@ by ``benchmarks/check_kernels_gpu.py``), and a 4-bit base keeps its other weight
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -36,7 +37,7 @@ def test_varlen_attention_is_each_example_attended_alone(tiny_model, packed_batc
     varlen = AutoModelForCausalLM.from_pretrained(str(tiny_model), attn_implementation=VARLEN)
     sdpa = AutoModelForCausalLM.from_pretrained(str(tiny_model), attn_implementation="sdpa")
     alone = torch.cat(
-        [sdpa(input_ids=ids[:, a:b], use_cache=False).logits for a, b in zip(cu[:-1].tolist(), cu[1:].tolist())], dim=1
+        [sdpa(input_ids=ids[:, a:b], use_cache=False).logits for a, b in itertools.pairwise(cu.tolist())], dim=1
     )
     out = varlen(
         input_ids=ids,
@@ -53,7 +54,7 @@ def test_varlen_attention_is_each_example_attended_alone(tiny_model, packed_batc
     assert out.loss.item() == pytest.approx(masked.loss.item(), rel=1e-5)
     out.loss.backward()
     masked.loss.backward()
-    for (name, a), (_, b) in zip(varlen.named_parameters(), sdpa.named_parameters()):
+    for (name, a), (_, b) in zip(varlen.named_parameters(), sdpa.named_parameters(), strict=True):
         assert torch.allclose(a.grad, b.grad, atol=1e-5), name
     # Without example boundaries (evaluation, generation) it is sdpa itself.
     assert torch.equal(varlen(input_ids=ids).logits, sdpa(input_ids=ids).logits)

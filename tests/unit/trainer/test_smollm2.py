@@ -14,7 +14,7 @@ def ticket_records(n: int, seed: int = 0) -> list[dict]:
     rng = random.Random(seed)
     colors = ["red", "green", "blue", "amber", "violet"]
     out = []
-    for i in range(n):
+    for _ in range(n):
         team, color = rng.choice(["alpha", "beta", "gamma", "delta"]), rng.choice(colors)
         code = f"{team[:2].upper()}-{rng.randint(100, 999)}"
         out.append(

@@ -184,10 +184,10 @@ def test_tokenization_masks_only_answers(tiny_model):
         {"role": "assistant", "content": "two two"},
     ]
     ids, mask = tokenize_example(tok, {"messages": msgs}, completion_only=True)
-    trained = tok.decode([i for i, m in zip(ids, mask) if m])
+    trained = tok.decode([i for i, m in zip(ids, mask, strict=True) if m])
     assert trained == "one<|im_end|>\ntwo two<|im_end|>\n"
     ids, mask = tokenize_example(tok, {"prompt": "2+2=", "completion": " 4"}, completion_only=True)
-    assert tok.decode([i for i, m in zip(ids, mask) if m]) == " 4<|im_end|>"
+    assert tok.decode([i for i, m in zip(ids, mask, strict=True) if m]) == " 4<|im_end|>"
     ids, mask = tokenize_example(tok, {"messages": msgs}, completion_only=False)
     assert all(mask)
 
