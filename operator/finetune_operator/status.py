@@ -152,17 +152,18 @@ def true_conditions(obj: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
 
 
 def _pod_condition(pod: dict[str, Any], ctype: str) -> dict[str, Any] | None:
-    for c in (pod.get("status") or {}).get("conditions") or []:
+    conditions: list[dict[str, Any]] = (pod.get("status") or {}).get("conditions") or []
+    for c in conditions:
         if c.get("type") == ctype:
             return c
     return None
 
 
 def trainer_container_status(pod: dict[str, Any] | None) -> dict[str, Any] | None:
-    for cs in ((pod or {}).get("status") or {}).get("containerStatuses") or []:
+    statuses: list[dict[str, Any]] = ((pod or {}).get("status") or {}).get("containerStatuses") or []
+    for cs in statuses:
         if cs.get("name") == builders.CONTAINER_NAME:
             return cs
-    statuses = ((pod or {}).get("status") or {}).get("containerStatuses") or []
     return statuses[0] if statuses else None
 
 
@@ -496,7 +497,13 @@ def _verdict(
 
 
 def _condition(
-    prev: dict[str, dict[str, Any]], ctype: str, true: bool, reason: str, message: str, generation: int | None, now: str
+    prev: dict[str | None, dict[str, Any]],
+    ctype: str,
+    true: bool,
+    reason: str,
+    message: str,
+    generation: int | None,
+    now: str,
 ) -> dict[str, Any]:
     status = "True" if true else "False"
     old = prev.get(ctype)
@@ -510,7 +517,7 @@ def _condition(
 def _conditions(
     v: _Verdict, prev_conditions: list[dict[str, Any]], pod: dict[str, Any] | None, generation: int | None, now: str
 ) -> list[dict[str, Any]]:
-    prev = {c.get("type"): c for c in prev_conditions or []}
+    prev: dict[str | None, dict[str, Any]] = {c.get("type"): c for c in prev_conditions or []}
     reason, message = str(v.reason), v.message
     succeeded = v.phase is Phase.SUCCEEDED
     failed = v.phase is Phase.FAILED
@@ -528,7 +535,7 @@ def _conditions(
         _condition(prev, ConditionType.SUSPENDED, suspended, reason, message if suspended else "", generation, now),
     ]
     scheduled = _pod_condition(pod, "PodScheduled") if pod else None
-    if scheduled is not None:
+    if pod and scheduled is not None:
         ok = scheduled.get("status") == "True"
         node = (pod.get("spec") or {}).get("nodeName")
         out.append(
@@ -629,7 +636,7 @@ def compute(
         spec = builders.parse_spec(ftj)
     except builders.InvalidSpec as e:
         v = _Verdict(Phase.FAILED, FailureReason.INVALID_SPEC, _short(str(e)))
-        status = {
+        status: dict[str, Any] = {
             "phase": v.phase.value,
             "reason": v.reason,
             "message": v.message,
@@ -641,7 +648,7 @@ def compute(
 
     v = _verdict(ftj, spec, job, pod, now, job_expected, image_pull_grace_seconds, blocked)
     final = v.phase.is_final
-    status: dict[str, Any] = {
+    status = {
         "phase": v.phase.value,
         "reason": str(v.reason),
         "message": v.message,
@@ -654,9 +661,9 @@ def compute(
     status["startTime"] = start
     if final:
         status["completionTime"] = end
-        s, e = parse_time(start), parse_time(end)
-        if s and e:
-            duration = max(0.0, (e - s).total_seconds())
+        started, ended = parse_time(start), parse_time(end)
+        if started and ended:
+            duration = max(0.0, (ended - started).total_seconds())
             status["durationSeconds"] = duration
             status["gpuSeconds"] = duration * spec.resources.gpus
     term = terminated_state(pod)
@@ -719,7 +726,8 @@ def controller_uid(obj: dict[str, Any]) -> str | None:
     """The uid of the object's controller (its controlling owner reference), if any."""
     for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
         if ref.get("controller"):
-            return ref.get("uid")
+            uid: str | None = ref.get("uid")
+            return uid
     return None
 
 
