@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import kopf
 
@@ -24,9 +24,12 @@ from . import builders
 from . import status as status_mod
 from .reconciler import STATUS_DELAY, Key, Reconciler
 
+if TYPE_CHECKING:
+    from kopf._core.intents.filters import MetaFilter  # the type of `labels=` (kopf does not export it)
+
 REGISTRY = kopf.OperatorRegistry()
 FINALIZER = f"{GROUP}/cleanup"
-OWN_CHILDREN = {builders.LABEL_JOB: kopf.PRESENT, builders.LABEL_COMPONENT: "trainer"}
+OWN_CHILDREN: MetaFilter = {builders.LABEL_JOB: kopf.PRESENT, builders.LABEL_COMPONENT: "trainer"}
 WORKER_LIMIT = 100  # kopf's per-object workers running at once
 
 
@@ -85,22 +88,26 @@ def _reconciler(memo: Any, ftj_index: kopf.Index, job_index: kopf.Index, pod_ind
     return reconciler
 
 
+# kopf's handler protocols (IndexingFn, WatchingFn, ChangingFn) type `namespace` as `str | None`
+# (they serve cluster-scoped resources too; ours are all namespaced) and cannot express the index
+# arguments kopf passes by name, hence the `type: ignore[arg-type]` on the decorators below.
+
 # --- indexes (kopf fills them before any handler runs) ----------------------------------------
 
 
-@kopf.index(GROUP, VERSION, PLURAL, registry=REGISTRY)
+@kopf.index(GROUP, VERSION, PLURAL, registry=REGISTRY)  # type: ignore[arg-type]
 async def ftj_index(namespace: str, name: str, body: Any, **_: Any) -> dict[Key, str]:
     # Kept as one compact JSON string (unpacked per reconcile, ~20 µs): a tree of small dicts per
     # object costs ~5x the memory and fragments the allocator (see docs/benchmarks.md).
     return {(namespace, name): json.dumps(trim_ftj(body), separators=(",", ":"))}
 
 
-@kopf.index("batch", "v1", "jobs", labels=OWN_CHILDREN, registry=REGISTRY)
+@kopf.index("batch", "v1", "jobs", labels=OWN_CHILDREN, registry=REGISTRY)  # type: ignore[arg-type]
 async def job_index(namespace: str, labels: Any, body: Any, **_: Any) -> dict[Key, dict[str, Any]]:
     return {(namespace, labels[builders.LABEL_JOB]): status_mod.job_summary(dict(body))}
 
 
-@kopf.index("", "v1", "pods", labels=OWN_CHILDREN, registry=REGISTRY)
+@kopf.index("", "v1", "pods", labels=OWN_CHILDREN, registry=REGISTRY)  # type: ignore[arg-type]
 async def pod_index(namespace: str, labels: Any, body: Any, **_: Any) -> dict[Key, dict[str, Any]]:
     return {(namespace, labels[builders.LABEL_JOB]): status_mod.pod_summary(dict(body))}
 
@@ -122,7 +129,7 @@ async def cleanup(memo: Any, **_: Any) -> None:
         stop.set()
 
 
-@kopf.on.event(GROUP, VERSION, PLURAL, registry=REGISTRY)
+@kopf.on.event(GROUP, VERSION, PLURAL, registry=REGISTRY)  # type: ignore[arg-type]
 async def ftj_event(
     type: str | None,
     namespace: str,
@@ -142,7 +149,7 @@ async def ftj_event(
         reconciler.enqueue((namespace, name))
 
 
-@kopf.on.event("batch", "v1", "jobs", labels=OWN_CHILDREN, registry=REGISTRY)
+@kopf.on.event("batch", "v1", "jobs", labels=OWN_CHILDREN, registry=REGISTRY)  # type: ignore[arg-type]
 async def job_event(
     type: str | None,
     namespace: str,
@@ -160,7 +167,7 @@ async def job_event(
     reconciler.enqueue(key, STATUS_DELAY)
 
 
-@kopf.on.event("", "v1", "pods", labels=OWN_CHILDREN, registry=REGISTRY)
+@kopf.on.event("", "v1", "pods", labels=OWN_CHILDREN, registry=REGISTRY)  # type: ignore[arg-type]
 async def pod_event(
     namespace: str,
     labels: Any,
@@ -173,7 +180,9 @@ async def pod_event(
     _reconciler(memo, ftj_index, job_index, pod_index).enqueue((namespace, labels[builders.LABEL_JOB]), STATUS_DELAY)
 
 
-@kopf.on.delete(GROUP, VERSION, PLURAL, field="spec.output.retention", value="Delete", backoff=5, registry=REGISTRY)
+@kopf.on.delete(  # type: ignore[arg-type]
+    GROUP, VERSION, PLURAL, field="spec.output.retention", value="Delete", backoff=5, registry=REGISTRY
+)
 async def delete_output(
     body: Any, memo: Any, retry: int, ftj_index: kopf.Index, job_index: kopf.Index, pod_index: kopf.Index, **_: Any
 ) -> None:
