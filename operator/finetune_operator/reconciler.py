@@ -117,7 +117,7 @@ class Reconciler:
             self.blocked,
             self.prerequisites_checked,
         ):
-            state.pop(key, None)  # type: ignore[attr-defined]
+            state.pop(key, None)
         self.unseen_writes.discard(key)
         self.job_metrics.forget(key)
         self.queue.forget(key)
@@ -264,7 +264,7 @@ class Reconciler:
         """This run's Job read from the API server (it is missing from the view only when its labels
         were removed, or it is gone); its labels are put back so that the watch follows it again."""
         meta = ftj["metadata"]
-        probe = {
+        probe: dict[str, Any] = {
             "apiVersion": "batch/v1",
             "kind": "Job",
             "metadata": {"name": builders.job_name(meta["name"]), "namespace": meta["namespace"]},
@@ -555,10 +555,11 @@ class _Refused(Exception):
 
 
 def post_event(ftj: dict[str, Any], etype: str, reason: str, message: str) -> None:
+    # kopf types the object as its Body view; it reads any mapping with apiVersion, kind and metadata.
     try:
         if etype == "Warning":
-            kopf.warn(ftj, reason=reason, message=message)
+            kopf.warn(ftj, reason=reason, message=message)  # type: ignore[arg-type]
         else:
-            kopf.info(ftj, reason=reason, message=message)
+            kopf.info(ftj, reason=reason, message=message)  # type: ignore[arg-type]
     except Exception as e:  # noqa: BLE001 - events are best effort
         logger.debug("could not post an event: %s", e)
