@@ -249,19 +249,20 @@ def load_classifier(location, labels: list[str], tokenizer, quantization=None, t
 
     id2label = {i: x for i, x in enumerate(labels)}
     label2id = {x: i for i, x in enumerate(labels)}
-    extra = dict(
-        num_labels=len(labels),
-        id2label=id2label,
-        label2id=label2id,
-        problem_type="single_label_classification",
-        output_loading_info=True,
-    )
-    if quantization is not None:
-        # transformers matches these from the start of the module path, as regexes: allow any prefix (bert.pooler).
-        extra["skip_modules"] = [rf"(?:.*\.)?{h}" for h in HEAD_NAMES]
+    # transformers matches these from the start of the module path, as regexes: allow any prefix (bert.pooler).
+    skip_modules = [rf"(?:.*\.)?{h}" for h in HEAD_NAMES] if quantization is not None else None
     try:
         model, info = load_model(
-            AutoModelForSequenceClassification, location, quantization, trust_remote_code=trust_remote_code, **extra
+            AutoModelForSequenceClassification,
+            location,
+            quantization,
+            trust_remote_code=trust_remote_code,
+            skip_modules=skip_modules,
+            num_labels=len(labels),
+            id2label=id2label,
+            label2id=label2id,
+            problem_type="single_label_classification",
+            output_loading_info=True,
         )
     except ValueError as exc:
         if "Unrecognized configuration class" in str(exc):

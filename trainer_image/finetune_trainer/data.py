@@ -15,6 +15,7 @@ import json
 import random
 import re
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,12 @@ def _iter_json_array(text: str, name: str) -> Iterator[tuple[int, Any]]:
     def line_of(p: int) -> int:
         return text.count("\n", 0, p) + 1
 
-    pos = ws.match(text, pos).end()
+    def skip_ws(p: int) -> int:
+        """The position of the first non-whitespace character at or after ``p``."""
+        m = ws.match(text, p)
+        return m.end() if m else p  # (r"\s*" matches everywhere)
+
+    pos = skip_ws(pos)
     if text.startswith("]", pos):
         return
     while True:
@@ -76,9 +82,9 @@ def _iter_json_array(text: str, name: str) -> Iterator[tuple[int, Any]]:
         except json.JSONDecodeError as exc:
             raise DataError.at(name, exc.lineno, None, f"not valid JSON: {exc.msg} (column {exc.colno})") from None
         yield line_of(pos), value
-        pos = ws.match(text, end).end()
+        pos = skip_ws(end)
         if text.startswith(",", pos):
-            pos = ws.match(text, pos + 1).end()
+            pos = skip_ws(pos + 1)
             continue
         if text.startswith("]", pos):
             rest = text[pos + 1 :].strip()
@@ -89,7 +95,7 @@ def _iter_json_array(text: str, name: str) -> Iterator[tuple[int, Any]]:
 
 
 def read_records(
-    path: str | Path, fmt: DatasetFormat, allowed: set[DatasetFormat] | None = None
+    path: str | Path, fmt: DatasetFormat, allowed: AbstractSet[DatasetFormat] | None = None
 ) -> tuple[DatasetFormat, list[Record]]:
     """Read and validate every record of a JSONL file or JSON array.
 
@@ -155,7 +161,7 @@ def read_records(
     return fmt, records
 
 
-def _hint(detected: DatasetFormat, allowed: set[DatasetFormat]) -> str:
+def _hint(detected: DatasetFormat, allowed: AbstractSet[DatasetFormat]) -> str:
     wanted = {FORMATS[a].method for a in allowed}
     return method_hint(detected, wanted.pop()) if len(wanted) == 1 else ""
 
@@ -259,7 +265,7 @@ class PreparedData:
     validation_name: str
 
 
-def load_dataset_spec(spec: DatasetSpec, seed: int, allowed: set[DatasetFormat] | None = None) -> PreparedData:
+def load_dataset_spec(spec: DatasetSpec, seed: int, allowed: AbstractSet[DatasetFormat] | None = None) -> PreparedData:
     """Read, validate, curate and split the training data (and the validation file, if any)."""
     fmt, raw = read_records(spec.source, spec.format, allowed)
     kept, short_n, dup_n = curate(raw, fmt, spec.min_chars, spec.deduplicate)

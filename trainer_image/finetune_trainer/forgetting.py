@@ -10,6 +10,18 @@ into ``metrics.json`` (``forgetting``) and ``eval_report.md``.
 from __future__ import annotations
 
 import math
+from typing import TypedDict
+
+
+class PerplexityRow(TypedDict):
+    """One row of the table: a text set's perplexity (and loss) before and after training."""
+
+    set: str
+    perplexityBefore: float | None
+    perplexityAfter: float | None
+    lossBefore: float | None
+    lossAfter: float | None
+    perplexityChange: float | None
 
 
 def _num(v) -> float | None:
@@ -29,27 +41,25 @@ def forgetting_table(metrics: dict, general_name: str | None = None) -> dict | N
     if not gb and not gf:
         return None
     db, df = metrics.get("baseline") or {}, metrics.get("final") or {}
-    rows = {
-        "domain": {
-            "set": "validation",
-            "perplexityBefore": _num(db.get("perplexity")),
-            "perplexityAfter": _num(df.get("perplexity")),
-            "lossBefore": _num(db.get("loss")),
-            "lossAfter": _num(df.get("loss")),
-        },
-        "general": {
-            "set": general_name or "generalSource",
-            "perplexityBefore": _num(gb.get("perplexity")),
-            "perplexityAfter": _num(gf.get("perplexity")),
-            "lossBefore": _num(gb.get("loss")),
-            "lossAfter": _num(gf.get("loss")),
-        },
+    domain = _row("validation", db, df)
+    general = _row(general_name or "generalSource", gb, gf)
+    return {
+        "domain": domain,
+        "general": general,
+        "verdict": verdict(domain["perplexityChange"], general["perplexityChange"]),
     }
-    for row in rows.values():
-        row["perplexityChange"] = _change(row["perplexityBefore"], row["perplexityAfter"])
-    d, g = rows["domain"]["perplexityChange"], rows["general"]["perplexityChange"]
-    rows["verdict"] = verdict(d, g)
-    return rows
+
+
+def _row(name: str, before: dict, after: dict) -> PerplexityRow:
+    ppl_before, ppl_after = _num(before.get("perplexity")), _num(after.get("perplexity"))
+    return {
+        "set": name,
+        "perplexityBefore": ppl_before,
+        "perplexityAfter": ppl_after,
+        "lossBefore": _num(before.get("loss")),
+        "lossAfter": _num(after.get("loss")),
+        "perplexityChange": _change(ppl_before, ppl_after),
+    }
 
 
 def verdict(domain_change: float | None, general_change: float | None, tolerance: float = 0.05) -> str:

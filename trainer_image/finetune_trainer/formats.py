@@ -174,14 +174,17 @@ def _answer(record: dict, key: str, chat: bool):
 def validate_preference(record: dict) -> dict:
     if "prompt" not in record or record["prompt"] is None:
         raise FieldProblem("prompt", 'missing (preference records are {"prompt", "chosen", "rejected"})')
-    prompt = record["prompt"]
-    chat = isinstance(prompt, list)
-    prompt = _messages(prompt, "prompt", assistant_only=False) if chat else _text(prompt, "prompt")
-    if chat and prompt[-1]["role"] == "assistant":
-        raise FieldProblem(
-            f"prompt[{len(prompt) - 1}].role",
-            "the prompt ends with an assistant message; it should end with the user turn being answered",
-        )
+    chat = isinstance(record["prompt"], list)
+    prompt: list[dict] | str
+    if chat:
+        prompt = _messages(record["prompt"], "prompt", assistant_only=False)
+        if prompt[-1]["role"] == "assistant":
+            raise FieldProblem(
+                f"prompt[{len(prompt) - 1}].role",
+                "the prompt ends with an assistant message; it should end with the user turn being answered",
+            )
+    else:
+        prompt = _text(record["prompt"], "prompt")
     return {"prompt": prompt, "chosen": _answer(record, "chosen", chat), "rejected": _answer(record, "rejected", chat)}
 
 

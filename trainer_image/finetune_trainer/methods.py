@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,8 @@ class RunContext:
     config: TrainerConfig
     out: OutputDir
     reporter: ProgressReporter
-    data: PreparedData | None = None
-    location: ModelLocation | None = None
+    data: PreparedData
+    location: ModelLocation
     tokenizer: Any = None
     train_dataset: Any = None
     """What the method's Trainer trains on (a datasets.Dataset)."""
@@ -78,7 +79,7 @@ class EvaluateRequest:
         return QuantizationSpec() if self.quantize else None
 
     def records(
-        self, fmt: DatasetFormat, allowed: set[DatasetFormat] | None = None, deduplicate: bool = True
+        self, fmt: DatasetFormat, allowed: AbstractSet[DatasetFormat] | None = None, deduplicate: bool = True
     ) -> tuple[DatasetFormat, list[Record]]:
         """The data file's records (validated, empty ones and optionally duplicates dropped)."""
         fmt, records = read_records(self.data, fmt, allowed)

@@ -15,6 +15,7 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from finetune_api.training import ModelSpec, PeftSpec, QuantizationSpec
 
@@ -214,7 +215,7 @@ def load_causal_lm(
     ``attention``: the attn_implementation (see ``kernels.attention_implementation``)."""
     from transformers import AutoModelForCausalLM
 
-    extra = {"attn_implementation": attention} if attention else {}
+    extra: dict[str, Any] = {"attn_implementation": attention} if attention else {}  # from_pretrained's keywords
     return load_model(
         AutoModelForCausalLM, loc, quantization, dtype=dtype, trust_remote_code=trust_remote_code, **extra
     )
@@ -404,7 +405,7 @@ def load_peft_adapter(model, adapter: str):
         raise ModelNotFoundError(
             f'field "model.adapter": cannot load {adapter} onto this base model: {_first_line(exc)}'
         ) from None
-    targets = peft_model.peft_config["default"].target_modules
+    targets = peft_model.peft_config["default"].target_modules  # type: ignore[attr-defined]  # a LoraConfig
     return train_in_fp32(peft_model, is_quantized(model)), sorted(targets) if isinstance(
         targets, (set, list, tuple)
     ) else targets

@@ -245,9 +245,9 @@ def _train(config: TrainerConfig, out: OutputDir, reporter: ProgressReporter | N
         )
         return summary_from_output(out.root, note=f"{out.root} was already complete; nothing was trained")
     method = get_method(config.method)
-    ctx = RunContext(config=config, out=out, reporter=reporter or make_reporter(config))
-    ctx.reporter.stage("loading")
-    prepare_inputs(ctx, method)
+    reporter = reporter or make_reporter(config)
+    reporter.stage("loading")
+    ctx = prepare_inputs(config, out, reporter, method)
     resume_from = resume_point(ctx)
     model, adapter = load_trainable_model(ctx, method)
     baseline = baseline_evaluation(ctx, method, model, resume_from)
@@ -267,18 +267,20 @@ def _train(config: TrainerConfig, out: OutputDir, reporter: ProgressReporter | N
     return TrainerSummary(outcome="succeeded", metrics=metrics["summary"], artifacts=artifact_summary(out.root))
 
 
-def prepare_inputs(ctx: RunContext, method: TrainingMethod) -> None:
-    """Data first (bad data fails in seconds, before any model loads), then the tokenizer,
-    the method's compatibility checks and tokenization."""
-    config = ctx.config
-    ctx.data = load_dataset_spec(config.dataset, config.training.seed, set(method.formats))
-    log.info("dataset: %s", ctx.data.report.summary())
-    ctx.location = resolve_source(config.model)
+def prepare_inputs(
+    config: TrainerConfig, out: OutputDir, reporter: ProgressReporter, method: TrainingMethod
+) -> RunContext:
+    """The run's context: data first (bad data fails in seconds, before any model loads), then the
+    tokenizer, the method's compatibility checks and tokenization."""
+    data = load_dataset_spec(config.dataset, config.training.seed, set(method.formats))
+    log.info("dataset: %s", data.report.summary())
+    ctx = RunContext(config=config, out=out, reporter=reporter, data=data, location=resolve_source(config.model))
     ctx.tokenizer = method.load_tokenizer(ctx)
     method.check_compatible(ctx)
     method.prepare(ctx)
     if config.training.early_stopping_patience and ctx.eval_dataset is None:
         raise ConfigError('field "training.earlyStoppingPatience": early stopping needs validation data')
+    return ctx
 
 
 def resume_point(ctx: RunContext) -> str | None:
@@ -441,6 +443,7 @@ def run_metrics(
     import torch
 
     config, state = ctx.config, fitted.state
+    quantization = config.peft.quantization
     history = [dict(h) for h in state.log_history]
     tokens_seen = int(state.num_input_tokens_seen or 0)
     peak, peak_kind = peak_memory()
@@ -449,7 +452,7 @@ def run_metrics(
         "method": config.method.value,
         "model": config.model.source,
         "peftType": config.peft.type.value,
-        "baseQuantization": config.peft.quantization.quant_type if adapter.quantized else None,
+        "baseQuantization": quantization.quant_type if adapter.quantized and quantization is not None else None,
         "loraR": config.peft.r,
         "loraAlpha": config.peft.alpha,
         "targetModules": adapter.targets if isinstance(adapter.targets, str) else list(adapter.targets),

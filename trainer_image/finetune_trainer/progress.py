@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
@@ -87,13 +87,16 @@ class StatusPatcher:
         self.failures = 0
 
     @classmethod
-    def from_env(cls, interval: float, env: dict | None = None, sa_dir: Path | None = None) -> StatusPatcher | None:
-        env = os.environ if env is None else env
+    def from_env(
+        cls, interval: float, env: Mapping[str, str] | None = None, sa_dir: Path | None = None
+    ) -> StatusPatcher | None:
+        if env is None:
+            env = os.environ
         sa_dir = sa_dir or SA_DIR
         if env.get("FINETUNE_STATUS_PATCH") != "1":
             return None
-        name, ns = env.get("FINETUNE_JOB_NAME"), env.get("FINETUNE_JOB_NAMESPACE")
-        host, port = env.get("KUBERNETES_SERVICE_HOST"), env.get("KUBERNETES_SERVICE_PORT", "443")
+        name, ns = env.get("FINETUNE_JOB_NAME", ""), env.get("FINETUNE_JOB_NAMESPACE", "")
+        host, port = env.get("KUBERNETES_SERVICE_HOST", ""), env.get("KUBERNETES_SERVICE_PORT", "443")
         token_file, ca_file = sa_dir / "token", sa_dir / "ca.crt"
         missing = [
             k
@@ -155,18 +158,22 @@ class ProgressReporter:
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         if patcher is not None:
-            threading.Thread(target=self._heartbeat, name="progress-heartbeat", daemon=True).start()
+            threading.Thread(
+                target=self._heartbeat, args=(patcher.interval,), name="progress-heartbeat", daemon=True
+            ).start()
 
-    def _heartbeat(self) -> None:
+    def _heartbeat(self, interval: float) -> None:
         """Re-send the latest progress with a fresh ``updatedAt`` every patch interval. Without it a
         slow step (or a log interval of many steps) or an update dropped by the rate limit would
         leave the status older than the interval; with it the status is at most two intervals old."""
-        while not self._stopped.wait(self.patcher.interval):
+        while not self._stopped.wait(interval):
             self.update(echo=False)
 
     def restore(self) -> ProgressReporter:
         """Continue from the progress file's last line (the launcher of several workers reporting
         the failure of one of them)."""
+        if self.progress_file is None:
+            return self
         try:
             self.current = TrainingProgress.model_validate_json(Path(self.progress_file).read_text())
         except (OSError, ValueError, TypeError):
