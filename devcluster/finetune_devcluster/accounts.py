@@ -20,9 +20,10 @@ def service_account_kubeconfig(
     request = client.AuthenticationV1TokenRequest(
         spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=duration_seconds)
     )
-    token = (
-        client.CoreV1Api(api).create_namespaced_service_account_token(service_account, namespace, request).status.token
-    )
+    status = client.CoreV1Api(api).create_namespaced_service_account_token(service_account, namespace, request).status
+    if status is None:
+        raise RuntimeError(f"the TokenRequest for {namespace}/{service_account} returned no token")
+    token = status.token
     admin = yaml.safe_load(Path(admin_kubeconfig).read_text())
     config = {
         "apiVersion": "v1",

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
@@ -31,7 +32,7 @@ class FakeNode:
     cpu: str = "32"
     memory: str = "256Gi"
 
-    def manifest(self) -> dict:
+    def manifest(self) -> dict[str, Any]:
         labels = {
             "kubernetes.io/hostname": self.name,
             "kubernetes.io/os": "linux",
@@ -39,7 +40,7 @@ class FakeNode:
             "type": "kwok",
         }
         resources = {"cpu": self.cpu, "memory": self.memory, "pods": "110", "ephemeral-storage": "1Ti"}
-        spec: dict = {}
+        spec: dict[str, Any] = {}
         if self.gpus:
             labels |= {
                 "nvidia.com/gpu.present": "true",
@@ -119,7 +120,7 @@ class DevCluster:
                 core = client.CoreV1Api(api)
                 for node in self.nodes:
                     try:
-                        core.create_node(body=node.manifest())
+                        core.create_node(body=client.V1Node.model_validate(node.manifest()))
                     except ApiException as exc:
                         if exc.status != 409:  # kept from an earlier run in the same workdir
                             raise
@@ -133,12 +134,7 @@ class DevCluster:
         """Wait for Ready nodes without the not-ready taint (the node controller removes it)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            ready = {
-                n.metadata.name
-                for n in core.list_node().items
-                if any(c.type == "Ready" and c.status == "True" for c in (n.status.conditions or []))
-                and not any(t.key == "node.kubernetes.io/not-ready" for t in (n.spec.taints or []))
-            }
+            ready = {n.metadata.name for n in core.list_node().items if n.metadata and _node_ready(n)}
             if ready >= set(names):
                 return
             if self.kwok:
@@ -173,7 +169,7 @@ class DevCluster:
         if done.returncode:
             raise RuntimeError(f"deploying CoreDNS failed: {done.stderr}")
         deadline = time.monotonic() + timeout
-        while not (apps.read_namespaced_deployment("coredns", "kube-system").status.ready_replicas or 0):
+        while not _ready_replicas(apps, "kube-system", "coredns"):
             self.node.check_alive()
             if time.monotonic() > deadline:
                 raise TimeoutError(f"CoreDNS not ready after {timeout}s; kubectl -n kube-system describe pods")
@@ -184,7 +180,7 @@ class DevCluster:
         assert self.node
         want = str(self.node.gpus)
         deadline = time.monotonic() + timeout
-        while (core.read_node(NODE_NAME).status.allocatable or {}).get("nvidia.com/gpu", "0") != want:
+        while _allocatable_gpus(core, NODE_NAME) != want:
             self.node.check_alive()
             if time.monotonic() > deadline:
                 raise TimeoutError(
@@ -199,50 +195,49 @@ class DevCluster:
         kubelet hands a local volume to the pod's fsGroup, so non-root trainers can write to it."""
         host_dir.mkdir(parents=True, exist_ok=True)
         pv = f"{namespace}-{name}"
-        with self.api_client() as api:
-            core = client.CoreV1Api(api)
-            core.create_persistent_volume(
-                {
-                    "apiVersion": "v1",
-                    "kind": "PersistentVolume",
-                    "metadata": {"name": pv, "labels": {"finetune.dev/claim-namespace": namespace}},
-                    "spec": {
-                        "capacity": {"storage": size},
-                        "accessModes": ["ReadWriteOnce"],
-                        "storageClassName": "",
-                        "persistentVolumeReclaimPolicy": "Retain",
-                        "local": {"path": str(host_dir)},
-                        "claimRef": {"namespace": namespace, "name": name},
-                        "nodeAffinity": {
-                            "required": {
-                                "nodeSelectorTerms": [
-                                    {
-                                        "matchExpressions": [
-                                            {"key": "kubernetes.io/hostname", "operator": "In", "values": [NODE_NAME]}
-                                        ]
-                                    }
+        volume = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": pv, "labels": {"finetune.dev/claim-namespace": namespace}},
+            "spec": {
+                "capacity": {"storage": size},
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "",
+                "persistentVolumeReclaimPolicy": "Retain",
+                "local": {"path": str(host_dir)},
+                "claimRef": {"namespace": namespace, "name": name},
+                "nodeAffinity": {
+                    "required": {
+                        "nodeSelectorTerms": [
+                            {
+                                "matchExpressions": [
+                                    {"key": "kubernetes.io/hostname", "operator": "In", "values": [NODE_NAME]}
                                 ]
                             }
-                        },
-                    },
-                }
-            )
-            core.create_namespaced_persistent_volume_claim(
-                namespace,
-                {
-                    "apiVersion": "v1",
-                    "kind": "PersistentVolumeClaim",
-                    "metadata": {"name": name},
-                    "spec": {
-                        "accessModes": ["ReadWriteOnce"],
-                        "storageClassName": "",
-                        "volumeName": pv,
-                        "resources": {"requests": {"storage": size}},
-                    },
+                        ]
+                    }
                 },
+            },
+        }
+        claim = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": name},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "",
+                "volumeName": pv,
+                "resources": {"requests": {"storage": size}},
+            },
+        }
+        with self.api_client() as api:
+            core = client.CoreV1Api(api)
+            core.create_persistent_volume(client.V1PersistentVolume.model_validate(volume))
+            core.create_namespaced_persistent_volume_claim(
+                namespace, client.V1PersistentVolumeClaim.model_validate(claim)
             )
             deadline = time.monotonic() + timeout
-            while core.read_namespaced_persistent_volume_claim(name, namespace).status.phase != "Bound":
+            while _claim_phase(core, namespace, name) != "Bound":
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"claim {namespace}/{name} not Bound after {timeout}s")
                 time.sleep(0.2)
@@ -265,3 +260,30 @@ class DevCluster:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+# The client's models leave every field optional; the API server always fills those read here.
+
+
+def _node_ready(node: client.V1Node) -> bool:
+    """Ready, and without the not-ready taint (the node controller removes it)."""
+    conditions = (node.status.conditions if node.status else None) or []
+    taints = (node.spec.taints if node.spec else None) or []
+    return any(c.type == "Ready" and c.status == "True" for c in conditions) and not any(
+        t.key == "node.kubernetes.io/not-ready" for t in taints
+    )
+
+
+def _ready_replicas(apps: client.AppsV1Api, namespace: str, name: str) -> int:
+    status = apps.read_namespaced_deployment(name, namespace).status
+    return (status.ready_replicas if status else None) or 0
+
+
+def _allocatable_gpus(core: client.CoreV1Api, node: str) -> str:
+    status = core.read_node(node).status
+    return ((status.allocatable if status else None) or {}).get("nvidia.com/gpu", "0")
+
+
+def _claim_phase(core: client.CoreV1Api, namespace: str, name: str) -> str | None:
+    status = core.read_namespaced_persistent_volume_claim(name, namespace).status
+    return status.phase if status else None

@@ -57,11 +57,19 @@ BIND_MOUNTS = {
 }
 NET_LOCK = Path("/run/lock/finetune-devcluster-net.lock")  # also guards HOST_SYSCTLS
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def _effective_capabilities() -> int:
+    """This process's effective capability set (a bit per capability)."""
+    match = re.search(r"CapEff:\s*([0-9a-f]+)", Path("/proc/self/status").read_text())
+    if match is None:
+        raise RuntimeError("/proc/self/status has no CapEff line")
+    return int(match[1], 16)
+
+
 # Without CAP_SYS_RESOURCE (some sandboxes drop it) no process may lower its oom_score_adj: the
 # kubelet and kube-proxy keep 0 and containerd raises negative container values to its own (0).
-HAVE_SYS_RESOURCE = bool(
-    int(re.search(r"CapEff:\s*([0-9a-f]+)", Path("/proc/self/status").read_text())[1], 16) & (1 << 24)
-)
+HAVE_SYS_RESOURCE = bool(_effective_capabilities() & (1 << 24))
 # Kernel settings the kubelet sets at start (not namespaced): restored when the node stops.
 # The machine's own values are recorded by the first dev node that starts while none runs, and
 # written back by the last one to stop.

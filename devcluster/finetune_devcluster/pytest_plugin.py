@@ -113,7 +113,7 @@ def namespace(kube_api: client.ApiClient, request: pytest.FixtureRequest) -> Ite
     """A fresh namespace named after the test; deleted (without waiting) afterwards."""
     name = f"{re.sub(r'[^a-z0-9]+', '-', request.node.name.lower()).strip('-')[:40]}-{uuid.uuid4().hex[:5]}"
     core = client.CoreV1Api(kube_api)
-    core.create_namespace({"metadata": {"name": name}})
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     deadline = time.monotonic() + 30  # pods need the namespace's default ServiceAccount
     while not core.list_namespaced_service_account(name, field_selector="metadata.name=default").items:
         assert time.monotonic() < deadline, f"no default ServiceAccount in {name}"
