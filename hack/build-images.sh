@@ -104,11 +104,9 @@ start_buildkitd() {
 
 # prune_cache: the layer cache down to KEEP_STORAGE_MB (see above).
 prune_cache() {
-  local before after
-  before="$(du -sm "${STATE_DIR}" | cut -f1)"
-  buildctl prune --keep-storage "${KEEP_STORAGE_MB}" >/dev/null
-  after="$(du -sm "${STATE_DIR}" | cut -f1)"
-  ((before - after < 100)) || echo "   layer cache pruned: ${before} MB -> ${after} MB (keeps ${KEEP_STORAGE_MB} MB)"
+  local freed
+  freed="$(buildctl prune --keep-storage "${KEEP_STORAGE_MB}" | awk '$1 == "Total:" {print $2}')"
+  [[ -z "${freed}" || "${freed}" == 0B ]] || echo "   layer cache pruned to ${KEEP_STORAGE_MB} MB: ${freed} freed"
 }
 
 # --- base images from Debian packages ------------------------------------------------------------
