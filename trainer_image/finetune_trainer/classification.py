@@ -379,8 +379,8 @@ class ClassificationMethod(TrainingMethod):
         from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
         # Batches of similar lengths: padded to their longest line, randomly mixed lengths waste about
-        # half of every batch on padding (log lines are 20 to 128 tokens); the order across batches
-        # stays random.
+        # half of every batch on padding (log lines are 20 to 128 tokens). transformers shuffles the
+        # lines, then sorts chunks of up to 50 batches from long to short lines.
         return Trainer(
             model=model,
             args=TrainingArguments(**common_args, train_sampling_strategy="group_by_length"),
