@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,14 +39,23 @@ def archives() -> dict[str, Path]:
     return {name: images_dir / f"{name}.tar" for name in IMAGES}
 
 
-@pytest.fixture(scope="session")
-def operator_image(archives, tmp_path_factory) -> Image:
-    return unpack(archives["operator"], tmp_path_factory.mktemp("operator-image"))
+def unpacked(archive: Path, dest: Path) -> Iterator[Image]:
+    """The image unpacked under dest for the module's tests, then removed: pytest keeps the last
+    three sessions' temporary folders, and the trainer's root filesystem alone is 6.6 GB."""
+    try:
+        yield unpack(archive, dest)
+    finally:
+        shutil.rmtree(dest, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def trainer_image(archives, tmp_path_factory) -> Image:
-    return unpack(archives["trainer"], tmp_path_factory.mktemp("trainer-image"))
+@pytest.fixture(scope="module")
+def operator_image(archives, tmp_path_factory) -> Iterator[Image]:
+    yield from unpacked(archives["operator"], tmp_path_factory.mktemp("operator-image"))
+
+
+@pytest.fixture(scope="module")
+def trainer_image(archives, tmp_path_factory) -> Iterator[Image]:
+    yield from unpacked(archives["trainer"], tmp_path_factory.mktemp("trainer-image"))
 
 
 def python(image: Image, code: str) -> str:
