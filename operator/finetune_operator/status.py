@@ -318,15 +318,11 @@ def _failure(job: dict[str, Any], pod: dict[str, Any] | None, spec: FineTuneJobS
             FailureReason.POD_FAILED,
             _short(f"{pod_status.get('reason', '')}: {pod_status.get('message', '')}".strip(": ")),
         )
-    failed_at = parse_time(failed.get("lastTransitionTime")) or now
-    waited = (now - failed_at).total_seconds()
-    if waited < RESULT_GRACE_SECONDS:  # the pod's final state may reach us after the Job's
-        return _Verdict(
-            Phase.RUNNING,
-            Reason.FINISHING,
-            "the Job failed; reading the trainer's exit status",
-            requeue_after=max(1.0, RESULT_GRACE_SECONDS - waited),
-        )
+    finishing = _awaiting_pod_result(
+        failed.get("lastTransitionTime"), now, "the Job failed; reading the trainer's exit status"
+    )
+    if finishing:
+        return finishing
     return _Verdict(
         Phase.FAILED,
         FailureReason.POD_FAILED,
@@ -335,6 +331,15 @@ def _failure(job: dict[str, Any], pod: dict[str, Any] | None, spec: FineTuneJobS
             + (f": {failed.get('message')}" if failed.get("message") else "")
         ),
     )
+
+
+def _awaiting_pod_result(job_ended: str | None, now: dt.datetime, message: str) -> _Verdict | None:
+    """Running/Finishing for RESULT_GRACE_SECONDS after the Job ended without the pod's final state
+    in view (it may reach us after the Job's), then None: the caller's verdict stands."""
+    waited = (now - (parse_time(job_ended) or now)).total_seconds()
+    if waited >= RESULT_GRACE_SECONDS:
+        return None
+    return _Verdict(Phase.RUNNING, Reason.FINISHING, message, requeue_after=max(1.0, RESULT_GRACE_SECONDS - waited))
 
 
 def _disrupted(pod: dict[str, Any]) -> dict[str, Any] | None:
@@ -374,15 +379,11 @@ def _completed(job: dict[str, Any], pod: dict[str, Any] | None, now: dt.datetime
             "the trainer pod exited 0 without the trainer's completion record (no TrainerSummary in "
             "its termination message): the container did not run finetune-train to the end",
         )
-    completed = parse_time((job.get("status") or {}).get("completionTime")) or now
-    waited = (now - completed).total_seconds()
-    if waited < RESULT_GRACE_SECONDS:
-        return _Verdict(
-            Phase.RUNNING,
-            Reason.FINISHING,
-            "the Job completed; reading the trainer's result",
-            requeue_after=max(1.0, RESULT_GRACE_SECONDS - waited),
-        )
+    finishing = _awaiting_pod_result(
+        (job.get("status") or {}).get("completionTime"), now, "the Job completed; reading the trainer's result"
+    )
+    if finishing:
+        return finishing
     return _Verdict(
         Phase.FAILED,
         FailureReason.RESULT_MISSING,
