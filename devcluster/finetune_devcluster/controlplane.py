@@ -32,19 +32,18 @@ def _openssl(*args: str) -> None:
     subprocess.run(["openssl", *args], check=True, capture_output=True)
 
 
+def _new_p256_key(key_file: str) -> list[str]:
+    """`openssl req` arguments for a new unencrypted P-256 key written to key_file."""
+    return ["-nodes", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-keyout", key_file]
+
+
 def issue_cert(pki: Path, name: str, subject: str, ext: str) -> None:
     """Write pki/name.{key,crt}: a P-256 key and a cert signed by pki/ca (`ext`: openssl extensions)."""
     (pki / f"{name}.ext").write_text(ext + "\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n")
     _openssl(
         "req",
         "-new",
-        "-nodes",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-keyout",
-        str(pki / f"{name}.key"),
+        *_new_p256_key(str(pki / f"{name}.key")),
         "-out",
         str(pki / f"{name}.csr"),
         "-subj",
@@ -77,13 +76,7 @@ def make_pki(pki: Path) -> None:
         "req",
         "-x509",
         "-new",
-        "-nodes",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-keyout",
-        str(pki / "ca.key"),
+        *_new_p256_key(str(pki / "ca.key")),
         "-out",
         str(pki / "ca.crt"),
         "-days",
