@@ -112,6 +112,8 @@ def cmd_train(args) -> int:
         )
         reporter = make_reporter(config)
         summary = train(config, reporter)
+        if distributed.is_worker():
+            distributed.finish_worker()
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # noqa: BLE001 - every failure gets a summary and an exit code

@@ -69,6 +69,17 @@ def setup_worker() -> None:
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
 
 
+def finish_worker() -> None:
+    """Leave the process group together, after a successful run. A rank that exits while rank 0
+    still runs its final evaluation can abort in gloo's threads at interpreter exit (SIGABRT,
+    "terminate called without an active exception"), failing a run that succeeded."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def report_failure(summary: TrainerSummary, code: int) -> None:
     """A failing worker's summary, for the launcher (the termination message is the launcher's)."""
     where = os.environ.get(REPORTS_ENV)
