@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install lock system-deps image-deps node-deps images k8s-bin prerequisites lint test test-unit test-integration demo crd docs clean
+.PHONY: install lock system-deps image-deps node-deps images k8s-bin prerequisites lint test test-unit test-integration demo crd docs release clean
 
 # The virtual environment with the operator, the trainer, the dev tools, the dev cluster and the
 # built-in demo models, all at the hashed versions of the lock files (requirements/, `make lock`).
@@ -51,13 +51,16 @@ image-deps node-deps: system-deps
 images: system-deps
 	bash hack/build-images.sh
 
-# Kubernetes (control plane, kubelet, kube-proxy), etcd, kwok, helm and the dev node's runtime
-# (containerd, CNI plugins, crictl, the fake GPU device plugin, pause) built from their Go modules
-# into a cache outside git. runc comes with BuildKit (`make images`).
+# Kubernetes (control plane, kubelet, kube-proxy), etcd, kwok, helm, the dev node's runtime
+# (containerd, CNI plugins, crictl, the fake GPU device plugin, pause), the S3 server the tests
+# download from (versitygw) and the OCI registry the release tests push to, built from their Go
+# modules into a cache outside git. runc comes with BuildKit (`make images`).
 k8s-bin: system-deps
-	@echo "==> building (or reusing) Kubernetes binaries and the dev node's runtime"
+	@echo "==> building (or reusing) Kubernetes binaries, the dev node's runtime and the test servers"
 	bash hack/build-k8s-binaries.sh
 	bash hack/build-node-binaries.sh
+	bash hack/build-test-servers.sh
+	bash hack/build-registry.sh
 
 # Everything the tests and the demo need, built side by side: pip's downloads and unpacking and
 # the base images' downloads overlap the Go builds (output grouped per target).
@@ -84,10 +87,32 @@ demo: prerequisites
 	@echo "==> running the log-intent demo on a local cluster with a real node"
 	$(PY) hack/demo.py
 
-# Regenerate the CRD (crds/ and the chart's copy) from the pydantic models, and docs/api.md from the CRD.
+# Regenerate the CRD (crds/ and the chart's copy in files/crds/) and the chart's api-contract.yaml
+# from the pydantic models, then the docs.
 crd: install
 	$(PY) -m finetune_api.crd --write
+	$(MAKE) docs
+
+# Regenerate what the docs restate from code: docs/api.md from the CRD, and the marked parts of
+# docs/*.md (the operator's flags, the retry delays, the trainer's exit codes). Unit tests fail on drift.
+docs: install
 	$(PY) hack/gen-api-docs.py
+	$(PY) hack/gen-doc-tables.py
+
+# Both images and the chart into an OCI registry, as users get them (docs/development.md, "Releases"):
+#   make release REGISTRY=ghcr.io/finetune-operator VERSION=0.2.0
+# BuildKit pushes REGISTRY/operator:VERSION and REGISTRY/trainer:VERSION, the chart pins them by
+# digest and goes to oci://REGISTRY/charts/finetune-operator. VERSION must be the chart's version.
+# Log in first (BuildKit reads ~/.docker/config.json; `helm registry login REGISTRY`).
+# REGISTRY_CA: the registry's CA file when it is not in the system store; BASE_IMAGES=local builds
+# on the Debian stand-ins of `make images` instead of the Dockerfiles' real bases.
+COMPRESSION ?= gzip
+BASE_IMAGES ?= upstream
+release: install image-deps
+	@test -n "$(REGISTRY)" -a -n "$(VERSION)" || { echo "usage: make release REGISTRY=host/path VERSION=x.y.z" >&2; exit 2; }
+	bash hack/build-k8s-binaries.sh
+	$(PY) -m finetune_devcluster.release --registry "$(REGISTRY)" --version "$(VERSION)" \
+	  --compression "$(COMPRESSION)" --base-images "$(BASE_IMAGES)" $(if $(REGISTRY_CA),--ca-file "$(REGISTRY_CA)")
 
 clean:
 	rm -rf $(VENV) .pytest_cache

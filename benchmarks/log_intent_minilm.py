@@ -50,7 +50,7 @@ def trainer_config(out: Path) -> dict:
     import yaml
 
     from finetune_api.resource import FineTuneJobSpec
-    from finetune_operator.builders import trainer_config as build
+    from finetune_api.runconfig import trainer_config as build
 
     manifest = yaml.safe_load((EXAMPLE / "finetunejob.yaml").read_text())
     spec = FineTuneJobSpec.model_validate(manifest["spec"])

@@ -38,6 +38,7 @@ from typing import Any
 import yaml
 from kubernetes import client, config, watch
 
+from finetune_devcluster import KWOK_TOLERATION
 from finetune_devcluster.controlplane import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,6 +69,7 @@ def ftj(name: str, **spec: Any) -> dict[str, Any]:
             "dataset": {"source": "/data/train.jsonl"},
             "output": {"pvc": "artifacts"},
             "resources": {"gpus": 1, "cpu": "100m", "memory": "1Gi"},
+            "scheduling": {"tolerations": [KWOK_TOLERATION]},  # the simulated GPU nodes
             **spec,
         },
     }

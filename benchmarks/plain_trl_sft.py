@@ -5,7 +5,9 @@ compute, LoRA on q/k/v/o, paged 8-bit AdamW, non-reentrant gradient checkpointin
 
     python3 benchmarks/plain_trl_sft.py --model DIR --data train.jsonl --batch-size 4 --steps 16 --out result.json
 
-``--data`` holds ``{"text": ...}`` records. Writes the loss and throughput of every step to
+``--data`` holds ``{"text": ...}`` records. ``--no-packing`` trains one document per sequence (the
+long-context comparison); ``train`` is the script's body after loading, so a benchmark can run it
+on a model it loaded once (``gpu_memory_plan.py``). Writes the loss and throughput of every step to
 ``--out``, measured as ``finetune-train`` measures its progress lines (tokens seen between two
 logging steps over the time between them), and the peak GPU memory allocated during training.
 """
@@ -49,28 +51,23 @@ class StepTimes(TrainerCallback):
         self.last = (now, tokens)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--batch-size", type=int, default=4)
-    ap.add_argument("--seq-length", type=int, default=1024)
-    ap.add_argument("--steps", type=int, default=16)
-    ap.add_argument("--liger", action="store_true", help="use_liger_kernel=True")
-    args = ap.parse_args()
-
-    # --- the script a user would write ---
+def load(model_dir: str):
+    """The model and tokenizer, loaded as the user's script loads them."""
     cuda = torch.cuda.is_available()  # (a CPU only runs the script's smoke test)
     dtype = torch.bfloat16 if cuda else torch.float32
     bnb = BitsAndBytesConfig(
         load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
     )
     model = AutoModelForCausalLM.from_pretrained(
-        args.model, quantization_config=bnb, dtype=dtype, device_map={"": 0 if cuda else "cpu"}
+        model_dir, quantization_config=bnb, dtype=dtype, device_map={"": 0 if cuda else "cpu"}
     )
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
-    dataset = load_dataset("json", data_files=args.data, split="train")
+    return model, AutoTokenizer.from_pretrained(model_dir)
+
+
+def train(model, tokenizer, data: str, batch_size: int, seq_length: int, steps: int, packing: bool, liger: bool):
+    """The script's training (its settings are the trainer benchmarks'); returns (result, SFTTrainer)."""
+    cuda = torch.cuda.is_available()
+    dataset = load_dataset("json", data_files=data, split="train")
     peft_config = LoraConfig(
         r=16,
         lora_alpha=32,
@@ -80,8 +77,8 @@ def main() -> int:
     )
     config = SFTConfig(
         output_dir="/tmp/plain-trl-sft",
-        max_steps=args.steps,
-        per_device_train_batch_size=args.batch_size,
+        max_steps=steps,
+        per_device_train_batch_size=batch_size,
         gradient_accumulation_steps=1,
         learning_rate=2e-4,
         lr_scheduler_type="cosine",
@@ -92,13 +89,13 @@ def main() -> int:
         gradient_checkpointing_kwargs={"use_reentrant": False},
         bf16=cuda,
         use_cpu=not cuda,
-        packing=True,
-        max_length=args.seq_length,
+        packing=packing,
+        max_length=seq_length,
         logging_steps=1,
         save_strategy="no",
         report_to="none",
         seed=42,
-        use_liger_kernel=args.liger,
+        use_liger_kernel=liger,
         include_num_input_tokens_seen="all",  # the token count the trainer reports too
     )
     times = StepTimes()
@@ -113,17 +110,33 @@ def main() -> int:
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     trainer.train()
-    # --- end of the script ---
-
     trainable, total = trainer.model.get_nb_trainable_parameters()
     result = {
-        "runner": "plain-trl" + ("+liger" if args.liger else ""),
+        "runner": "plain-trl" + ("+liger" if liger else ""),
         "steps": times.steps,
         "peakMemoryBytes": int(torch.cuda.max_memory_allocated()) if cuda else 0,
         "peakMemoryReservedBytes": int(torch.cuda.max_memory_reserved()) if cuda else 0,
         "trainableParameters": int(trainable),
         "totalParameters": int(total),
     }
+    return result, trainer
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--seq-length", type=int, default=1024)
+    ap.add_argument("--steps", type=int, default=16)
+    ap.add_argument("--no-packing", action="store_true", help="one document per sequence")
+    ap.add_argument("--liger", action="store_true", help="use_liger_kernel=True")
+    args = ap.parse_args()
+    model, tokenizer = load(args.model)
+    result, _ = train(
+        model, tokenizer, args.data, args.batch_size, args.seq_length, args.steps, not args.no_packing, args.liger
+    )
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)
     return 0

@@ -97,6 +97,30 @@ SHAPES = {
         rms_norm_eps=1e-5,
         tie_word_embeddings=True,
     ),
+    "llama8b-8l": dict(  # an 8-layer slice of the 8B shape: the same per-layer activations, a quarter of the compute
+        hidden_size=4096,
+        num_hidden_layers=8,
+        intermediate_size=14336,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        vocab_size=128256,
+        max_position_embeddings=8192,
+        rope_theta=500000.0,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
+    ),
+    "tiny": dict(  # for a CPU dry run of the GPU benchmarks
+        hidden_size=64,
+        num_hidden_layers=2,
+        intermediate_size=176,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=2048,
+        max_position_embeddings=65536,
+        rope_theta=10000.0,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
+    ),
 }
 
 
@@ -109,7 +133,7 @@ def build_random_llama(shape: str, path: Path, tokenizer_src: Path | None = None
     cfg = LlamaConfig(**SHAPES[shape], bos_token_id=1, eos_token_id=2, pad_token_id=2)
     t = time.time()
     torch.manual_seed(0)
-    with torch.device("cuda"):
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
         model = LlamaForCausalLM._from_config(cfg, dtype=torch.bfloat16)
     print(
         (
@@ -120,7 +144,8 @@ def build_random_llama(shape: str, path: Path, tokenizer_src: Path | None = None
     )
     model.save_pretrained(str(path), safe_serialization=True, max_shard_size="4GB")
     del model
-    torch.cuda.empty_cache()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
     if tokenizer_src is not None:
         AutoTokenizer.from_pretrained(str(tokenizer_src)).save_pretrained(str(path))
     else:

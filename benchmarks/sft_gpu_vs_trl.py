@@ -13,7 +13,10 @@ Runners (``--runs``; each a fresh subprocess on one GPU):
 * ``trainer-previous``: the previous trainer (fp32 upcast of the non-4-bit weights, no fast paths);
 * ``trainer-memfix``: no fp32 upcast, no fast paths; ``trainer-liger``, ``trainer-varlen``: one fast
   path each; ``trainer-compile``: the default plus ``torch.compile``;
-* ``trainer-2gpu``: ``finetune-train`` with two GPUs visible (two DDP processes, same per-GPU batch).
+* ``trainer-2gpu``: ``finetune-train`` with two GPUs visible (two DDP processes, same per-GPU batch);
+* ``trainer-off``: every fast path off (sdpa attention, no Liger, no offloading or tiled MLP, the
+  evaluation's full logits): the same-seed reference of the loss check;
+* ``trainer-lowmem``: activation offloading and the tiled MLP forced on at any length.
 
 tokens/s is the median over the steps after the first two of (tokens of the step / its time),
 taken from the trainer's progress lines and measured the same way in the plain script; s/step is
@@ -52,6 +55,8 @@ TRAINER_KERNELS = {
     "trainer-varlen": {"attention": "varlen", "liger": False},
     "trainer-compile": {"compile": True},
     "trainer-2gpu": None,
+    "trainer-off": {"attention": "sdpa", "liger": False, "offload": "off", "tiledMlp": "off", "chunkedLoss": False},
+    "trainer-lowmem": {"offload": "on", "tiledMlp": "on", "tileTokens": 1024},
 }
 
 
@@ -262,21 +267,24 @@ def ratios(results: list[dict]) -> list[dict]:
     return out
 
 
-def loss_check(results: list[dict]) -> list[dict]:
-    """Same seed, same data: the previous trainer's loss curve against the fixed one."""
+def loss_check(results: list[dict], reference: str = "trainer-previous") -> list[dict]:
+    """Same seed, same data: a reference run's loss curve (the previous trainer's, or every fast path
+    off) against each trainer run's; ``lastLossRelativeDifference``: the loss after the last step."""
     by = {(r["runner"], r["batch"]): r for r in results if not r.get("error")}
     out = []
     for (runner, batch), r in by.items():
-        base = by.get(("trainer-previous", batch))
-        if base and runner.startswith("trainer") and runner not in ("trainer-previous", "trainer-2gpu"):
+        base = by.get((reference, batch))
+        if base and runner.startswith("trainer") and runner not in (reference, "trainer-2gpu"):
             # the steps both runs logged (a run may stop short of the other)
             pairs = list(zip(base["losses"], r["losses"], strict=False))
             if pairs:
                 out.append(
                     {
                         "runner": runner,
+                        "reference": reference,
                         "batch": batch,
                         "steps": len(pairs),
+                        "lastLossRelativeDifference": round(abs(pairs[-1][1] / pairs[-1][0] - 1), 5),
                         "maxAbsLossDifference": round(max(abs(a - b) for a, b in pairs), 5),
                         "meanLossPrevious": round(statistics.mean(a for a, _ in pairs), 5),
                         "meanLoss": round(statistics.mean(b for _, b in pairs), 5),
@@ -341,7 +349,7 @@ def main() -> int:
                     },
                     "results": results,
                     "ratios": ratios(results),
-                    "lossCheck": loss_check(results),
+                    "lossCheck": loss_check(results) + loss_check(results, "trainer-off"),
                 },
                 indent=2,
             )
@@ -367,7 +375,7 @@ def main() -> int:
     print(table(results))
     for r in ratios(results):
         print(json.dumps(r))
-    for r in loss_check(results):
+    for r in loss_check(results) + loss_check(results, "trainer-off"):
         print(json.dumps(r))
     return 0
 

@@ -32,10 +32,25 @@
 # Needs root (buildkitd, mmdebstrap), `make image-deps` and hack/build-buildkit.sh (run here).
 # Usage: hack/build-images.sh [operator|trainer]...   (default: both)
 #        hack/build-images.sh --print-dir
+#
+# Pushing instead (what `make release` uses, finetune_devcluster.release): with PUSH_TO set, each
+# image is built the same way and pushed by BuildKit straight to the registry as
+# PUSH_TO/NAME:PUSH_TAG (no archive, never skipped: BuildKit's cache makes an unchanged build an
+# export and a push, and the push skips the blobs the registry has). Its manifest digest is written
+# to PUSH_DIGEST_DIR/NAME.digest. Further settings of a push:
+#   SOURCE_DIR        the checkout to build (default: this one), e.g. a worktree of an older release
+#   PUSH_COMPRESSION  layer compression: gzip (default), zstd or uncompressed
+#   REGISTRY_CA       a CA file buildkitd trusts for the registry's TLS
+#   BASE_IMAGES       local (default: the Debian stand-ins above) or upstream (the Dockerfiles'
+#                     own bases, python:3.11-slim-bookworm and nvidia/cuda, pulled by BuildKit)
+#   PLATFORMS         BuildKit platforms (default: this machine's; others need binfmt/QEMU)
 set -euo pipefail
 
 trap 'echo "${BASH_SOURCE[0]}: line ${LINENO}: \`${BASH_COMMAND}\` failed" >&2' ERR
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# The checkout whose Dockerfiles and sources are built (a push may build another one).
+SRC="$(cd "${SOURCE_DIR:-${ROOT}}" && pwd)"
+PUSH_TO="${PUSH_TO:-}"
 CACHE_DIR="${FINETUNE_CACHE_DIR:-${HOME}/.cache/finetune-operator}"
 IMAGES_DIR="${CACHE_DIR}/images"
 STATE_DIR="${IMAGES_DIR}/buildkit"
@@ -86,9 +101,14 @@ trap stop_buildkitd EXIT
 start_buildkitd() {
   [[ -z "${BUILDKITD_PID}" ]] || return 0
   rm -f "${SOCKET}"
+  local -a config=()
+  if [[ -n "${PUSH_TO}" && -n "${REGISTRY_CA:-}" ]]; then  # the push registry's CA, for its TLS
+    printf '[registry."%s"]\n  ca = ["%s"]\n' "${PUSH_TO%%/*}" "$(realpath "${REGISTRY_CA}")" >"${IMAGES_DIR}/buildkitd-push.toml"
+    config=(--config "${IMAGES_DIR}/buildkitd-push.toml")
+  fi
   PATH="${BIN_DIR}:${PATH}" nice -n 10 "${BIN_DIR}/buildkitd" --root "${STATE_DIR}" --addr "unix://${SOCKET}" \
     --containerd-worker=false --oci-worker=true --oci-worker-binary="${BIN_DIR}/runc" \
-    --oci-worker-net=host \
+    --oci-worker-net=host "${config[@]}" \
     >>"${IMAGES_DIR}/buildkitd.log" 2>&1 9>&- &
   BUILDKITD_PID=$!
   local deadline=$((SECONDS + 60))
@@ -200,9 +220,9 @@ build_base() {
 # content as it is in the work tree. Hashed with their paths, so a rename or a removal counts too.
 context_hash() {
   local -a allowed
-  mapfile -t allowed < <(sed -n 's|^!\(.*[^/]\)/*$|\1|p' "${ROOT}/.dockerignore")
+  mapfile -t allowed < <(sed -n 's|^!\(.*[^/]\)/*$|\1|p' "${SRC}/.dockerignore")
   (
-    cd "${ROOT}"
+    cd "${SRC}"
     local files
     files="$(comm -23 <(git ls-files --cached --others --exclude-standard -- "${allowed[@]}" | sort -u) \
                       <(git ls-files --deleted -- "${allowed[@]}" | sort -u))"
@@ -210,23 +230,91 @@ context_hash() {
   )
 }
 
-# build_image NAME: Dockerfile.NAME -> IMAGES_DIR/NAME.tar, unless its inputs are unchanged.
+# buildctl_build NAME LOG OUTPUT ARGS...: build Dockerfile.NAME of SRC with BuildKit into OUTPUT (an
+# --output value): the full plain progress to LOG, the steps as they start and end to the
+# terminal; on failure the end of LOG, and exit.
+buildctl_build() {
+  local name="$1" log="$2" output="$3"; shift 3
+  local rc
+  set +e
+  buildctl build --progress=plain --frontend dockerfile.v0 \
+    --local context="${SRC}" --local dockerfile="${SRC}" --opt filename="Dockerfile.${name}" "$@" \
+    --output "${output}" 2>&1 | tee "${log}" |
+    { grep --line-buffered -E '^#[0-9]+ (\[|DONE|CACHED|ERROR)' | sed -u 's/^/   /'; true; }
+  rc=${PIPESTATUS[0]}
+  set -e
+  if [[ ${rc} != 0 ]]; then
+    echo "building ${name} failed; ${log} ends with:" >&2
+    tail -n 30 "${log}" >&2
+    return 1
+  fi
+}
+
+# push_image NAME ARGS...: build Dockerfile.NAME and push it as PUSH_TO/NAME:PUSH_TAG; its manifest
+# digest goes to PUSH_DIGEST_DIR/NAME.digest.
+push_image() {
+  local name="$1"; shift
+  local ref="${PUSH_TO}/${name}:${PUSH_TAG:?PUSH_TAG: the version to tag with}"
+  local out="${PUSH_DIGEST_DIR:?PUSH_DIGEST_DIR: where the digests go}" start=${SECONDS}
+  local log="${IMAGES_DIR}/${name}.push.log" metadata="${IMAGES_DIR}/${name}.push.json"
+  mkdir -p "${out}"
+  start_buildkitd
+  prune_cache
+  echo ">> ${name}: building ${SRC}/Dockerfile.${name} and pushing ${ref}, log in ${log}"
+  buildctl_build "${name}" "${log}" \
+    "type=image,name=${ref},push=true,compression=${PUSH_COMPRESSION:-gzip},oci-mediatypes=true" \
+    --metadata-file "${metadata}" "$@"
+  grep -o '"containerimage.digest": *"sha256:[0-9a-f]*"' "${metadata}" | grep -o 'sha256:[0-9a-f]*' >"${out}/${name}.digest"
+  prune_cache
+  echo "   ${name} pushed in $((SECONDS - start))s: ${ref}@$(cat "${out}/${name}.digest")"
+}
+
+# dependency_inputs NAME BASE_DIGEST: the hash of what the image's big dependency layer is built
+# from (its lock, the Dockerfile, the base, BuildKit's version). Unchanged since the last build
+# (NAME.deps-inputs), that layer is still in the layer cache (kept by prune_cache, most recently
+# used) and a rebuild only adds small layers.
+dependency_inputs() {
+  { cat "${SRC}/Dockerfile.$1" "${SRC}/requirements/$1.txt"; echo "$2 ${BUILDKIT_VERSION}"; } | sha
+}
+
+# room_needed NAME DEPS: the MB a build of NAME needs free, said before it starts rather than
+# found out by a full disk. The new archive is written beside the old one (as large as the old, or
+# 7 GB for a first trainer build), and a changed lock or base adds the dependency layer as a
+# snapshot and a blob (about 13 GB for the trainer's virtualenv) plus pip's downloads.
+room_needed() {
+  local name="$1" deps="$2" archive="${IMAGES_DIR}/$1.tar" archive_mb=500 layers_mb=1000
+  if [[ "${name}" == trainer ]]; then archive_mb=7000 layers_mb=16000; fi
+  if [[ -f "${archive}" ]]; then archive_mb=$(($(stat -c %s "${archive}") / 1048576 + 200)); fi
+  [[ "$(cat "${IMAGES_DIR}/${name}.deps-inputs" 2>/dev/null)" != "${deps}" ]] || layers_mb=500
+  echo $((archive_mb + layers_mb))
+}
+
+# build_image NAME: Dockerfile.NAME -> IMAGES_DIR/NAME.tar, unless its inputs are unchanged
+# (with PUSH_TO: pushed to the registry instead, push_image).
 build_image() {
   local name="$1" base base_arg
-  local -a args=()
+  local -a args=() base_args=()
   case "${name}" in
     operator) base=python base_arg=PYTHON_IMAGE ;;
     trainer) base=cuda base_arg=CUDA_IMAGE args=(--opt build-arg:WITH_DEMO_MODELS=true) ;;
   esac
   local ref="${REF_PREFIX}/${name}:dev" archive="${IMAGES_DIR}/${name}.tar"
   local base_ref="${REF_PREFIX}/base-${base}:bookworm"
-  local digest inputs export_opts
-  build_base "${base}" "${base_ref}"
-  digest="${BASE_DIGEST}"
-  args+=(--opt "build-arg:${base_arg}=${base_ref}")
+  local digest="" inputs export_opts
+  if [[ "${BASE_IMAGES:-local}" == local ]]; then
+    build_base "${base}" "${base_ref}"
+    digest="${BASE_DIGEST}"
+    args+=(--opt "build-arg:${base_arg}=${base_ref}")
+    base_args=(--oci-layout "base=${IMAGES_DIR}/base/${base}" --opt "context:${base_ref}=oci-layout://base@${digest}")
+  fi
+  [[ -z "${PLATFORMS:-}" ]] || args+=(--opt "platform=${PLATFORMS}")
+  if [[ -n "${PUSH_TO}" ]]; then
+    push_image "${name}" "${args[@]}" "${base_args[@]}"
+    return
+  fi
   export_opts="type=oci,name=${ref},compression=uncompressed,oci-mediatypes=true"
   inputs="$({
-    cat "${ROOT}/Dockerfile.${name}" "${ROOT}/.dockerignore"
+    cat "${SRC}/Dockerfile.${name}" "${SRC}/.dockerignore"
     echo "$(context_hash) ${digest} ${args[*]} ${export_opts} ${BUILDKIT_VERSION}"
   } | sha)"
   if [[ -f "${archive}" && "$(cat "${archive}.inputs" 2>/dev/null)" == "${inputs}" ]]; then
@@ -239,8 +327,15 @@ build_image() {
   rm -f "${archive}.inputs"
   start_buildkitd
   prune_cache
-  local free_mb need_mb=1000
-  [[ "${name}" != trainer ]] || need_mb=20000
+  local deps need_mb free_mb
+  deps="$(dependency_inputs "${name}" "${digest}")"
+  if [[ "${name}" == trainer && "$(cat "${IMAGES_DIR}/trainer.deps-inputs" 2>/dev/null)" != "${deps}" ]]; then
+    # A new lock or base: the cached virtualenv layer is stale. Clearing the cache makes room for
+    # the new one (the old trainer cache plus a new layer did not fit a CI machine's disk).
+    buildctl prune --all >/dev/null
+    rm -f "${IMAGES_DIR}/${name}.deps-inputs"
+  fi
+  need_mb="$(room_needed "${name}" "${deps}")"
   free_mb="$(df --output=avail -m "${IMAGES_DIR}" | tail -n 1 | tr -d ' ')"
   if ((free_mb < need_mb)); then
     echo "building ${name} needs at least ${need_mb} MB free under ${IMAGES_DIR}; ${free_mb} MB are" >&2
@@ -248,25 +343,14 @@ build_image() {
   fi
   local start=${SECONDS} log="${IMAGES_DIR}/${name}.build.log"
   echo ">> ${name}: building Dockerfile.${name} (${args[*]}), log in ${log}"
-  # The full plain progress goes to the log; the steps, as they start and end, to the terminal.
-  local rc
-  set +e
-  buildctl build --progress=plain --frontend dockerfile.v0 \
-    --local context="${ROOT}" --local dockerfile="${ROOT}" --opt filename="Dockerfile.${name}" "${args[@]}" \
-    --oci-layout "base=${IMAGES_DIR}/base/${base}" --opt "context:${base_ref}=oci-layout://base@${digest}" \
-    --output "${export_opts},dest=${archive}.partial" 2>&1 | tee "${log}" |
-    { grep --line-buffered -E '^#[0-9]+ (\[|DONE|CACHED|ERROR)' | sed -u 's/^/   /'; true; }
-  rc=${PIPESTATUS[0]}
-  set -e
-  if [[ ${rc} != 0 ]]; then
-    echo "building ${name} failed; ${log} ends with:" >&2
-    tail -n 30 "${log}" >&2
+  if ! buildctl_build "${name}" "${log}" "${export_opts},dest=${archive}.partial" "${args[@]}" "${base_args[@]}"; then
     rm -f "${archive}.partial"
     exit 1
   fi
   chmod 0644 "${archive}.partial"
   mv -f "${archive}.partial" "${archive}"
   echo "${inputs}" >"${archive}.inputs"
+  echo "${deps}" >"${IMAGES_DIR}/${name}.deps-inputs"
   prune_cache
   echo "   ${name} built in $((SECONDS - start))s: ${archive} (${ref}, $(human_size "${archive}"))"
 }

@@ -8,8 +8,8 @@
 3. `helm install`s the chart: the operator runs as the chart's Deployment on the node;
 4. puts the example's data on a claim (a `local` PersistentVolume on the node) and applies
    examples/log-intent/finetunejob.yaml in a namespace under Pod Security `restricted`;
-5. follows the FineTuneJob's status and prints the outcome, where the artifacts are, and which
-   node and container ran the trainer.
+5. follows the FineTuneJob's status and prints the outcome, where the artifacts, the model card
+   and the serving manifests are, and which node and container ran the trainer.
 
     python hack/demo.py [--workdir DIR] [--keep]
 """
@@ -83,17 +83,34 @@ def report(ftj: dict, core: client.CoreV1Api, artifacts_host: Path) -> None:
     if art:
         print(
             f"  artifacts          pvc://{art['pvc']}/{art['path']} "
-            f"({art.get('sizeBytes', 0) / 1e6:.2f} MB: adapter, reports, tokenizer)"
+            f"({art.get('sizeBytes', 0) / 1e6:.2f} MB: adapter, reports, tokenizer"
+            f"{', merged model' if (status.get('serving') or {}).get('mergedUri') else ''})"
         )
         host = artifacts_host / art["path"]
         print(f"  on this machine    {host}")
         print(f"  eval report        {host / 'eval_report.md'}")
+        print(f"  model card         {host / 'README.md'}")
+        serving_report(status.get("serving") or {}, host)
     if status.get("podName"):
         pod = core.read_namespaced_pod(status["podName"], DEMO_NS)
         container = (pod.status.container_statuses or [None])[0]
         print(f"  trainer pod        {pod.metadata.name} on node {pod.spec.node_name}")
         if container:
             print(f"  container          {container.container_id} ({container.image})")
+
+
+def serving_report(serving: dict, host: Path) -> None:
+    """status.serving and the manifests written next to the adapter (docs/serving.md)."""
+    if not serving:
+        return
+    print(
+        f"  serving            {serving['taskType']} adapter of {serving['baseModel']}, r={serving['loraRank']}: "
+        f"{', '.join(serving.get('runtimes') or []) or 'no serving path'} ({serving.get('manifests', '-')})"
+    )
+    for manifest in sorted((host / "serving").glob("*.yaml")):
+        print(f"  manifest           {manifest}")
+    if serving.get("note"):
+        print(f"  serving note       {serving['note']}")
 
 
 def main() -> int:
@@ -122,8 +139,7 @@ def main() -> int:
         )
 
         say("images from Dockerfile.operator and Dockerfile.trainer (BuildKit), loaded into the node's containerd")
-        assert dev.node
-        refs = images.build_and_load(dev.node)
+        refs = images.build_and_load(dev)
         print(f"    {refs.operator}\n    {refs.trainer}", flush=True)
 
         say("helm install: CRD, RBAC, admission policies and the operator Deployment from charts/finetune-operator")

@@ -75,6 +75,8 @@ class Doc:
             return f"array of {self.type_of(schema.get('items', {}), path + '[]')}"
         if t == "number":
             return "number"
+        if schema.get("x-kubernetes-int-or-string"):
+            return "integer or string"
         return t or "any"
 
     @staticmethod

@@ -14,6 +14,11 @@ from .cluster import DevCluster
 DEFAULT_WORKDIR = Path("/tmp/finetune-devcluster")
 
 
+def _node_dir(workdir: Path, node: int) -> Path:
+    """The workdir of real node `node` (1: `dev-node`, 2: `dev-node-2`, ...)."""
+    return workdir / ("node" if node == 1 else f"node-{node}")
+
+
 def _env_lines(workdir: Path) -> str:
     return (
         f"export KUBECONFIG={workdir / 'admin.kubeconfig'}\n"
@@ -24,11 +29,11 @@ def _env_lines(workdir: Path) -> str:
     )
 
 
-def node_exec(workdir: Path, argv: list[str]) -> None:
-    """Run argv inside the node's namespaces (PID, mount, network), e.g. `crictl logs`, `iptables-save`."""
-    pidfile = workdir / "node" / "init.pid"
+def node_exec(workdir: Path, argv: list[str], node: int = 1) -> None:
+    """Run argv inside a real node's namespaces (PID, mount, network), e.g. `crictl logs`, `iptables-save`."""
+    pidfile = _node_dir(workdir, node) / "init.pid"
     if not pidfile.exists() or not Path(f"/proc/{pidfile.read_text().strip()}").exists():
-        raise SystemExit(f"no dev node running from {workdir}")
+        raise SystemExit(f"no dev node {node} running from {workdir}")
     path = f"{binaries.node_dir() / 'bin'}:{binaries.bin_dir()}:{os.environ.get('PATH', '')}"
     os.execvpe(
         "nsenter",
@@ -36,13 +41,13 @@ def node_exec(workdir: Path, argv: list[str]) -> None:
         {
             **os.environ,
             "PATH": path,
-            "CRI_CONFIG_FILE": str(workdir / "node" / "crictl.yaml"),
+            "CRI_CONFIG_FILE": str(_node_dir(workdir, node) / "crictl.yaml"),
             "CONTAINERD_NAMESPACE": "k8s.io",
         },
     )
 
 
-def up(workdir: Path, with_node: bool, gpus: int) -> None:
+def up(workdir: Path, with_node: bool, gpus: int, nodes: int = 1) -> None:
     """Run the cluster in the foreground until SIGINT/SIGTERM."""
     pidfile = workdir / "devcluster.pid"
     workdir.mkdir(parents=True, exist_ok=True)
@@ -56,20 +61,19 @@ def up(workdir: Path, with_node: bool, gpus: int) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    dev = DevCluster(workdir, dev_node=with_node, gpus=gpus)
+    dev = DevCluster(workdir, dev_node=with_node or nodes > 1, gpus=gpus, real_nodes=nodes)
     t0 = time.monotonic()
     dev.start()
     try:
-        if with_node:
-            dev.start_node()
+        if dev.node:
+            dev.start_nodes()
         pidfile.write_text(str(os.getpid()))
         print(f"devcluster ready in {time.monotonic() - t0:.1f}s at {dev.server}; logs in {workdir / 'logs'}")
         print(_env_lines(workdir), flush=True)
         while not stop:
             for proc in dev.control_plane.procs + [p for p in (dev.kwok,) if p]:
                 proc.check_alive()
-            if dev.node and dev.node_started:
-                dev.node.check_alive()
+            dev.check_nodes()
             time.sleep(1)
     finally:
         print("stopping devcluster", flush=True)
@@ -100,8 +104,12 @@ def main(argv: list[str] | None = None) -> None:
     p_up.add_argument(
         "--with-node", action="store_true", help="add the real node (kubelet + containerd + kube-proxy) that runs pods"
     )
-    p_up.add_argument("--gpus", type=int, default=1, help="fake nvidia.com/gpu devices the node advertises")
-    p_node = sub.add_parser("node", help="run a command inside the node's namespaces (default: bash)")
+    p_up.add_argument("--gpus", type=int, default=1, help="fake nvidia.com/gpu devices each real node advertises")
+    p_up.add_argument(
+        "--nodes", type=int, default=1, help="real nodes (dev-node, dev-node-2, ...); more than 1 implies --with-node"
+    )
+    p_node = sub.add_parser("node", help="run a command inside a real node's namespaces (default: bash)")
+    p_node.add_argument("--node", type=int, default=1, help="which real node: 1 (dev-node), 2 (dev-node-2), ...")
     p_node.add_argument("argv", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...], e.g. -- crictl ps -a")
     for p in (
         p_up,
@@ -113,9 +121,9 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("build", help="build the pinned binaries (hack/build-k8s-binaries.sh, build-node-binaries.sh)")
     args = parser.parse_args(argv)
     if args.cmd == "up":
-        up(args.workdir.resolve(), args.with_node, args.gpus)
+        up(args.workdir.resolve(), args.with_node, args.gpus, args.nodes)
     elif args.cmd == "node":
-        node_exec(args.workdir.resolve(), args.argv[1:] if args.argv[:1] == ["--"] else args.argv)
+        node_exec(args.workdir.resolve(), args.argv[1:] if args.argv[:1] == ["--"] else args.argv, args.node)
     elif args.cmd == "down":
         down(args.workdir.resolve())
     elif args.cmd == "env":

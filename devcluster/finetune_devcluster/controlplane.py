@@ -21,10 +21,10 @@ SERVICE_IP = "10.0.0.1"  # the `kubernetes` Service
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
+def free_port(address: str = "127.0.0.1") -> int:
+    """A TCP port on `address` that was free a moment ago."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((address, 0))
         return int(s.getsockname()[1])
 
 

@@ -1,6 +1,7 @@
-"""The product images for the dev node: Dockerfile.operator and Dockerfile.trainer built by
+"""The product images for the real nodes: Dockerfile.operator and Dockerfile.trainer built by
 hack/build-images.sh (BuildKit; a no-op when their inputs are unchanged) into OCI archives, then
-loaded into the node's containerd (a no-op when the node has that digest already)."""
+loaded into each real node's containerd (a no-op when a node has that digest already), and into
+the nodes started later."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .binaries import HACK
-from .node import DevNode
+from .cluster import DevCluster
 
 BUILD_SCRIPT = HACK / "build-images.sh"
 
@@ -38,6 +39,8 @@ def build() -> Path:
     return Path(out.stdout.strip())
 
 
-def build_and_load(node: DevNode) -> Images:
+def build_and_load(cluster: DevCluster) -> Images:
     folder = build()
-    return Images(operator=node.load_image(folder / "operator.tar"), trainer=node.load_image(folder / "trainer.tar"))
+    return Images(
+        operator=cluster.load_image(folder / "operator.tar"), trainer=cluster.load_image(folder / "trainer.tar")
+    )

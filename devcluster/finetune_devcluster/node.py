@@ -1,7 +1,12 @@
-"""The dev cluster's real node: kubelet, containerd (runc, CNI bridge), kube-proxy and a fake GPU
+"""The dev cluster's real nodes: kubelet, containerd (runc, CNI bridge), kube-proxy and a fake GPU
 device plugin, in their own PID, mount and network namespaces on this machine. Needs root.
 
-Layout (N: a per-cluster index, so several dev clusters can run on one machine):
+A cluster has one (`dev-node`) or more (`dev-node-2`, ...: `DevCluster.start_nodes`), each laid
+out as below with an index of its own; the others' pod ranges and the apiserver's address are
+routed through the node's link, and this machine forwards between the links (`forward`: a setting
+of those interfaces only).
+
+Layout (N: a per-node index, so several dev clusters and nodes can run on one machine):
 
 * PID namespace: PID 1 is `nodeinit` under `unshare --kill-child`; stopping the node kills it,
   and the kernel then kills every node process and container. Mounts made by the node (volumes,
@@ -16,8 +21,9 @@ Layout (N: a per-cluster index, so several dev clusters can run on one machine):
   The empty mount points are created on the host if missing.
 * cgroups (v1 or v2): the kubelet's cgroupRoot is /finetune-node-N, removed when the node stops.
 * containerd's root (images, unpacked layers) is shared by the dev nodes of this machine under the
-  cache (`<cache>/node/containerd`), one node at a time (a lock); a node that finds it taken uses
-  a root of its own in its workdir, and imports its images there again.
+  cache (`<cache>/node/containerd`; `containerd-2` for the second node of a cluster, ...), one
+  node at a time (a lock); a node that finds it taken uses a root of its own in its workdir, and
+  imports its images there again.
 """
 
 from __future__ import annotations
@@ -41,8 +47,11 @@ from .controlplane import ControlPlane, issue_cert, write_kubeconfig
 from .procs import ManagedProcess
 
 NODE_NAME = "dev-node"
-NODE_LABEL = "finetune.dev/dev-node"  # value "true"
+NODE_LABEL = "finetune.dev/dev-node"  # "true" on the first real node (the one every test uses), "extra" on the others
+REAL_NODE_LABEL = "finetune.dev/real-node"  # "true" on every real node: what a run over several of them selects
 GPU_PRODUCT = "dev-fake-gpu"
+GPU_MEMORY_MIB = 4096
+"""What the fake GPU advertises in its `nvidia.com/gpu.memory` label (MiB, as GPU feature discovery does)."""
 SANDBOX_IMAGE = "localhost/finetune-devcluster/pause:v1.35.4"
 BUSYBOX_IMAGE = "localhost/finetune-devcluster/busybox:dev"
 COREDNS_IMAGE = "localhost/finetune-devcluster/coredns:v1.14.7"
@@ -96,6 +105,11 @@ def _live_indexes() -> set[int]:
     return {int(m) for m in re.findall(r"inet 10\.213\.(\d+)\.1/", _run("ip", "-4", "-o", "addr"))}
 
 
+def node_name(ordinal: int) -> str:
+    """`dev-node`, `dev-node-2`, `dev-node-3`, ..."""
+    return NODE_NAME if ordinal == 1 else f"{NODE_NAME}-{ordinal}"
+
+
 def _cgroup_hierarchies() -> list[Path]:
     """The cgroup hierarchies of this machine: the v2 root, or every v1 one (hybrid: and v2's)."""
     if (CGROUP_ROOT / "cgroup.controllers").exists():
@@ -107,10 +121,13 @@ class DevNode:
     """The real node. `prepare()` (namespaces and link, before the control plane starts: the
     apiserver listens on `host_ip`), then `start(control_plane)`, then `stop()`."""
 
-    def __init__(self, workdir: Path, logs: Path, gpus: int = 1) -> None:
+    def __init__(self, workdir: Path, logs: Path, gpus: int = 1, ordinal: int = 1) -> None:
         self.dir = workdir
         self.logs = logs
         self.gpus = gpus
+        self.ordinal = ordinal
+        """1 for the first real node of a cluster (``dev-node``), 2 for ``dev-node-2``, ..."""
+        self.name = node_name(ordinal)
         self.index = 0
         self.init: ManagedProcess | None = None
         self.pid = 0
@@ -132,6 +149,11 @@ class DevNode:
         return f"10.214.{self.index}.0/24"
 
     @property
+    def host_if(self) -> str:
+        """The host end of the node's link."""
+        return f"ftnode{self.index}"
+
+    @property
     def cgroup_root(self) -> str:
         return f"finetune-node-{self.index}"
 
@@ -139,6 +161,12 @@ class DevNode:
     def socket(self) -> Path:
         """containerd's socket, as seen from this machine."""
         return self.dir / "containerd-run" / "containerd.sock"
+
+    @property
+    def registry_hosts_dir(self) -> Path:
+        """containerd's registry `config_path`: `<host:port>/hosts.toml` files there (written by
+        `Registry.trust_on`) say how to reach a registry and which CA to trust; read at each pull."""
+        return self.dir / "certs.d"
 
     def nsenter(self, *argv: str) -> list[str]:
         """`argv` run inside the node's namespaces (PID, mount, network)."""
@@ -151,6 +179,7 @@ class DevNode:
     def prepare(self) -> DevNode:
         """Create the node's namespaces and its link to this machine."""
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(parents=True, exist_ok=True)
         try:
             with self._net_lock():  # index choice and link creation, one cluster at a time
                 self.index = min(set(range(1, 250)) - _live_indexes())
@@ -196,7 +225,7 @@ class DevNode:
         raise TimeoutError(f"the node's PID 1 did not start in {timeout}s; log in {self.logs}/node-init.log")
 
     def _link(self) -> None:
-        host_if = f"ftnode{self.index}"
+        host_if = self.host_if
         _run("ip", "link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", str(self.pid))
         _run("ip", "addr", "add", f"{self.host_ip}/24", "dev", host_if)
         _run("ip", "link", "set", host_if, "up")
@@ -221,6 +250,16 @@ class DevNode:
             "net.ipv4.ip_forward=1",
             "net.bridge.bridge-nf-call-iptables=1",
         )
+
+    def route(self, destination: str) -> None:
+        """Route `destination` (another node's pod range, the apiserver's address) from the node
+        through its link to this machine, which forwards it (see `forward`)."""
+        self.run("ip", "route", "replace", destination, "via", self.host_ip, "dev", "eth0")
+
+    def forward(self) -> None:
+        """Let this machine forward what arrives on the node's link (to another node's link): a
+        setting of this one interface, gone with it; the machine's `ip_forward` stays as it is."""
+        Path(f"/proc/sys/net/ipv4/conf/{self.host_if}/forwarding").write_text("1")
 
     def _mounts(self) -> None:
         for name, target in BIND_MOUNTS.items():
@@ -253,22 +292,20 @@ class DevNode:
         with self._net_lock():
             if not HOST_SYSCTLS.exists():  # else recorded by a node that runs, or crashed, before
                 HOST_SYSCTLS.write_text(json.dumps({k: (Path("/proc/sys") / k).read_text() for k in KUBELET_SYSCTLS}))
-        labels = (
-            {
-                NODE_LABEL: "true",
+        labels = {NODE_LABEL: "true" if self.ordinal == 1 else "extra", REAL_NODE_LABEL: "true"}
+        if self.gpus:
+            labels |= {
                 "nvidia.com/gpu.present": "true",
                 "nvidia.com/gpu.product": GPU_PRODUCT,
                 "nvidia.com/gpu.count": str(self.gpus),
+                "nvidia.com/gpu.memory": str(GPU_MEMORY_MIB),
             }
-            if self.gpus
-            else {NODE_LABEL: "true"}
-        )
         self._spawn(
             "kubelet",
             str(k8s / "kubelet"),
             f"--config={self.dir / 'kubelet.yaml'}",
             f"--kubeconfig={self.dir / 'kubelet.kubeconfig'}",
-            f"--hostname-override={NODE_NAME}",
+            f"--hostname-override={self.name}",
             f"--node-ip={self.node_ip}",
             "--node-labels=" + ",".join(f"{k}={v}" for k, v in labels.items()),
             "--v=1",
@@ -285,31 +322,36 @@ class DevNode:
         for proc in [p for p in (self.init,) if p] + self.procs:
             proc.check_alive()
 
+    def _cert_name(self, component: str) -> str:
+        """pki/<name>.{key,crt}: `kubelet` for the first node, `kubelet-dev-node-2` for the second."""
+        return component if self.ordinal == 1 else f"{component}-{self.name}"
+
     def _certs(self, cp: ControlPlane) -> None:
         pki = cp.pki
         client = "keyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth"
-        issue_cert(pki, "kubelet", f"/O=system:nodes/CN=system:node:{NODE_NAME}", client)
-        issue_cert(pki, "kube-proxy", "/CN=system:kube-proxy", client)
+        issue_cert(pki, self._cert_name("kubelet"), f"/O=system:nodes/CN=system:node:{self.name}", client)
+        issue_cert(pki, self._cert_name("kube-proxy"), "/CN=system:kube-proxy", client)
         issue_cert(
             pki,
-            "kubelet-serving",
-            f"/CN={NODE_NAME}",
-            f"subjectAltName=IP:{self.node_ip},DNS:{NODE_NAME}\n"
+            self._cert_name("kubelet-serving"),
+            f"/CN={self.name}",
+            f"subjectAltName=IP:{self.node_ip},DNS:{self.name}\n"
             "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth",
         )
         for user in ("kubelet", "kube-proxy"):
-            write_kubeconfig(self.dir / f"{user}.kubeconfig", cp.server, pki, user)
+            write_kubeconfig(self.dir / f"{user}.kubeconfig", cp.server, pki, self._cert_name(user))
 
     def _take_containerd_root(self) -> Path:
-        shared = node_dir() / "containerd"
+        slot = "containerd" if self.ordinal == 1 else f"containerd-{self.ordinal}"
+        shared = node_dir() / slot
         shared.mkdir(parents=True, exist_ok=True)
-        lock = open(node_dir() / "containerd.lock", "w")
+        lock = open(node_dir() / f"{slot}.lock", "w")
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             lock.close()
             print(
-                f"dev node: {shared} is in use by another dev cluster; this node imports its images into "
+                f"{self.name}: {shared} is in use by another dev cluster; this node imports its images into "
                 f"its own root ({self.dir / 'containerd-root'})",
                 flush=True,
             )
@@ -320,6 +362,7 @@ class DevNode:
     def _write_configs(self, cp: ControlPlane, nd: Path) -> None:
         pki = cp.pki
         (self.dir / "cni").mkdir(exist_ok=True)
+        self.registry_hosts_dir.mkdir(exist_ok=True)
         (self.dir / "cni" / "10-finetune-devcluster.conflist").write_text(
             json.dumps(
                 {
@@ -356,8 +399,12 @@ state = '/run/containerd'
   address = '/run/containerd/containerd.sock'
 [{cri}.images']
   snapshotter = 'overlayfs'
+  # like the imports (--discard-unpacked-layers): a pulled layer's blob goes once it is unpacked
+  discard_unpacked_layers = true
   [{cri}.images'.pinned_images]
     sandbox = '{SANDBOX_IMAGE}'
+  [{cri}.images'.registry]
+    config_path = '{self.registry_hosts_dir}'
 [{cri}.runtime']
   enable_cdi = false
   restrict_oom_score_adj = {str(not HAVE_SYS_RESOURCE).lower()}
@@ -382,8 +429,8 @@ state = '/run/containerd'
                     "address": self.node_ip,
                     "readOnlyPort": 0,
                     "healthzBindAddress": "127.0.0.1",
-                    "tlsCertFile": str(pki / "kubelet-serving.crt"),
-                    "tlsPrivateKeyFile": str(pki / "kubelet-serving.key"),
+                    "tlsCertFile": str(pki / f"{self._cert_name('kubelet-serving')}.crt"),
+                    "tlsPrivateKeyFile": str(pki / f"{self._cert_name('kubelet-serving')}.key"),
                     "authentication": {
                         "anonymous": {"enabled": False},
                         "webhook": {"enabled": True},
@@ -416,7 +463,7 @@ state = '/run/containerd'
                     "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
                     "kind": "KubeProxyConfiguration",
                     "clientConnection": {"kubeconfig": str(self.dir / "kube-proxy.kubeconfig")},
-                    "hostnameOverride": NODE_NAME,
+                    "hostnameOverride": self.name,
                     "mode": "iptables",
                     "clusterCIDR": self.pod_cidr,
                     **({} if HAVE_SYS_RESOURCE else {"oomScoreAdj": 0}),
@@ -483,7 +530,7 @@ state = '/run/containerd'
         )
         self.prune_images()
         print(
-            f"dev node: imported {ref} ({archive.stat().st_size / 1e6:.0f} MB) in {time.monotonic() - t0:.1f}s",
+            f"{self.name}: imported {ref} ({archive.stat().st_size / 1e6:.0f} MB) in {time.monotonic() - t0:.1f}s",
             flush=True,
         )
         return ref

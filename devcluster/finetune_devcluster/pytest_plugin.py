@@ -3,9 +3,14 @@
 
 Fixtures: `cluster` (session: control plane + kwok GPU nodes), `kube_api` (ApiClient), `namespace`
 (fresh per test, deleted after), `kubectl` (runs kubectl against the cluster), `dev_node`
-(session, started on first use: the real node, kubelet + containerd, that runs pods), `images`
-(session: the operator and trainer images built from the Dockerfiles and loaded into the node),
-`wait_for` (polling with a diagnostic dump on timeout).
+(session, started on first use: the real node, kubelet + containerd, that runs pods),
+`dev_nodes_2` (session, started on first use: that node and a second real one, `dev-node-2`),
+`images` (session: the operator and trainer images built from the Dockerfiles and loaded into
+every real node, those started later included), `registry` (session, started on first use: an
+OCI registry with TLS that the nodes pull from), `wait_for` (polling with a diagnostic dump on
+timeout), and the servers models and data are downloaded from (session, started on first use, on
+the address the node's pods reach): `object_store` (versitygw, S3), `https_files` (static HTTPS
+files), `hub` (the Hugging Face Hub stand-in); see finetune_devcluster.dataservers.
 """
 
 from __future__ import annotations
@@ -16,13 +21,15 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import pytest
 from kubernetes import client
 
 from . import images as product_images
 from .cluster import DevCluster
+from .dataservers import FileServer, HubServer, ObjectStore, TlsServer
+from .registry import Registry
 
 
 class Kubectl(Protocol):
@@ -132,11 +139,33 @@ def dev_node(cluster: DevCluster) -> str:
 
 
 @pytest.fixture(scope="session")
+def dev_nodes_2(cluster: DevCluster, dev_node: str) -> list[str]:
+    """Start a second real node, `dev-node-2` (once per session); returns both names, `dev-node`
+    first. It carries `finetune.dev/dev-node=extra` (so pods selecting `finetune.dev/dev-node=true`
+    stay on the first node) and, like the first, `finetune.dev/real-node=true`."""
+    t0 = time.monotonic()
+    names = cluster.start_nodes(2)
+    print(f"\ndevcluster: node {names[1]} Ready in {time.monotonic() - t0:.1f}s")
+    return names
+
+
+@pytest.fixture(scope="session")
 def images(cluster: DevCluster, dev_node: str) -> product_images.Images:
     """The operator and trainer images (built from the Dockerfiles, or reused when their inputs
-    are unchanged), loaded into the node's containerd."""
-    assert cluster.node
-    return product_images.build_and_load(cluster.node)
+    are unchanged), loaded into the containerd of every real node (a node started later, by
+    `dev_nodes_2`, imports them when it starts)."""
+    return product_images.build_and_load(cluster)
+
+
+@pytest.fixture(scope="session")
+def registry(cluster: DevCluster, dev_node: str) -> Registry:
+    """An OCI registry (the CNCF distribution registry, hack/build-registry.sh) at
+    `registry.host` (10.213.N.1:<port>), TLS from the cluster CA (`registry.ca_file`), which the
+    node's containerd trusts; stopped with the cluster."""
+    t0 = time.monotonic()
+    started = cluster.start_registry()
+    print(f"\ndevcluster: registry {started.host} ready in {time.monotonic() - t0:.1f}s")
+    return started
 
 
 @pytest.fixture(name="wait_for")
@@ -153,3 +182,44 @@ def wait_for_fixture(kubectl: Kubectl) -> Callable[..., Any]:
         return wait_for(predicate, kubectl, timeout, description, namespace, objects)
 
     return bound
+
+
+S = TypeVar("S", bound=TlsServer)
+
+
+def _data_server(cluster: DevCluster, kind: type[S], name: str) -> S:
+    """`kind` on the host end of the node's link (what its pods reach), certs from the cluster CA."""
+    address = cluster.node.host_ip if cluster.node else "127.0.0.1"
+    cp = cluster.control_plane
+    return kind(cluster.workdir / "dataservers" / name, address, cp.pki, cp.logs)
+
+
+@pytest.fixture(scope="session")
+def object_store(cluster: DevCluster) -> Iterator[ObjectStore]:
+    """versitygw (S3) on the dev cluster's address: `url`, `cutoff_url`, `access_key`, `secret_key`,
+    `region`, `ca` (the cluster CA file)."""
+    server = _data_server(cluster, ObjectStore, "s3")
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def https_files(cluster: DevCluster) -> Iterator[FileServer]:
+    """The static HTTPS file server: `put(name, data)` publishes a file and returns its URL."""
+    server = _data_server(cluster, FileServer, "https")
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def hub(cluster: DevCluster) -> Iterator[HubServer]:
+    """The Hugging Face Hub stand-in: HF_ENDPOINT=`url`, HF_TOKEN=`token`."""
+    server = _data_server(cluster, HubServer, "hub")
+    try:
+        yield server.start()
+    finally:
+        server.stop()

@@ -1,15 +1,16 @@
 """Generate the FineTuneJob CustomResourceDefinition from the pydantic models.
 
 The OpenAPI schema is derived from ``FineTuneJobSpec`` / ``FineTuneJobStatus`` (types, enums,
-ranges, defaults, descriptions); the cross-field and immutability rules are CEL
-``x-kubernetes-validations`` declared here, mirroring the pydantic validators.
+ranges, defaults, descriptions); the cross-field rules are the CEL forms of ``rules.py``'s tables
+(the pydantic validators check the same tables), the immutability and name rules are declared here.
 
     python -m finetune_api.crd            # print the CRD YAML
-    python -m finetune_api.crd --write    # rewrite crds/ and the Helm chart's crds/
+    python -m finetune_api.crd --write    # rewrite crds/ and the Helm chart's files/crds/
 """
 
 import argparse
 import copy
+import json
 import typing
 from pathlib import Path
 from typing import Any
@@ -17,134 +18,25 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from . import API_VERSION, CATEGORIES, GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION
-from .names import MAX_NAME_LENGTH
-from .resource import IMAGE_PATH_PREFIXES, FineTuneJobSpec, FineTuneJobStatus
+from . import API_VERSION, CATEGORIES, GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION, rules
+from .base import OPERATOR_DEFAULT, ROLLBACK_SAFE_DEFAULT
+from .contract import CONTRACT_PATH, render_contract
+from .crossfield import cel
+from .names import MAX_NAME_LENGTH, NAME_LENGTH_MESSAGE
+from .resource import FineTuneJobSpec, FineTuneJobStatus
 
 CRD_FILENAME = f"{GROUP}_{PLURAL}.yaml"
 
 # Everything in spec but these is immutable once the FineTuneJob exists.
 MUTABLE_SPEC_FIELDS = {"suspend", "ttlSecondsAfterFinished"}
 
-SPEC_RULES: list[dict[str, str]] = [
-    {
-        "rule": "self.method != 'dpo' || self.dataset.format in ['auto', 'preference']",
-        "message": (
-            "method dpo needs a preference dataset (prompt/chosen/rejected): set dataset.format to preference or "
-            "auto, or use method sft"
-        ),
-        "fieldPath": ".dataset.format",
-        "reason": "FieldValueInvalid",
-    },
-    {
-        "rule": "self.method != 'classification' || self.dataset.format in ['auto', 'classification']",
-        "message": "method classification needs text/label data: set dataset.format to classification or auto",
-        "fieldPath": ".dataset.format",
-        "reason": "FieldValueInvalid",
-    },
-    {
-        "rule": "self.method != 'sft' || !(self.dataset.format in ['preference', 'classification'])",
-        "message": "method sft cannot train on preference or classification data: use method dpo or classification",
-        "fieldPath": ".dataset.format",
-        "reason": "FieldValueInvalid",
-    },
-    {
-        "rule": "!has(self.dataset.labels) || self.method == 'classification'",
-        "message": "dataset.labels is only used by method classification",
-        "fieldPath": ".dataset.labels",
-        "reason": "FieldValueForbidden",
-    },
-    {
-        "rule": "!has(self.resources.gpuProduct) || self.resources.gpus >= 1",
-        "message": "resources.gpuProduct needs resources.gpus >= 1",
-        "fieldPath": ".resources.gpuProduct",
-        "reason": "FieldValueInvalid",
-    },
-]
-
-PEFT_RULES = [
-    {
-        "rule": "!has(self.quantization) || self.type == 'qlora'",
-        "message": "peft.quantization (4-bit settings) is only valid with peft.type qlora",
-        "fieldPath": ".quantization",
-        "reason": "FieldValueForbidden",
-    },
-]
-
-OUTPUT_RULES = [
-    {
-        "rule": "!has(self.path) || !self.path.matches('(^|/)[.][.]?(/|$)')",
-        "message": "output.path must not contain '.' or '..' segments",
-        "fieldPath": ".path",
-        "reason": "FieldValueInvalid",
-    },
-]
-
-TRAINING_RULES = [
-    {
-        "rule": "!(has(self.epochs) && has(self.maxSteps))",
-        "message": "set at most one of training.epochs and training.maxSteps (with neither, 3 epochs are run)",
-        "reason": "FieldValueInvalid",
-    },
-]
-
-TOLERATION_RULES = [
-    {
-        "rule": "self.operator != 'Exists' || !has(self.value) || self.value == ''",
-        "message": "a toleration with operator Exists must not set value",
-        "fieldPath": ".value",
-        "reason": "FieldValueInvalid",
-    },
-    {
-        "rule": "(has(self.key) && self.key != '') || self.operator == 'Exists'",
-        "message": "a toleration without key must use operator Exists",
-        "fieldPath": ".operator",
-        "reason": "FieldValueInvalid",
-    },
-    {
-        "rule": "!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')",
-        "message": "tolerationSeconds needs effect NoExecute",
-        "fieldPath": ".tolerationSeconds",
-        "reason": "FieldValueInvalid",
-    },
-]
-
 NAME_RULES = [
     {
         "rule": f"self.metadata.name.size() <= {MAX_NAME_LENGTH}",
-        "message": (
-            f"metadata.name must be at most {MAX_NAME_LENGTH} characters (the trainer Job is named <name>-trainer)"
-        ),
+        "message": NAME_LENGTH_MESSAGE,
         "reason": "FieldValueInvalid",
     },
 ]
-
-SOURCE_FIELDS = {
-    "model": ("source", "adapter"),
-    "dataset": ("source", "validationSource"),
-    "evaluation": ("generalSource",),
-}
-
-
-def source_form_rules(field: str) -> list[dict[str, str]]:
-    """``check_source_form`` in CEL, for the source ``field`` of the object the rules sit on."""
-    prefixes = " || ".join(f"self.{field}.startsWith('{p}')" for p in IMAGE_PATH_PREFIXES)
-    return [
-        {
-            "rule": f"!has(self.{field}) || self.{field}.startsWith('builtin:') "
-            f"|| !self.{field}.matches('(^|/)[.][.]?(/|$)')",
-            "message": f"{field} must not contain '.' or '..' path segments",
-            "fieldPath": f".{field}",
-            "reason": "FieldValueInvalid",
-        },
-        {
-            "rule": f"!has(self.{field}) || !self.{field}.startsWith('/') || {prefixes}",
-            "message": f"{field}: an absolute path must name a file baked into the trainer image under "
-            f"{' or '.join(IMAGE_PATH_PREFIXES)}; use pvc://<claim>/<path> for data on a volume",
-            "fieldPath": f".{field}",
-            "reason": "FieldValueInvalid",
-        },
-    ]
 
 
 def key_rule(pattern: str) -> dict[str, str]:
@@ -167,6 +59,24 @@ def immutability_rule(field: str) -> dict[str, str]:
     }
 
 
+def int_or_string(branches: list[dict[str, Any]]) -> dict[str, Any]:
+    """``int | Literal[...]`` (e.g. ``batchSize: 8`` or ``auto``): a structural schema allows only the bare
+    ``x-kubernetes-int-or-string`` form, so the bounds and the allowed words become one CEL rule."""
+    number = next(b for b in branches if b["type"] == "integer")
+    word = next(b for b in branches if b["type"] == "string")
+    words = [word["const"]] if "const" in word else list(word["enum"])
+    bounds = [f"self {op} {number[k]}" for k, op in (("minimum", ">="), ("maximum", "<=")) if k in number]
+    rule = f"type(self) == int ? ({' && '.join(bounds) or 'true'}) : self in {words}"
+    allowed = f"an integer from {number.get('minimum')} to {number.get('maximum')}" if bounds else "an integer"
+    return {
+        "x-kubernetes-int-or-string": True,
+        "anyOf": [{"type": "integer"}, {"type": "string"}],
+        "x-kubernetes-validations": [
+            {"rule": rule, "message": f"must be {allowed} or one of {words}", "reason": "FieldValueInvalid"}
+        ],
+    }
+
+
 def _structural(node: Any, defs: dict[str, Any]) -> Any:
     """Turn pydantic's JSON Schema into a Kubernetes structural schema."""
     if isinstance(node, list):
@@ -178,9 +88,14 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
         target = copy.deepcopy(defs[node.pop("$ref").split("/")[-1]])
         target.update(node)  # field-level description/default win over the type's
         node = target
+    if node.pop(OPERATOR_DEFAULT, False) and "default" in node:  # see base.ROLLBACK_SAFE_DEFAULT
+        node["description"] += f" Default {json.dumps(node.pop('default'))} (applied by the operator, not stored)."
     any_of = node.pop("anyOf", None)
     if any_of is not None:
         branches = [b for b in any_of if b != {"type": "null"}]
+        if sorted(b.get("type", "") for b in branches) == ["integer", "string"]:
+            node.pop("title", None)
+            return {**node, **int_or_string(branches)}
         if len(branches) != 1:
             raise ValueError(f"unsupported union in schema: {any_of}")
         merged = dict(branches[0])
@@ -242,7 +157,9 @@ def _factory_defaults(model: type[BaseModel], schema: dict[str, Any]) -> None:
         if prop is None:
             continue
         nested = _nested_model(field.annotation)
-        if field.default_factory is not None and nested is not None and "properties" in prop:
+        if field.json_schema_extra == ROLLBACK_SAFE_DEFAULT:
+            pass  # no server-side default
+        elif field.default_factory is not None and nested is not None and "properties" in prop:
             prop["default"] = {}
         elif field.default_factory is not None and "default" not in prop:
             value = field.default_factory()  # type: ignore[call-arg]
@@ -263,14 +180,17 @@ def _schema_of(model: type[BaseModel]) -> dict[str, Any]:
 def spec_schema() -> dict[str, Any]:
     schema = _schema_of(FineTuneJobSpec)
     props = schema["properties"]
-    props["peft"]["x-kubernetes-validations"] = PEFT_RULES
-    props["training"]["x-kubernetes-validations"] = TRAINING_RULES
-    props["output"]["x-kubernetes-validations"] = OUTPUT_RULES
-    props["scheduling"]["properties"]["tolerations"]["items"]["x-kubernetes-validations"] = TOLERATION_RULES
-    for obj, fields in SOURCE_FIELDS.items():
-        props[obj]["x-kubernetes-validations"] = [r for f in fields for r in source_form_rules(f)]
+    props["peft"]["x-kubernetes-validations"] = cel(rules.PEFT_RULES)
+    props["training"]["x-kubernetes-validations"] = cel(rules.TRAINING_RULES)
+    props["resources"]["x-kubernetes-validations"] = cel(rules.RESOURCE_RULES)
+    props["output"]["x-kubernetes-validations"] = cel(rules.OUTPUT_RULES)
+    props["dataset"]["x-kubernetes-validations"] = cel(rules.DATASET_RULES)
+    props["scheduling"]["properties"]["tolerations"]["items"]["x-kubernetes-validations"] = cel(rules.TOLERATION_RULES)
+    props["serving"]["properties"]["runtimes"]["x-kubernetes-list-type"] = "set"
+    for obj, source_rules in rules.SOURCE_RULES.items():
+        props[obj].setdefault("x-kubernetes-validations", []).extend(cel(source_rules))
     immutable = sorted(set(props) - MUTABLE_SPEC_FIELDS)
-    schema["x-kubernetes-validations"] = SPEC_RULES + [immutability_rule(f) for f in immutable]
+    schema["x-kubernetes-validations"] = cel(rules.SPEC_RULES) + [immutability_rule(f) for f in immutable]
     return schema
 
 
@@ -286,6 +206,7 @@ PRINTER_COLUMNS = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
     {"name": "Model", "type": "string", "jsonPath": ".spec.model.source"},
     {"name": "Method", "type": "string", "jsonPath": ".spec.method"},
+    {"name": "Nodes", "type": "integer", "jsonPath": ".spec.resources.nodes", "description": "Nodes (pods) of the run"},
     {
         "name": "Progress",
         "type": "string",
@@ -293,6 +214,13 @@ PRINTER_COLUMNS = [
         "description": "Percent of training steps done",
     },
     {"name": "Loss", "type": "number", "jsonPath": ".status.progress.loss"},
+    {
+        "name": "GPU-GiB",
+        "type": "number",
+        "jsonPath": ".status.plan.predictedPeakGiB",
+        "description": "Predicted peak of GPU memory (GiB) from the trainer's memory plan",
+        "priority": 1,
+    },
     {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1},
     {"name": "Job", "type": "string", "jsonPath": ".status.jobName", "priority": 1},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
@@ -353,13 +281,19 @@ def render_crd() -> str:
 
 
 def crd_paths(repo_root: Path) -> list[Path]:
-    """The two copies of the CRD: the top-level crds/ and the Helm chart's crds/."""
-    return [repo_root / "crds" / CRD_FILENAME, repo_root / "charts" / "finetune-operator" / "crds" / CRD_FILENAME]
+    """The two copies of the CRD: the top-level crds/ (for `kubectl apply`) and the Helm chart's
+    files/crds/ (rendered by its templates/crds.yaml, so that `helm upgrade` upgrades it)."""
+    chart = repo_root / "charts" / "finetune-operator"
+    return [repo_root / "crds" / CRD_FILENAME, chart / "files" / "crds" / CRD_FILENAME]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--write", action="store_true", help="write crds/ and the chart's crds/")
+    parser.add_argument(
+        "--write",
+        action="store_true",
+        help="write crds/, the chart's files/crds/ and the chart's files/api-contract.yaml",
+    )
     parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[2], help="repository root")
     args = parser.parse_args()
     text = render_crd()
@@ -370,6 +304,9 @@ def main() -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
         print(f"wrote {path}")
+    contract_path = args.root / CONTRACT_PATH
+    contract_path.write_text(render_contract())
+    print(f"wrote {contract_path}")
 
 
 if __name__ == "__main__":

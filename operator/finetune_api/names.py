@@ -28,3 +28,7 @@ MAX_NAME_LENGTH = 52
 """Longest FineTuneJob name: its children are ``<name>-trainer`` / ``<name>-config`` /
 ``<name>-cleanup``, and a Job's name must fit the 63-character ``job-name`` label of its pods
 (kubebuilder's CronJob sample uses the same limit for the same reason)."""
+NAME_LENGTH_MESSAGE = (
+    f"metadata.name must be at most {MAX_NAME_LENGTH} characters (the trainer Job is named <name>-trainer)"
+)
+"""The CRD's name rule and the operator's check of a stored object say the same."""

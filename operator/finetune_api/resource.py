@@ -1,28 +1,24 @@
 """The FineTuneJob resource: spec (what the user writes) and status (what the operator reports)."""
 
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from .base import ApiModel
+from .affinity import Affinity
+from .base import ROLLBACK_SAFE_DEFAULT, ApiModel
+from .contract import TRAINER_STATUS_FIELDS, input_sources
+from .crossfield import check
+from .distributed import DEFAULT_RDZV_TIMEOUT_SECONDS, MAX_NODES
+from .methods import Method
 from .names import LABEL_VALUE_PATTERN, DnsSubdomain, LabelValue, QualifiedName
-from .protocol import TrainingProgress
-from .training import (
-    DatasetSpec,
-    EvaluationSpec,
-    Method,
-    ModelSpec,
-    PeftSpec,
-    TrainingSpec,
-    check_method_format,
-)
+from .protocol import MemoryPlan, TrainingProgress
+from .quantity import QUANTITY_PATTERN
+from .rules import OUTPUT_RULES, RESOURCE_RULES, SOURCE_RULES, SPEC_RULES, TOLERATION_RULES
+from .serving import ServingSpec, ServingStatus
+from .training import DatasetSpec, EvaluationSpec, ModelSpec, PeftSpec, TrainingSpec
 
-QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$"
 Quantity = Annotated[str, Field(pattern=QUANTITY_PATTERN, max_length=64)]
-# Absolute paths name files baked into a custom trainer image, and only under these directories:
-# anything else (/etc, /proc, /var/run/secrets, the pod's own mounts) is not training data.
-IMAGE_PATH_PREFIXES = ("/data/", "/models/")
 MAX_MAP_ENTRIES = 64
 
 
@@ -30,7 +26,17 @@ class ResourcesSpec(ApiModel):
     """Compute for the trainer pod."""
 
     gpus: int = Field(default=1, ge=0, le=64)
-    """`nvidia.com/gpu` to request (requests = limits). 0 runs on CPU (slow; for tests and tiny models)."""
+    """`nvidia.com/gpu` to request per node (requests = limits). 0 runs on CPU (slow; for tests and tiny models)."""
+    nodes: int = Field(default=1, ge=1, le=MAX_NODES, json_schema_extra=ROLLBACK_SAFE_DEFAULT)
+    (
+        "Nodes to train on, one trainer pod each (an Indexed Job with a headless Service; data-parallel over "
+        "`nodes x max(gpus, 1)` processes). Above 1 the output claim must be ReadWriteMany."
+    )
+    rendezvous_timeout_seconds: int | None = Field(default=None, ge=30, le=3600)
+    (
+        "With `nodes` above 1: how long a pod waits to reach node 0 and for every node to join before the run "
+        f"fails (default {DEFAULT_RDZV_TIMEOUT_SECONDS})."
+    )
     gpu_product: str | None = Field(default=None, min_length=1, max_length=63, pattern=LABEL_VALUE_PATTERN)
     """Require nodes whose `nvidia.com/gpu.product` label equals this, e.g. `NVIDIA-A10G` or `NVIDIA-A100-SXM4-80GB`."""
     cpu: Quantity = "4"
@@ -39,6 +45,11 @@ class ResourcesSpec(ApiModel):
     """Memory request and limit (the container is OOM-killed above it)."""
     shm_size: Quantity = "1Gi"
     """Size of the /dev/shm memory volume (dataloader workers need more than the runtime's 64 MB default)."""
+
+    @model_validator(mode="after")
+    def _bounded(self) -> "ResourcesSpec":
+        check(RESOURCE_RULES, self.to_wire())
+        return self
 
 
 class Toleration(ApiModel):
@@ -57,12 +68,7 @@ class Toleration(ApiModel):
 
     @model_validator(mode="after")
     def _pod_api_rules(self) -> "Toleration":
-        if self.operator == "Exists" and self.value:
-            raise ValueError("a toleration with operator Exists must not set value")
-        if not self.key and self.operator != "Exists":
-            raise ValueError("a toleration without key must use operator Exists")
-        if self.toleration_seconds is not None and self.effect != "NoExecute":
-            raise ValueError("tolerationSeconds needs effect NoExecute")
+        check(TOLERATION_RULES, self.to_wire())
         return self
 
 
@@ -76,11 +82,8 @@ class SchedulingSpec(ApiModel):
         "Extra tolerations, added to the operator's default GPU tolerations. Cluster admins may limit which taint keys "
         "a FineTuneJob may tolerate (the chart's admission policy)."
     )
-    affinity: dict[str, Any] | None = None
-    (
-        "A core/v1 Affinity, passed through unchanged (the API server checks it when the trainer Job is created; a "
-        "refusal fails the run as InvalidSpec with the server's message)."
-    )
+    affinity: Affinity | None = None
+    """A core/v1 Affinity of the trainer pod (unknown or misspelt keys are refused, not dropped)."""
     priority_class_name: DnsSubdomain | None = None
     (
         "PriorityClass of the trainer pod. Cluster admins may limit which ones a FineTuneJob may use (the chart's "
@@ -118,6 +121,11 @@ class OutputTarget(ApiModel):
         "output directory. Without it such a run fails as OutputExists and the other result stays untouched."
     )
 
+    @model_validator(mode="after")
+    def _plain_path(self) -> "OutputTarget":
+        check(OUTPUT_RULES, self.to_wire())
+        return self
+
 
 class FineTuneJobSpec(ApiModel):
     """Desired state of a FineTuneJob. Immutable once created, except `suspend` and `ttlSecondsAfterFinished`."""
@@ -139,6 +147,8 @@ class FineTuneJobSpec(ApiModel):
     """Evaluation before and after training."""
     output: OutputTarget
     """Where the adapter and reports go."""
+    serving: ServingSpec = Field(default_factory=ServingSpec, json_schema_extra=ROLLBACK_SAFE_DEFAULT)
+    """Serving manifests written next to the adapter (vLLM, KServe, KAITO) and the paths listed in status.serving."""
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     """Compute for the trainer."""
     scheduling: SchedulingSpec = Field(default_factory=SchedulingSpec)
@@ -165,38 +175,15 @@ class FineTuneJobSpec(ApiModel):
 
     @model_validator(mode="after")
     def _cross_field(self) -> "FineTuneJobSpec":
-        check_method_format(self.method, self.dataset.format)
-        if self.resources.gpu_product and self.resources.gpus == 0:
-            raise ValueError("resources.gpuProduct needs resources.gpus >= 1")
-        if self.dataset.labels is not None and self.method is not Method.CLASSIFICATION:
-            raise ValueError("dataset.labels is only used by method classification")
-        for field, source in self.input_sources().items():
-            check_source_form(field, source)
+        wire = self.to_wire()
+        check(SPEC_RULES, wire)
+        for obj, rules in SOURCE_RULES.items():
+            check(rules, wire.get(obj, {}))
         return self
 
     def input_sources(self) -> dict[str, str]:
-        """Every model and data location of the spec, by field path."""
-        candidates = {
-            "model.source": self.model.source,
-            "model.adapter": self.model.adapter,
-            "dataset.source": self.dataset.source,
-            "dataset.validationSource": self.dataset.validation_source,
-            "evaluation.generalSource": self.evaluation.general_source,
-        }
-        return {k: v for k, v in candidates.items() if v}
-
-
-def check_source_form(field: str, source: str) -> None:
-    """The documented forms beyond the pattern: no `.`/`..` path segments, and absolute paths only
-    under IMAGE_PATH_PREFIXES (the CRD carries the same rule in CEL)."""
-    path = source.split("://", 1)[1] if "://" in source else source
-    if source.startswith(("pvc://", "hf://", "/")) and any(seg in (".", "..") for seg in path.split("/")):
-        raise ValueError(f"{field} {source!r} must not contain '.' or '..' path segments")
-    if source.startswith("/") and not source.startswith(IMAGE_PATH_PREFIXES):
-        raise ValueError(
-            f"{field} {source!r}: an absolute path must name a file baked into the trainer image "
-            f"under {' or '.join(IMAGE_PATH_PREFIXES)}; use pvc://<claim>/<path> for data on a volume"
-        )
+        """Every model and data location of the spec, by field path (contract.INPUT_SOURCE_FIELDS)."""
+        return input_sources(self.to_wire())
 
 
 class Phase(StrEnum):
@@ -247,8 +234,70 @@ class ArtifactsStatus(ApiModel):
     """SHA-256 of adapter_model.safetensors."""
 
 
+class SourceStatus(ApiModel):
+    """A downloaded model or dataset: what the run's fetch step found or put in place."""
+
+    field: str
+    """The spec field it came from (`model.source`, `dataset.source`, `dataset.validationSource`)."""
+    uri: str
+    """The source as the spec gives it."""
+    revision: str | None = None
+    """The Hub revision asked for."""
+    commit: str | None = None
+    """The Hub commit that revision resolved to."""
+    sha256: str | None = None
+    """SHA-256 of the data file, or of a model directory's manifest (`sha256sum` lines of its files)."""
+    size_bytes: int | None = None
+    """Total size of the fetched files."""
+    file_count: int | None = None
+    """Files in the entry."""
+    verified_with: str | None = None
+    """What the bytes were checked against (`sha256`, `s3-etag-md5`, `hub-lfs-sha256+git-blob-sha1`...)."""
+    cached: bool | None = None
+    """True when it was already in the cache (complete and verified): nothing was downloaded."""
+    bytes_downloaded: int | None = None
+    """Bytes this run's fetch downloaded (0 when cached)."""
+    seconds: float | None = None
+    """Wall time of the fetch (waiting for a concurrent fetch of the same entry included)."""
+    location: str | None = None
+    """Where the entry is: `<claim>:<directory>` (the model cache claim or the output claim)."""
+
+
+class NodePod(ApiModel):
+    """One pod of a run over several nodes."""
+
+    index: int = Field(ge=0)
+    """Its node rank (the Indexed Job's completion index); node 0 hosts the rendezvous and writes the artifacts."""
+    name: str
+    """The pod (its latest attempt)."""
+    node: str | None = None
+    """The Kubernetes node it was bound to."""
+
+
+class TopologyStatus(ApiModel):
+    """How a run over several nodes is laid out."""
+
+    nodes: int = Field(ge=1)
+    """Nodes (pods) of the run."""
+    processes_per_node: int = Field(ge=1)
+    """Training processes per pod (one per GPU, one on CPU)."""
+    world_size: int = Field(ge=1)
+    """All training processes: nodes x processesPerNode."""
+    global_batch_size: int | None = Field(default=None, ge=1)
+    (
+        "Examples per optimizer step over all processes (micro-batch x accumulation x worldSize); absent while "
+        "`training.batchSize: auto` is not planned yet."
+    )
+    pods: list[NodePod] = Field(default_factory=list, max_length=MAX_NODES)
+    """Each node's pod and where it runs."""
+
+
 class FineTuneJobStatus(ApiModel):
     """Observed state, written by the operator (and `progress` by the trainer)."""
+
+    TRAINER_FIELDS: ClassVar[frozenset[str]] = frozenset(TRAINER_STATUS_FIELDS)
+    """Fields the run's trainer writes (the chart's status-integrity policy lets it write only these);
+    the operator writes every other field and never these."""
 
     phase: Phase | None = None
     """Pending, Running, Suspended, Succeeded or Failed."""
@@ -272,9 +321,27 @@ class FineTuneJobStatus(ApiModel):
     """Wall time of the run."""
     progress: TrainingProgress | None = None
     """Live progress, reported by the trainer."""
+    plan: MemoryPlan | None = None
+    """The trainer's GPU memory plan (predicted peak, whether it fits, the measured peak), reported by the trainer."""
     metrics: dict[str, float] = Field(default_factory=dict)
     """Final figures from the trainer's summary (baseline vs tuned)."""
     artifacts: ArtifactsStatus | None = None
     """Where the adapter is."""
+    serving: ServingStatus | None = None
+    (
+        "How to serve the adapter: its URI, base model reference, rank, target modules, task type and the serving "
+        "paths whose manifests were written (from the trainer's summary)."
+    )
     gpu_seconds: float | None = None
-    """GPU time consumed (GPUs x run seconds)."""
+    """GPU time consumed (GPUs per node x nodes x run seconds)."""
+    sources: list[SourceStatus] = Field(default_factory=list, max_length=3)
+    """The downloaded models and datasets (`s3://`, `https://`, `hf://`): cached or downloaded, bytes, seconds."""
+    topology: TopologyStatus | None = None
+    """With `resources.nodes` above 1: nodes, processes, the global batch and each pod's node."""
+
+    @classmethod
+    def operator_fields(cls) -> frozenset[str]:
+        """The wire names of the fields the operator owns."""
+        return frozenset(
+            field.alias or name for name, field in cls.model_fields.items() if name not in cls.TRAINER_FIELDS
+        )

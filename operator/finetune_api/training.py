@@ -12,45 +12,47 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from .base import ApiModel
+from .base import ROLLBACK_SAFE_DEFAULT, ApiModel
+from .crossfield import check
+from .methods import DEFAULT_DPO_BETA
+from .methods import DatasetFormat as DatasetFormat  # re-exported: the trainer imports them from here
+from .methods import Method as Method
 from .names import CONFIG_KEY_PATTERN, DnsSubdomain
+from .rules import DATASET_RULES, METHOD_RULES, PEFT_RULES, SERVING_RULES, TRAINING_RULES
+from .serving import ServingSpec
 
 # A model or dataset location. pvc:// is resolved by the operator to a mounted path before
-# the trainer sees it; the trainer accepts absolute paths, hf:// and builtin: names.
+# the trainer sees it; s3://, https:// and hf://datasets/ data and s3:// and hf:// models are
+# downloaded first (`finetune-train fetch`); the trainer accepts absolute paths, hf:// and builtin: names.
 PVC_FORM = r"pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/.*)?"
 HUB_FORM = r"hf://[A-Za-z0-9][\w.-]*(/[\w.-]+)?"
 BUILTIN_FORM = r"builtin:[a-z0-9][-a-z0-9.]*"
 PATH_FORM = r"/.*"
-SOURCE_PATTERN = f"^({PVC_FORM}|{HUB_FORM}|{BUILTIN_FORM}|{PATH_FORM})$"
+# S3 bucket names (3-63 of a-z 0-9 . -) and a key; a model source names a directory (a prefix).
+S3_FORM = r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?"
+S3_FILE_FORM = r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[^\s]*[^\s/]"
+HTTPS_FORM = r"https://[^\s/?#@]+/[^\s#]*[^\s#/]"
+# A dataset repo on the Hub and, in it, a file (`.../train.jsonl`, `.../data/train-00000-of-00002.jsonl`)
+# or a split (`.../train`: the repo's JSON Lines files of that split, in name order).
+HUB_DATASET_FORM = r"hf://datasets/[A-Za-z0-9][\w.-]*/[\w.-]+/[\w.-]+(/[\w.-]+)*"
+SOURCE_PATTERN = f"^({PVC_FORM}|{HUB_FORM}|{BUILTIN_FORM}|{PATH_FORM}|{S3_FORM})$"
 FILE_PATTERN = f"^({PVC_FORM}|{PATH_FORM})$"
+DATA_PATTERN = f"^({PVC_FORM}|{PATH_FORM}|{S3_FILE_FORM}|{HTTPS_FORM}|{HUB_DATASET_FORM})$"
 ADAPTER_PATTERN = f"^({PVC_FORM}|{HUB_FORM}|{PATH_FORM})$"
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
 
 Source = Annotated[str, Field(pattern=SOURCE_PATTERN, min_length=2, max_length=1024)]
 FileSource = Annotated[str, Field(pattern=FILE_PATTERN, min_length=2, max_length=1024)]
 """A data file: on a claim (pvc://) or baked into the image (an absolute path); never the Hub or builtin:."""
+DataSource = Annotated[str, Field(pattern=DATA_PATTERN, min_length=2, max_length=2048)]
+"""A training or validation file: on a claim, in the image, in an object store, at an https:// URL
+(with its sha256) or in a Hub dataset repo."""
 AdapterSource = Annotated[str, Field(pattern=ADAPTER_PATTERN, min_length=2, max_length=1024)]
 """An adapter directory: on a claim, on the Hub, or in the image (builtin: names are base models)."""
+Sha256 = Annotated[str, Field(pattern=SHA256_PATTERN)]
 
-
-class Method(StrEnum):
-    """What is trained."""
-
-    SFT = "sft"
-    CLASSIFICATION = "classification"
-    DPO = "dpo"
-
-
-class DatasetFormat(StrEnum):
-    """Record layouts the trainer understands."""
-
-    AUTO = "auto"
-    CHAT = "chat"  # {"messages": [{"role": ..., "content": ...}, ...]}
-    ALPACA = "alpaca"  # {"instruction", "input"?, "output"}
-    PROMPT_COMPLETION = "prompt-completion"  # {"prompt", "completion"}
-    TEXT = "text"  # {"text"}
-    SHAREGPT = "sharegpt"  # {"conversations": [{"from": ..., "value": ...}, ...]}
-    PREFERENCE = "preference"  # {"prompt", "chosen", "rejected"} (DPO)
-    CLASSIFICATION = "classification"  # {"text", "label"}
+DOWNLOADED_DATA = ("s3://", "https://", "hf://datasets/")
+"""Dataset source schemes that are downloaded before training (the rest are mounted or in the image)."""
 
 
 class PeftType(StrEnum):
@@ -67,20 +69,43 @@ class SecretKeyRef(ApiModel):
     """Key within the Secret."""
 
 
+class ObjectStoreSecretRef(ApiModel):
+    """A Secret in the FineTuneJob's namespace with the credentials and location of an S3-compatible
+    object store (AWS S3, GCS in interoperability mode, MinIO, Ceph RGW, SeaweedFS, versitygw...). The
+    requester must be allowed to read it. The defaults are the AWS SDK's environment variable names, so a
+    Secret made with `kubectl create secret generic s3 --from-literal=AWS_ACCESS_KEY_ID=...
+    --from-literal=AWS_SECRET_ACCESS_KEY=... --from-literal=AWS_ENDPOINT_URL=https://...` needs no keys named."""
+
+    name: DnsSubdomain
+    """Name of the Secret."""
+    access_key_id_key: str = Field(default="AWS_ACCESS_KEY_ID", max_length=253, pattern=CONFIG_KEY_PATTERN)
+    """Key holding the access key id."""
+    secret_access_key_key: str = Field(default="AWS_SECRET_ACCESS_KEY", max_length=253, pattern=CONFIG_KEY_PATTERN)
+    """Key holding the secret access key."""
+    endpoint_key: str = Field(default="AWS_ENDPOINT_URL", max_length=253, pattern=CONFIG_KEY_PATTERN)
+    """Key holding the endpoint URL (e.g. `https://minio.example:9000`); when the Secret lacks it, AWS S3."""
+    region_key: str = Field(default="AWS_REGION", max_length=253, pattern=CONFIG_KEY_PATTERN)
+    """Key holding the region; when the Secret lacks it, `us-east-1`."""
+
+
 class ModelSpec(ApiModel):
     """The base model to adapt."""
 
     source: Source
     """Where the base model comes from: `pvc://<claim>/<path>` (a directory on a PersistentVolumeClaim,
     mounted read-only), `hf://<org>/<name>` (the Hugging Face Hub; needs network from the cluster),
-    `builtin:smollm2-135m-instruct` or `builtin:minilm-l6` (small real models shipped in the trainer
-    image), or an absolute path inside the trainer image."""
+    `s3://<bucket>/<prefix>/` (a model directory in an S3-compatible object store, see
+    `credentialsSecretRef`), `builtin:smollm2-135m-instruct` or `builtin:minilm-l6` (small real models shipped
+    in the trainer image), or an absolute path inside the trainer image. Hub and object-store models are
+    downloaded once per source and revision into the model cache and mounted read-only."""
     gguf_file: str | None = Field(default=None, min_length=1, max_length=255, pattern=r"^[^/]+\.gguf$")
     """Name of a GGUF file inside the model directory to load (dequantized) instead of safetensors."""
     revision: str | None = Field(default=None, min_length=1, max_length=255)
     """Hub revision (branch, tag or commit) for `hf://` sources."""
     token_secret_ref: SecretKeyRef | None = None
     """Secret holding a Hub access token, exposed to the trainer as `HF_TOKEN`."""
+    credentials_secret_ref: ObjectStoreSecretRef | None = None
+    """Object-store credentials and endpoint for an `s3://` source."""
     trust_remote_code: bool = False
     """Allow model repositories to run their own Python code. Leave off unless you trust the source."""
     adapter: AdapterSource | None = None
@@ -93,12 +118,26 @@ class ModelSpec(ApiModel):
 class DatasetSpec(ApiModel):
     """The training data (JSONL, or a JSON array of records)."""
 
-    source: FileSource
-    """The training file: `pvc://<claim>/<path/to/train.jsonl>` or an absolute path inside the trainer image."""
+    source: DataSource
+    (
+        "The training file: `pvc://<claim>/<path/to/train.jsonl>`, an absolute path inside the trainer image, "
+        "`s3://<bucket>/<key>` (see `credentialsSecretRef`), `https://...` (with `sha256`), or a Hub dataset: "
+        "`hf://datasets/<org>/<name>/<path/to/file.jsonl>` or `hf://datasets/<org>/<name>/<split>` (the repo's "
+        "JSON Lines files of that split, e.g. `data/train-00000-of-00002.jsonl`, in name order). Downloaded "
+        "sources are fetched and checked line by line before any GPU time."
+    )
+    sha256: Sha256 | None = None
+    """SHA-256 of the `https://` source (required for one); the download is refused when it differs."""
+    revision: str | None = Field(default=None, min_length=1, max_length=255)
+    """Hub revision (branch, tag or commit) of `hf://datasets/` sources; `main` when unset."""
+    credentials_secret_ref: ObjectStoreSecretRef | None = None
+    """Object-store credentials and endpoint for `s3://` sources (the training and the validation file)."""
     format: DatasetFormat = DatasetFormat.AUTO
     """Record layout. `auto` detects it from the first record and requires every record to match."""
-    validation_source: FileSource | None = None
-    """A separate validation file. When set, `validationSplit` is ignored."""
+    validation_source: DataSource | None = None
+    """A separate validation file, in any form `source` takes. When set, `validationSplit` is ignored."""
+    validation_sha256: Sha256 | None = None
+    """SHA-256 of an `https://` validationSource (required for one)."""
     validation_split: float = Field(default=0.1, ge=0.0, lt=0.5)
     """Fraction of the (deduplicated) training records held out for evaluation when no validation file is given."""
     min_records: int = Field(default=10, ge=1)
@@ -114,6 +153,11 @@ class DatasetSpec(ApiModel):
         default=None, min_length=2, max_length=1000
     )
     """Classification only: the label set, in order. Discovered from the data when omitted."""
+
+    @model_validator(mode="after")
+    def _https_needs_sha256(self) -> "DatasetSpec":
+        check(DATASET_RULES, self.to_wire())
+        return self
 
 
 class QuantizationSpec(ApiModel):
@@ -157,8 +201,7 @@ class PeftSpec(ApiModel):
     def _quantization_matches_type(self) -> "PeftSpec":
         if self.type is PeftType.QLORA and self.quantization is None:
             self.quantization = QuantizationSpec()
-        if self.type is PeftType.LORA and self.quantization is not None:
-            raise ValueError("peft.quantization is only valid with peft.type: qlora")
+        check(PEFT_RULES, self.to_wire())
         return self
 
 
@@ -174,12 +217,38 @@ class KernelsSpec(ApiModel):
     scaled_dot_product_attention, with a block-diagonal mask over the whole packed batch. `eager`: plain
     matmuls (slow, for debugging). `auto`: `varlen` on a CUDA GPU whose PyTorch has the kernel, else `sdpa`."""
     liger: bool = False
-    """Liger's Triton kernels for RMSNorm, rotary embeddings and SwiGLU (model families Liger supports,
-    e.g. Llama, Mistral, Qwen, Gemma) on CUDA GPUs. Off by default: no measurable gain on a QLoRA 8B step,
-    and with `attention: varlen` the run crashed (so with varlen they are not applied, and the log says so).
-    The LM head and loss are computed in chunks without materializing the logits either way (TRL's fused LM head)."""
+    (
+        "Liger's Triton kernels for RMSNorm, rotary embeddings and SwiGLU (model families Liger supports, e.g. "
+        "Llama, Mistral, Qwen, Gemma) on CUDA GPUs, with any attention kernel. Off by default: no measurable gain on "
+        "a QLoRA 8B step. The LM head and loss are computed in chunks without the whole logits either way."
+    )
     compile: bool = False
     """torch.compile the model. Off by default: no measurable gain on a QLoRA 8B step, 35 s more start-up."""
+    offload: Literal["auto", "on", "off"] = Field(default="auto", json_schema_extra=ROLLBACK_SAFE_DEFAULT)
+    (
+        "Activation offloading: the layer inputs that gradient checkpointing keeps (2 bytes x hidden size x layers "
+        "per token, 256 KiB a token on an 8B Llama) go to page-locked host memory during the forward pass and come "
+        "back one layer ahead during the backward pass, on a side CUDA stream. Needs host memory for them (the plan "
+        "in status says how much; `resources.memory` must allow it). `auto`: on only where the memory plan does not "
+        "fit the GPU without it (long sequences); never on a CPU."
+    )
+    tiled_mlp: Literal["auto", "on", "off"] = Field(default="auto", json_schema_extra=ROLLBACK_SAFE_DEFAULT)
+    (
+        "Tiled MLP: the feed-forward block runs over `tileTokens` tokens at a time and is recomputed tile by tile in "
+        "the backward pass, so its intermediate activations (3.5x the hidden size per token) never exist for the "
+        "whole sequence. Costs one more MLP forward pass. `auto`: on for sequences of at least 32768 tokens per "
+        "micro-batch (where attention dominates the step) and wherever the memory plan does not fit without it; "
+        "never on a CPU."
+    )
+    tile_tokens: int = Field(default=16384, ge=64, le=1048576, json_schema_extra=ROLLBACK_SAFE_DEFAULT)
+    """Tokens per tile of the tiled MLP."""
+    chunked_loss: bool = Field(default=True, json_schema_extra=ROLLBACK_SAFE_DEFAULT)
+    (
+        "Baseline and final evaluation compute the loss through TRL's chunked LM head (4096 tokens x 32768 "
+        "vocabulary entries at a time), without the logits of the whole sequence (vocabulary x tokens x 6 bytes: 47 "
+        "GiB for 65536 tokens of a 128k vocabulary). Off: the model's own forward with the full logits. Training "
+        "always uses TRL's chunked LM head."
+    )
 
 
 class TrainingSpec(ApiModel):
@@ -195,8 +264,11 @@ class TrainingSpec(ApiModel):
     """Learning-rate schedule after warmup."""
     warmup_ratio: float = Field(default=0.03, ge=0.0, lt=1.0)
     """Fraction of the steps spent warming the learning rate up from 0."""
-    batch_size: int = Field(default=4, ge=1, le=4096)
-    """Examples per GPU (per process) per forward pass."""
+    batch_size: Annotated[int, Field(ge=1, le=4096)] | Literal["auto"] = 4
+    (
+        "Examples per GPU (per process) per forward pass, or `auto`: the largest micro-batch whose memory plan fits "
+        "the GPU, keeping the batch per optimizer step (4 x gradientAccumulationSteps) by accumulation."
+    )
     gradient_accumulation_steps: int = Field(default=4, ge=1, le=4096)
     """Forward passes per optimizer step. The global batch is batchSize x gradientAccumulationSteps x the number
     of GPUs (`resources.gpus`: with more than one, the trainer runs one data-parallel process per GPU); it is
@@ -212,8 +284,11 @@ class TrainingSpec(ApiModel):
     """Gradient clipping norm."""
     gradient_checkpointing: bool = True
     """Recompute activations in the backward pass: less memory, about 20-30% slower."""
-    max_seq_length: int = Field(default=1024, ge=16, le=131072)
-    """Longest tokenized example; longer ones are truncated."""
+    max_seq_length: int = Field(default=1024, ge=16, le=1048576)
+    (
+        "Longest tokenized example; longer ones are truncated. Whether a length fits the GPU is the memory plan's "
+        "call (status.plan; a run that cannot fit ends InsufficientGPUMemory before loading the model)."
+    )
     packing: bool = False
     """Pack several short examples into one sequence of `maxSeqLength` tokens."""
     completion_only_loss: bool = True
@@ -228,16 +303,26 @@ class TrainingSpec(ApiModel):
     """Checkpoint every this many steps (to the output volume, for resuming); by default once per epoch."""
     early_stopping_patience: int | None = Field(default=None, ge=1)
     """Stop when eval loss has not improved for this many evaluations."""
-    dpo_beta: float = Field(default=0.1, gt=0, le=10)
-    """DPO only: strength of the KL penalty that keeps the policy near the reference."""
+    dpo_beta: float | None = Field(default=None, gt=0, le=10)
+    """DPO only: strength of the KL penalty that keeps the policy near the reference (0.1 when not set)."""
     kernels: KernelsSpec = Field(default_factory=KernelsSpec)
-    """Fast paths (attention kernel, Liger kernels, torch.compile) on CUDA GPUs."""
+    """Fast paths (attention kernel, Liger kernels, torch.compile, activation offloading, tiled MLP) on CUDA GPUs."""
 
     @model_validator(mode="after")
     def _one_length(self) -> "TrainingSpec":
-        if self.epochs is not None and self.max_steps is not None:
-            raise ValueError("set at most one of training.epochs and training.maxSteps")
+        check(TRAINING_RULES, self.to_wire())
         return self
+
+    @property
+    def effective_dpo_beta(self) -> float:
+        return self.dpo_beta if self.dpo_beta is not None else DEFAULT_DPO_BETA
+
+    @property
+    def micro_batch_size(self) -> int:
+        """`batchSize` once the trainer has resolved `auto` (``planning.resolve``)."""
+        if isinstance(self.batch_size, str):
+            raise ValueError("training.batchSize auto is resolved by the trainer's memory plan before training")
+        return self.batch_size
 
     @property
     def effective_epochs(self) -> float:
@@ -287,6 +372,29 @@ class ReportingSpec(ApiModel):
     """Least time between live progress patches to the FineTuneJob status (when in-cluster reporting is on)."""
 
 
+class OriginSpec(ApiModel):
+    """The run's locations as the FineTuneJob names them, set by the operator. The trainer reads the
+    mounted paths it is given and records these instead (adapter_config.json, the model card,
+    status.serving), so the artifacts name their inputs by references that resolve outside the pod."""
+
+    model: Source
+    """`spec.model.source` (pvc://, hf://, s3://, builtin: or an image path)."""
+    adapter: AdapterSource | None = None
+    """`spec.model.adapter`."""
+    dataset: DataSource
+    """`spec.dataset.source`."""
+    validation_dataset: DataSource | None = None
+    """`spec.dataset.validationSource`."""
+    general_dataset: FileSource | None = None
+    """`spec.evaluation.generalSource`."""
+    output: str = Field(pattern=f"^{PVC_FORM}$", max_length=1100)
+    """The output directory: `pvc://<claim>/<path>`."""
+    name: DnsSubdomain
+    """The FineTuneJob's name (names the serving objects)."""
+    output_access_modes: list[str] | None = Field(default=None, max_length=4)
+    """The output claim's access modes, where the operator read them (serving replicas above 1 need a shared claim)."""
+
+
 class TrainerConfig(ApiModel):
     """Everything the trainer needs: the training part of a FineTuneJob, with sources resolved to paths."""
 
@@ -298,24 +406,16 @@ class TrainerConfig(ApiModel):
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     output: OutputSpec
     reporting: ReportingSpec = Field(default_factory=ReportingSpec)
+    serving: ServingSpec = Field(default_factory=ServingSpec)
+    origin: OriginSpec | None = None
+    (
+        "The FineTuneJob's own locations; None when the trainer runs outside the operator (then the paths it reads "
+        "are recorded)."
+    )
 
     @model_validator(mode="after")
-    def _method_matches_format(self) -> "TrainerConfig":
-        check_method_format(self.method, self.dataset.format)
+    def _method_matches_data(self) -> "TrainerConfig":
+        wire = self.to_wire()
+        check(METHOD_RULES, wire)
+        check(SERVING_RULES, wire)
         return self
-
-
-def check_method_format(method: Method, fmt: DatasetFormat) -> None:
-    """Refuse dataset formats that cannot feed the method (the CRD carries the same rule in CEL)."""
-    if method is Method.DPO and fmt not in (DatasetFormat.AUTO, DatasetFormat.PREFERENCE):
-        raise ValueError(
-            f"method dpo needs preference data (prompt/chosen/rejected); dataset.format {fmt.value!r} "
-            "has no rejected answers: use method sft for it"
-        )
-    if method is Method.CLASSIFICATION and fmt not in (DatasetFormat.AUTO, DatasetFormat.CLASSIFICATION):
-        raise ValueError(f"method classification needs text/label data; dataset.format {fmt.value!r} does not fit")
-    if method is Method.SFT and fmt in (DatasetFormat.PREFERENCE, DatasetFormat.CLASSIFICATION):
-        raise ValueError(
-            f"method sft cannot train on dataset.format {fmt.value!r}; use method "
-            f"{'dpo' if fmt is DatasetFormat.PREFERENCE else 'classification'}"
-        )

@@ -21,15 +21,23 @@ import kopf
 from finetune_api import GROUP, PLURAL, VERSION
 
 from . import builders
-from . import status as status_mod
-from .reconciler import STATUS_DELAY, Key, Reconciler
+from .reconciler import STATUS_DELAY, Reconciler
+from .summaries import job_summary, pod_summary
+from .views import Key
 
 if TYPE_CHECKING:
     from kopf._core.intents.filters import MetaFilter  # the type of `labels=` (kopf does not export it)
 
 REGISTRY = kopf.OperatorRegistry()
 FINALIZER = f"{GROUP}/cleanup"
-OWN_CHILDREN: MetaFilter = {builders.LABEL_JOB: kopf.PRESENT, builders.LABEL_COMPONENT: "trainer"}
+WATCHED_COMPONENTS = ("trainer", "fetch")  # the trainer Job and the fetch Job before it (and their pods)
+
+
+def _watched_component(value: str | None, **_: Any) -> bool:
+    return value in WATCHED_COMPONENTS
+
+
+OWN_CHILDREN: MetaFilter = {builders.LABEL_JOB: kopf.PRESENT, builders.LABEL_COMPONENT: _watched_component}
 WORKER_LIMIT = 100  # kopf's per-object workers running at once
 
 
@@ -42,7 +50,7 @@ def configure_settings(settings: kopf.OperatorSettings) -> None:
     settings.posting.level = logging.INFO
     settings.scanning.disabled = True  # no CRD/namespace watching: fewer permissions
     # server-side filtering: only our own Jobs and Pods are listed, watched and kept in memory
-    own = f"{builders.LABEL_JOB},{builders.LABEL_COMPONENT}=trainer"
+    own = f"{builders.LABEL_JOB},{builders.LABEL_COMPONENT} in ({','.join(WATCHED_COMPONENTS)})"
     settings.watching.label_selectors[("batch", "v1", "jobs")] = own
     settings.watching.label_selectors[("", "v1", "pods")] = own
     settings.watching.server_timeout = 300
@@ -104,12 +112,12 @@ async def ftj_index(namespace: str, name: str, body: Any, **_: Any) -> dict[Key,
 
 @kopf.index("batch", "v1", "jobs", labels=OWN_CHILDREN, registry=REGISTRY)  # type: ignore[arg-type]
 async def job_index(namespace: str, labels: Any, body: Any, **_: Any) -> dict[Key, dict[str, Any]]:
-    return {(namespace, labels[builders.LABEL_JOB]): status_mod.job_summary(dict(body))}
+    return {(namespace, labels[builders.LABEL_JOB]): job_summary(dict(body))}
 
 
 @kopf.index("", "v1", "pods", labels=OWN_CHILDREN, registry=REGISTRY)  # type: ignore[arg-type]
 async def pod_index(namespace: str, labels: Any, body: Any, **_: Any) -> dict[Key, dict[str, Any]]:
-    return {(namespace, labels[builders.LABEL_JOB]): status_mod.pod_summary(dict(body))}
+    return {(namespace, labels[builders.LABEL_JOB]): pod_summary(dict(body))}
 
 
 # --- triggers ---------------------------------------------------------------------------------
@@ -163,7 +171,7 @@ async def job_event(
     reconciler = _reconciler(memo, ftj_index, job_index, pod_index)
     key = (namespace, labels[builders.LABEL_JOB])
     if type == "DELETED":
-        reconciler.expected_jobs.pop(key, None)  # a Job deleted before we saw it is not "being created"
+        reconciler.job_deleted(key)
     reconciler.enqueue(key, STATUS_DELAY)
 
 

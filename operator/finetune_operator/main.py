@@ -1,8 +1,10 @@
-"""``finetune-operator``: the process. Logging, credentials, metrics, health, leader election, kopf."""
+"""The operator process: logging, credentials, metrics, health, leader election, kopf.
+(``finetune-operator`` starts in ``entry.py``, which runs ``main`` here.)"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -11,24 +13,17 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-# kopf imports the `kubernetes` client when it is installed (it is, in development virtualenvs),
-# only to recognise that library's model objects in kopf.adopt() & co. The operator never uses
-# it (its own client is ``kube.py``); keeping it out of the process saves ~10-20 MB of RSS.
-# ``setdefault``: a process that imported it already (a test) keeps it.
-sys.modules.setdefault("kubernetes", None)  # type: ignore[arg-type]
+import kopf
 
-# The imports below come after it on purpose (hence `noqa: E402`).
-import kopf  # noqa: E402
-
-from . import config as config_mod  # noqa: E402
-from . import handlers, metrics  # noqa: E402
-from .health import HealthServer  # noqa: E402
-from .kube import KubeClient  # noqa: E402
-from .leader import LeaderElector  # noqa: E402
-from .reconciler import Reconciler  # noqa: E402
+from . import config as config_mod
+from . import handlers, metrics
+from .health import HealthServer, Heartbeat
+from .kube import KubeClient
+from .leader import LeaderElector
+from .reconciler import Reconciler
 
 logger = logging.getLogger("finetune_operator")
 _STD_ATTRS = set(vars(logging.LogRecord("x", 0, "x", 0, "x", None, None))) | {"message", "asctime"}
@@ -101,70 +96,93 @@ def _anchored(path: _KubePath, base: str) -> _KubePath:
     return path
 
 
-_CFG: config_mod.OperatorConfig | None = None
-
-
 @kopf.on.login(registry=handlers.REGISTRY)
-def login(**_: Any) -> kopf.ConnectionInfo:
-    assert _CFG is not None
-    return connection_info(_CFG)
+def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
+    """kopf's (re-)authentication, with the settings ``run`` put into the operator's memo."""
+    return connection_info(memo.config)
+
+
+@dataclasses.dataclass
+class Process:
+    """What the health endpoints report, and the flags that stop the process."""
+
+    stop: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    ready: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    heartbeat: Heartbeat = dataclasses.field(default_factory=Heartbeat)
+    phase: str = "starting"  # then campaigning, leading
+    lost: bool = False  # the Lease was lost
+    kopf_done: bool = False
+
+    def alive(self) -> bool:
+        return (not self.kopf_done or self.stop.is_set()) and not self.heartbeat.stale
+
+    def is_ready(self) -> bool:
+        return self.phase == "campaigning" or self.ready.is_set()
 
 
 async def run(cfg: config_mod.OperatorConfig) -> int:
-    global _CFG
-    _CFG = cfg
     info = connection_info(cfg)
     client = KubeClient(info, on_request=lambda method: metrics.API_REQUESTS.labels(method=method).inc())
     metrics.serve(cfg.metrics_port)
-    stop = asyncio.Event()
-    ready = asyncio.Event()
-    state: dict[str, Any] = {"phase": "starting", "lost": False, "kopf_done": False}
-
-    def alive() -> bool:
-        return not state["kopf_done"] or stop.is_set()
-
-    def is_ready() -> bool:
-        return state["phase"] == "campaigning" or ready.is_set()
-
-    health = HealthServer(cfg.health_port, alive, is_ready)
-    await health.start()
+    proc = Process()
+    health = HealthServer(cfg.health_port, proc.alive, proc.is_ready)
+    health.start()
+    beating = asyncio.create_task(proc.heartbeat.run(proc.stop))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-
-    elector: LeaderElector | None = None
-    keeper: asyncio.Task | None = None
-    if cfg.leader_election:
-        lease_ns = cfg.lease_namespace or info.default_namespace or "default"
+        loop.add_signal_handler(sig, proc.stop.set)
+    started = time.monotonic()
+    try:
+        if not cfg.leader_election:
+            return await operate(cfg, client, proc)
         # its own connection pool: renewals never queue behind a burst of reconcile requests
-        lease_client = KubeClient(info, limit=2)
         elector = LeaderElector(
-            lease_client,
-            lease_ns,
+            KubeClient(info, limit=2),
+            cfg.lease_namespace or info.default_namespace or "default",
             cfg.lease_name,
             cfg.identity,
             lease_duration=cfg.lease_duration_seconds,
             renew_interval=cfg.lease_renew_seconds,
         )
-        state["phase"] = "campaigning"
-        if not await elector.acquire(stop):
-            await health.stop()
-            await client.close()
-            await lease_client.close()
+        proc.phase = "campaigning"
+        if not await elector.acquire(proc.stop):
+            await elector.client.close()
             return 0
-        metrics.LEADER.set(1)
+        async with leading(elector, proc):
+            return await operate(cfg, client, proc)
+    finally:
+        health.stop()
+        beating.cancel()
+        await client.close()
+        logger.info("stopped after %.1fs", time.monotonic() - started)
 
-        def lost() -> None:
-            state["lost"] = True
-            metrics.LEADER.set(0)
-            stop.set()
-            # never act without the lease: if kopf does not stop promptly, exit hard
-            loop.call_later(5.0, os._exit, 1)
 
-        keeper = asyncio.create_task(elector.keep(lost))
-    state["phase"] = "leading"
-    reconciler = Reconciler(cfg, client)
-    started = time.monotonic()
+@contextlib.asynccontextmanager
+async def leading(elector: LeaderElector, proc: Process) -> AsyncIterator[None]:
+    """Keep the Lease while the body runs; hand it over afterwards (unless it was lost)."""
+    metrics.LEADER.set(1)
+    loop = asyncio.get_running_loop()
+
+    def lost() -> None:
+        proc.lost = True
+        metrics.LEADER.set(0)
+        proc.stop.set()
+        # never act without the lease: if kopf does not stop promptly, exit hard
+        loop.call_later(5.0, os._exit, 1)
+
+    keeper = asyncio.create_task(elector.keep(lost))
+    try:
+        yield
+    finally:
+        keeper.cancel()
+        if not proc.lost:
+            await elector.release()
+        await elector.client.close()
+
+
+async def operate(cfg: config_mod.OperatorConfig, client: KubeClient, proc: Process) -> int:
+    """Run kopf until the stop flag is set; 1 when the Lease was lost."""
+    proc.phase = "leading"
     logger.info(
         "starting kopf",
         extra={"namespaces": list(cfg.namespaces), "clusterwide": cfg.clusterwide, "identity": cfg.identity},
@@ -175,22 +193,13 @@ async def run(cfg: config_mod.OperatorConfig) -> int:
             standalone=True,
             clusterwide=cfg.clusterwide,
             namespaces=list(cfg.namespaces),
-            stop_flag=stop,
-            ready_flag=ready,
-            memo=kopf.Memo(reconciler=reconciler, stop=stop),
+            stop_flag=proc.stop,
+            ready_flag=proc.ready,
+            memo=kopf.Memo(reconciler=Reconciler(cfg, client), stop=proc.stop, config=cfg),
         )
     finally:
-        state["kopf_done"] = True
-        if keeper is not None:
-            keeper.cancel()
-        if elector is not None:
-            if not state["lost"]:
-                await elector.release()
-            await elector.client.close()
-        await health.stop()
-        await client.close()
-        logger.info("stopped after %.1fs", time.monotonic() - started)
-    return 1 if state["lost"] else 0
+        proc.kopf_done = True
+    return 1 if proc.lost else 0
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -205,7 +214,3 @@ def main(argv: Sequence[str] | None = None) -> None:
         profiler.dump_stats(profile)
         sys.exit(code)
     sys.exit(asyncio.run(run(cfg)))
-
-
-if __name__ == "__main__":
-    main()

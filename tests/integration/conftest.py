@@ -10,10 +10,12 @@ import pytest
 HERE = Path(__file__).parent
 NEEDS = {
     "chart": ("cluster",),  # helm, and the control plane for installs and admission
+    "fetch": ("cluster",),  # the download servers (S3, HTTPS, the Hub stand-in) on the dev cluster's address
     "harness": ("cluster",),  # the dev cluster itself, its kwok nodes and its real node
     "operator": ("cluster",),
     "images": ("images",),  # builds the images and runs them with runc
     "packaging": ("network",),  # installs finetune_api from PyPI into a fresh venv
+    "upload": ("cluster",),  # kubectl finetune upload: a pod on the real node writes a local claim
 }
 
 

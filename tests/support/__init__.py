@@ -1,2 +1,2 @@
-"""Helpers shared by the test suites and hack/adversarial.py, imported as `support.*` (tests/ is on
-pytest's `pythonpath`, see pyproject.toml)."""
+"""Helpers shared by the test suites, imported as `support.*` (tests/ is on pytest's `pythonpath`,
+see pyproject.toml)."""

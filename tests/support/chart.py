@@ -24,6 +24,7 @@ from finetune_devcluster.accounts import service_account_kubeconfig
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "finetune-operator"
+CRD_FILE = ROOT / "crds" / "finetune.dev_finetunejobs.yaml"
 RULES_FILE = CHART / "files" / "rbac-rules.yaml"
 
 
@@ -115,8 +116,7 @@ def operator_rules(trainer_cluster_role: str) -> list[dict[str, Any]]:
     return out
 
 
-# --- a release of the chart on the dev cluster, and requests to it (test_chart_policies.py,
-# hack/adversarial.py) ---------------------------------------------------------------------------
+# --- a release of the chart on the dev cluster, and requests to it ---------------------------------
 
 OPT_IN_LABEL = "finetune.dev/enabled"
 
@@ -234,13 +234,26 @@ def ftj(name: str, **spec: Any) -> dict[str, Any]:
     return body
 
 
+JOB_NAME_FIELD = "metadata.annotations['finetune.dev/finetunejob']"
+
+
 def trainer_job(name: str, **pod: Any) -> dict[str, Any]:
-    """A Job shaped like the operator's trainer Job `<name>`: its own ServiceAccount, configMap,
-    emptyDir and PVC volumes only (suspended: no pods are needed)."""
+    """A Job shaped like the operator's trainer Job `<name>`: its own ServiceAccount, the trainer
+    image and entrypoint, configMap, emptyDir and PVC volumes only (suspended: no pods are needed)."""
     pod_spec = {
         "serviceAccountName": name,
         "restartPolicy": "Never",
-        "containers": [{"name": "trainer", "image": "ghcr.io/finetune-operator/trainer:0.1.0"}],
+        "containers": [
+            {
+                "name": "trainer",
+                "image": "ghcr.io/finetune-operator/trainer:0.1.0",
+                "command": ["finetune-train", "--config", "/etc/finetune/config.json"],
+                "env": [
+                    {"name": "FINETUNE_JOB_NAME", "valueFrom": {"fieldRef": {"fieldPath": JOB_NAME_FIELD}}},
+                    {"name": "FINETUNE_JOB_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                ],
+            }
+        ],
         "volumes": [
             {"name": "config", "configMap": {"name": name.removesuffix("-trainer") + "-config"}},
             {"name": "tmp", "emptyDir": {}},
@@ -271,12 +284,10 @@ def sa_subject(name: str, namespace: str) -> dict[str, str]:
 
 
 def pod(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]},
-    }
+    """A trainer pod as the operator dry-runs it (the pod of trainer_job)."""
+    spec = trainer_job(f"{name}-trainer")["spec"]["template"]["spec"]
+    spec.pop("serviceAccountName")  # (a dry run of a pod whose ServiceAccount does not exist is refused)
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
 
 
 # --- installing a release ------------------------------------------------------------------------
@@ -287,7 +298,11 @@ def install(
     cluster, kube_api: client.ApiClient, tmp: Path, values: Callable[[str], dict[str, Any]], label_team: bool
 ) -> Iterator[Release]:
     """Create the namespaces, `helm install` with values(team namespace), yield the Release,
-    uninstall and delete the namespaces."""
+    uninstall and delete the namespaces.
+
+    Several releases share the session's cluster, and one CRD can belong to one release only: the
+    CRD is applied with kubectl (as an admin who manages it outside Helm would) and every release
+    is installed with crds.enabled=false."""
     core = client.CoreV1Api(kube_api)
     suffix = uuid.uuid4().hex[:5]
     release_ns, team, other = f"ftsys-{suffix}", f"team-{suffix}", f"other-{suffix}"
@@ -296,6 +311,17 @@ def install(
     name = f"p{suffix}"
     kubeconfig = str(cluster.kubeconfig)
     sets = [a for key, value in values(team).items() for a in ("--set-json", f"{key}={json.dumps(value)}")]
+    kubectl_bin = str(cluster.control_plane.bin_dir / "kubectl")
+    kubectl = [kubectl_bin, f"--kubeconfig={kubeconfig}"]
+    apply = ("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
+    subprocess.run([*kubectl, *apply], check=True, capture_output=True, timeout=90)
+    # `kubectl wait` errors out (instead of waiting) while a new CRD has no status.conditions yet
+    established = ("wait", "--for=condition=Established", "--timeout=60s", "crd/finetunejobs.finetune.dev")
+    deadline = time.monotonic() + 60
+    while subprocess.run([*kubectl, *established], capture_output=True, timeout=90).returncode != 0:
+        assert time.monotonic() < deadline, "the CRD never became Established"
+        time.sleep(0.2)
+    sets += ["--set", "crds.enabled=false"]
     try:
         run_helm("install", name, str(CHART), "--namespace", release_ns, "--kubeconfig", kubeconfig, *sets, timeout=180)
         sa = f"{name}-finetune-operator"
@@ -305,7 +331,7 @@ def install(
             release_ns,
             team,
             other,
-            str(cluster.control_plane.bin_dir / "kubectl"),
+            kubectl_bin,
             kubeconfig,
             operator_kc,
             kube_api,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from finetune_devcluster import GPU_TOLERATION
+from finetune_devcluster import GPU_TOLERATION, KWOK_TOLERATION
 
 
 def gpu_job(
@@ -23,7 +23,7 @@ def gpu_job(
                 "metadata": {"annotations": annotations or {}},
                 "spec": {
                     "restartPolicy": "Never",
-                    "tolerations": [GPU_TOLERATION],
+                    "tolerations": [GPU_TOLERATION, KWOK_TOLERATION],
                     "nodeSelector": {"type": "kwok", **(node_selector or {})},
                     "containers": [
                         {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -18,6 +19,7 @@ from typing import Any
 import yaml
 from kubernetes import client
 
+from finetune_devcluster import KWOK_TOLERATION
 from finetune_devcluster.accounts import service_account_kubeconfig
 from finetune_devcluster.controlplane import free_port
 
@@ -41,8 +43,12 @@ NOT_DEV_NODE = {
 }
 
 
+# Simulated runs ask for the kwok nodes (tainted, so nothing else lands there by accident).
+SIMULATED = {"affinity": NOT_DEV_NODE, "tolerations": [KWOK_TOLERATION]}
+
+
 def minimal_ftj(name: str, **spec: Any) -> dict[str, Any]:
-    """A FineTuneJob with only the required fields (plus the kwok-only affinity; pass
+    """A FineTuneJob with only the required fields (plus SIMULATED: the kwok nodes; pass
     ``scheduling=...`` to replace it). Its simulated trainer ends with the trainer's completion
     record (SIMULATED_SUCCESS) unless ``podAnnotations`` steer the outcome themselves."""
     body = {
@@ -53,7 +59,7 @@ def minimal_ftj(name: str, **spec: Any) -> dict[str, Any]:
             "model": {"source": "builtin:smollm2-135m-instruct"},
             "dataset": {"source": "pvc://data/train.jsonl"},
             "output": {"pvc": "artifacts"},
-            "scheduling": {"affinity": NOT_DEV_NODE},
+            "scheduling": copy.deepcopy(SIMULATED),
         },
     }
     for key, value in spec.items():
@@ -143,12 +149,18 @@ def operator_kubeconfig(
         "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": namespace}],
     }
     account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": sa, "namespace": namespace}}
-    kubectl(
-        "apply",
-        "-f",
-        "-",
-        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [trainer_role, account, role, binding]}),
-    )
+    # cluster-scoped rules (nodes) take effect only in a ClusterRole, as the chart grants them
+    cluster_rules = [r for r in rules if "nodes" in r.get("resources", [])]
+    cluster_meta = {"name": f"finetune-operator-nodes-{namespace}-{sa}"}
+    cluster_role = {**role, "kind": "ClusterRole", "metadata": cluster_meta, "rules": cluster_rules}
+    cluster_binding = {
+        **binding,
+        "kind": "ClusterRoleBinding",
+        "metadata": cluster_meta,
+        "roleRef": {**binding["roleRef"], "kind": "ClusterRole", "name": cluster_meta["name"]},
+    }
+    items = [trainer_role, account, role, binding, cluster_role, cluster_binding]
+    kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
     api = cluster.api_client()
     try:
         return service_account_kubeconfig(
@@ -212,9 +224,14 @@ class OperatorProcess:
         return self.proc.returncode if self.proc else None
 
 
-def provision_claims(kubectl: Any, namespace: str, claims: tuple[str, ...] = ("data", "artifacts")) -> None:
+def provision_claims(
+    kubectl: Any,
+    namespace: str,
+    claims: tuple[str, ...] = ("data", "artifacts"),
+    access_modes: tuple[str, ...] = ("ReadWriteOnce",),
+) -> None:
     """PersistentVolumeClaims bound to hostPath PersistentVolumes (pods with unbound claims are
-    unschedulable); returns once they are Bound. Idempotent."""
+    unschedulable) with ``access_modes``; returns once they are Bound. Idempotent."""
     items = []
     for claim in claims:
         pv = f"{namespace}-{claim}"
@@ -225,7 +242,7 @@ def provision_claims(kubectl: Any, namespace: str, claims: tuple[str, ...] = ("d
                 "metadata": {"name": pv, "labels": {"test-ns": namespace}},
                 "spec": {
                     "capacity": {"storage": "1Gi"},
-                    "accessModes": ["ReadWriteOnce"],
+                    "accessModes": list(access_modes),
                     "storageClassName": "",
                     "persistentVolumeReclaimPolicy": "Retain",
                     "hostPath": {"path": f"/var/tmp/finetune-test-pv/{pv}", "type": "DirectoryOrCreate"},
@@ -239,7 +256,7 @@ def provision_claims(kubectl: Any, namespace: str, claims: tuple[str, ...] = ("d
                 "kind": "PersistentVolumeClaim",
                 "metadata": {"name": claim, "namespace": namespace},
                 "spec": {
-                    "accessModes": ["ReadWriteOnce"],
+                    "accessModes": list(access_modes),
                     "storageClassName": "",
                     "volumeName": pv,
                     "resources": {"requests": {"storage": "1Gi"}},
@@ -247,13 +264,11 @@ def provision_claims(kubectl: Any, namespace: str, claims: tuple[str, ...] = ("d
             }
         )
     kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
-    deadline = time.monotonic() + 60  # the PV controller binds them asynchronously
-    while True:
-        got = json.loads(kubectl("get", "pvc", *claims, "-o", "json", namespace=namespace).stdout)["items"]
-        if len(got) == len(claims) and all((c.get("status") or {}).get("phase") == "Bound" for c in got):
-            return
-        assert time.monotonic() < deadline, f"claims not bound: {[c.get('status') for c in got]}"
-        time.sleep(0.2)
+    # the PV controller binds them asynchronously
+    kubectl(
+        "wait", "--for=jsonpath={.status.phase}=Bound", "--timeout=60s",
+        *(f"pvc/{claim}" for claim in claims), namespace=namespace,
+    )  # fmt: skip
 
 
 def launch_operator(
@@ -316,3 +331,30 @@ def make_namespace(kubectl: Any, prefix: str) -> str:
         assert time.monotonic() < deadline, f"no default ServiceAccount in {name}"
         time.sleep(0.2)
     return name
+
+
+class Env:
+    """A test module's namespace, its FineTuneJobs client and the operator running for it."""
+
+    def __init__(self, ns: str, ftjs: Ftj, op: OperatorProcess):
+        self.ns, self.ftjs, self.op = ns, ftjs, op
+
+
+def wait_status(
+    env: Env,
+    wait_for: Any,
+    name: str,
+    phase: str,
+    reason: str | None = None,
+    timeout: float = 60,
+    objects: tuple[str, ...] = ("finetunejobs", "jobs", "pods"),
+) -> dict[str, Any]:
+    """The FineTuneJob's status once it shows ``phase`` (and ``reason``); ``objects`` are dumped on timeout."""
+
+    def check() -> dict[str, Any] | None:
+        s = env.ftjs.status(name)
+        if s.get("phase") == phase and (reason is None or s.get("reason") == reason):
+            return s
+        return None
+
+    return wait_for(check, timeout=timeout, namespace=env.ns, description=f"{name} {phase}/{reason}", objects=objects)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import random
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,9 +154,19 @@ class Run:
     stdout: str
     summary: dict
     out: Path
+    stderr: str = ""
 
     @property
     def progress(self) -> list[dict]:
+        """The TrainingProgress lines of stdout."""
+        return [d for d in self._lines() if "plan" not in d]
+
+    @property
+    def plans(self) -> list[dict]:
+        """The memory plan lines of stdout (``{"plan": {...}}``): as planned, then with the measured peak."""
+        return [d["plan"] for d in self._lines() if "plan" in d]
+
+    def _lines(self) -> list[dict]:
         return [json.loads(line) for line in self.stdout.splitlines() if line.startswith("{")]
 
 
@@ -189,3 +202,136 @@ def crash_at_step(method_cls, step: int, message: str):
             method_cls, "build_trainer", lambda self, ctx, model, a, cbs: original(self, ctx, model, a, cbs + [Crash()])
         )
         yield
+
+
+# Imported by every Python process that has the hooks directory on its path (``sitecustomize``);
+# only the training process whose RANK is CRASH_RANK patches the trainer, so that it fails right
+# after optimizer step CRASH_STEP: it raises, or with CRASH_KILLS_NODE it SIGKILLs its node
+# (the launcher and torch.distributed.run, its parents' process group, then itself), as when a
+# pod is killed.
+TRAINER_HOOK = """
+import os
+if os.environ.get("RANK") is not None and os.environ.get("RANK") == os.environ.get("CRASH_RANK"):
+    import signal
+    from transformers import TrainerCallback
+    import finetune_trainer.sft as sft
+
+    class Crash(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == int(os.environ["CRASH_STEP"]):
+                if os.environ.get("CRASH_KILLS_NODE"):
+                    os.killpg(os.getpgid(os.getppid()), signal.SIGKILL)
+                    os.kill(os.getpid(), signal.SIGKILL)
+                raise RuntimeError("simulated failure of one worker")
+
+    build = sft.SFTMethod.build_trainer
+    sft.SFTMethod.build_trainer = lambda self, ctx, model, a, cbs: build(self, ctx, model, a, cbs + [Crash()])
+"""
+
+
+def trainer_env(tmp: Path, **env: str) -> dict[str, str]:
+    """The environment of a ``python -m finetune_trainer`` subprocess: one thread, the hook above."""
+    hooks = tmp / "hooks"
+    hooks.mkdir(exist_ok=True)
+    (hooks / "sitecustomize.py").write_text(TRAINER_HOOK)
+    path = os.pathsep.join([str(hooks), *filter(None, [os.environ.get("PYTHONPATH")])])
+    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path, **env)
+
+
+@dataclass
+class Pod:
+    """``python -m finetune_trainer`` started as a pod runs it: in its own process group (so that
+    killing the group is killing the pod), with its own termination-message path."""
+
+    popen: subprocess.Popen
+    logs: Path
+    termination: Path
+    out: Path
+
+    @classmethod
+    def start(cls, cfg: dict, tmp: Path, name: str, env: dict[str, str]) -> Pod:
+        termination = tmp / f"{name}.termination"
+        termination.unlink(missing_ok=True)
+        config = {**cfg, "reporting": {**cfg.get("reporting", {}), "terminationMessagePath": str(termination)}}
+        path = tmp / f"{name}.json"
+        path.write_text(json.dumps(config))
+        logs = tmp / name
+        with open(f"{logs}.stdout", "w") as out, open(f"{logs}.stderr", "w") as err:
+            popen = subprocess.Popen(
+                [sys.executable, "-m", "finetune_trainer", "--config", str(path)],
+                env=env,
+                stdout=out,
+                stderr=err,
+                text=True,
+                start_new_session=True,
+            )
+        return cls(popen, logs, termination, Path(cfg["output"]["dir"]))
+
+    def wait(self, timeout: float = 600) -> Run:
+        rc = self.popen.wait(timeout=timeout)
+        summary = json.loads(self.termination.read_text()) if self.termination.is_file() else {}
+        return Run(
+            rc, Path(f"{self.logs}.stdout").read_text(), summary, self.out, Path(f"{self.logs}.stderr").read_text()
+        )
+
+
+# --- classification: a tiny BERT and labelled lines ---------------------------------------------
+
+LABELS = ["alpha", "beta", "gamma"]
+# Each label has its own words: a tiny model learns them in a few steps.
+VOCAB = {
+    "alpha": "disk cpu memory error",
+    "beta": "network timeout latency node",
+    "gamma": "user hello answer question",
+}
+
+
+def label_rows(n: int, seed: int = 0, labels=LABELS) -> list[dict]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        label = labels[i % len(labels)]
+        words = VOCAB.get(label, "red green blue").split()
+        out.append({"text": " ".join(rng.choice(words) for _ in range(rng.randint(3, 8))) + f" {i}", "label": label})
+    return out
+
+
+def build_tiny_bert(path: Path) -> Path:
+    """A 2-layer, hidden-32 BERT with a WordPiece tokenizer trained on the test vocabulary."""
+    import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    path.mkdir(parents=True, exist_ok=True)
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    trainer = trainers.WordPieceTrainer(vocab_size=200, special_tokens=specials, show_progress=False)
+    tok.train_from_iterator(corpus() + [r["text"] for r in label_rows(60)], trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
+    fast.save_pretrained(str(path))
+    torch.manual_seed(0)
+    cfg = BertConfig(
+        vocab_size=len(fast),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        pad_token_id=fast.pad_token_id,
+    )
+    BertModel(cfg).save_pretrained(str(path), safe_serialization=True)  # no head: it is new, as with a real encoder
+    return path

@@ -6,4 +6,4 @@ This package must never import kopf or the kubernetes client.
 """
 
 __all__ = ["__version__"]
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"

@@ -21,20 +21,24 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
 from finetune_api.training import DatasetFormat, Method
 
-from .data import PreparedData
+from . import fetched
+from .data import PreparedData, Record
 from .errors import ConfigError, DataError, ModelNotFoundError, short
 from .formats import formats_of
 from .methods import EvaluateRequest, RunContext, TrainingMethod, check_adapter_dir, evaluate_with_adapter
+from .provenance import portable_source
 
 log = logging.getLogger("finetune_trainer")
 
 LABEL_MAP_FILE = "label_map.json"
 CONFUSION_PNG = "confusion_matrix.png"
+PREDICTIONS_FILE = "eval_predictions.jsonl"
 # The classification head: kept out of 4-bit quantization, trained in full and saved with the adapter.
 # BERT's pooler feeds only the head (and sentence-embedding checkpoints such as all-MiniLM never
 # trained it), so it counts as part of the head.
@@ -84,8 +88,10 @@ def resolve_labels(data: PreparedData, given: list[str] | None) -> list[str]:
     pool = list(data.train)
     if data.report.validation_source != "file":
         pool += data.validation  # a held-out split of the same file
-    found = {r.data["label"] for r in pool}
+    counts = Counter(r.data["label"] for r in pool)
+    found = set(counts)
     labels = sorted(found, key=_label_sort_key(found))
+    _warn_rare_labels(data, pool, counts)
     if len(labels) < 2:
         raise DataError(
             f"{data.train_name}: every record has the label {short(labels[0] if labels else None)}; "
@@ -102,6 +108,28 @@ def resolve_labels(data: PreparedData, given: list[str] | None) -> list[str]:
                     f"(its labels: {short(labels, 300)}); fix the record or list every label in dataset.labels",
                 )
     return labels
+
+
+RARE_LABEL_SHARE = 0.01
+RARE_LABEL_MAX = 2
+
+
+def _warn_rare_labels(data: PreparedData, pool: list[Record], counts: Counter[str]) -> None:
+    """Discovered labels seen in at most RARE_LABEL_MAX records (and under 1 %) are likely typos
+    that became classes of their own: said in the log and the trainer's summary, with counts."""
+    rare = [
+        label
+        for label, n in sorted(counts.items())
+        if n <= RARE_LABEL_MAX and n < RARE_LABEL_SHARE * len(pool) and len(counts) > 2
+    ]
+    for label in rare:
+        lines = ", ".join(str(r.line) for r in pool if r.data["label"] == label)
+        warning = (
+            f"label {short(label)} occurs in only {counts[label]} of {len(pool)} records ({data.train_name} "
+            f"line {lines}) and became a class of its own; set dataset.labels to fix the label set"
+        )
+        log.warning("%s", warning)
+        data.warnings.append(warning)
 
 
 def _file(name: str) -> str:
@@ -214,7 +242,12 @@ def predict(model, examples: list[dict], pad_token_id: int, batch_size: int = 32
 def evaluate_classifier(
     model, examples: list[dict], labels: list[str], pad_token_id: int, batch_size: int = 32
 ) -> dict:
-    preds, loss = predict(model, examples, pad_token_id, batch_size)
+    return scored(predict(model, examples, pad_token_id, batch_size), examples, labels)
+
+
+def scored(prediction: tuple[list[int], float], examples: list[dict], labels: list[str]) -> dict:
+    """The metrics of ``predict``'s (predictions, loss) on ``examples``."""
+    preds, loss = prediction
     out = {"loss": loss}
     out.update(classification_metrics([e["labels"] for e in examples], preds, labels))
     return out
@@ -301,6 +334,7 @@ class ClassificationMethod(TrainingMethod):
     def __init__(self):
         self.labels: list[str] = []
         self.new_modules: list[str] = []
+        self.predictions: list[int] = []  # the latest evaluation's label ids (after training: the final one's)
 
     def check_compatible(self, ctx: RunContext) -> None:
         if ctx.config.evaluation.general_source:
@@ -336,9 +370,9 @@ class ClassificationMethod(TrainingMethod):
         return head_modules(model, self.new_modules)
 
     def evaluate(self, ctx: RunContext, model, examples: list) -> dict:
-        return evaluate_classifier(
-            model, examples, self.labels, ctx.tokenizer.pad_token_id, max(8, ctx.config.training.batch_size)
-        )
+        prediction = predict(model, examples, ctx.tokenizer.pad_token_id, max(8, ctx.config.training.micro_batch_size))
+        self.predictions = prediction[0]
+        return scored(prediction, examples, self.labels)
 
     def evaluate_file(self, request: EvaluateRequest) -> dict:
         """Reload base + adapter (head included), predict ``request.data`` and return the metrics.
@@ -408,11 +442,15 @@ class ClassificationMethod(TrainingMethod):
     def save(self, ctx: RunContext, model, staging: Path) -> None:
         super().save(ctx, model, staging)
         lm = label_map(self.labels)
-        lm["baseModel"] = ctx.config.model.source
+        lm["baseModel"] = portable_source(ctx.config)
         (staging / LABEL_MAP_FILE).write_text(json.dumps(lm, indent=2) + "\n")
 
     def finalize(self, ctx: RunContext, metrics: dict, staging: Path) -> list[str]:
         metrics["labels"] = list(self.labels)
+        if self.predictions and len(self.predictions) == len(ctx.data.validation):
+            dataset = ctx.config.dataset  # held-out lines of the training file, or the validation file's
+            file = Path(fetched.data_file(dataset.validation_source or dataset.source)).name
+            write_predictions(staging / PREDICTIONS_FILE, file, ctx.data, self.labels, self.predictions)
         final, base = metrics.get("final") or {}, metrics.get("baseline") or {}
         if final.get("confusionMatrix"):
             plot_confusion_matrices(
@@ -427,6 +465,16 @@ class ClassificationMethod(TrainingMethod):
         merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
         merged.save_pretrained(str(target), safe_serialization=True)  # config.json carries id2label/label2id
         ctx.tokenizer.save_pretrained(str(target))
+
+
+def write_predictions(path: Path, file: str, data: PreparedData, labels: list[str], predictions: list[int]) -> None:
+    """The final evaluation's label for each held-out line of ``file``, next to the gold label (one JSON
+    object a line)."""
+    rows = [
+        {"file": file, "line": r.line, "text": r.data["text"], "label": r.data["label"], "predicted": labels[p]}
+        for r, p in zip(data.validation, predictions, strict=True)
+    ]
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 # --- report --------------------------------------------------------------------------------------

@@ -3,6 +3,9 @@
     finetune-train [train] --config /etc/finetune/config.json     (or FINETUNE_CONFIG)
     finetune-train evaluate --model SRC [--adapter DIR] --data FILE.jsonl [--format auto]
     finetune-train cleanup --output DIR --run-id UID                (output.retention: Delete)
+    finetune-train fetch --source SRC --into DIR [--revision R] [--sha256 H] [--format F --method M]
+    finetune-train plan --config job.yaml [--gpu-memory 80GiB]      (the GPU memory plan, before submitting)
+    finetune-train serve --adapter DIR [--model SRC] [--port 8080]  (HTTP answers from an adapter)
 
 Exit codes are ``finetune_api.protocol.ExitCode``; a TrainerSummary goes to the termination
 message path on success and on every failure.
@@ -21,15 +24,16 @@ from pathlib import Path
 from finetune_api.protocol import EXIT_CODE_REASONS, ExitCode, TrainerSummary
 from finetune_api.training import DatasetFormat
 
-from . import distributed
+from . import distributed, launcher, verify
 from .config import DEFAULT_CONFIG_PATH, load_config
-from .errors import OOM_HINT, TrainerError, is_out_of_memory
+from .errors import OOM_HINT, ConfigError, TrainerError, is_out_of_memory
 
 log = logging.getLogger("finetune_trainer")
 
 
-def setup_logging() -> None:
-    """Human logs go to stderr; stdout carries only the JSON progress lines."""
+def setup_logging(libraries: bool = True) -> None:
+    """Human logs go to stderr; stdout carries only the JSON progress lines. `libraries`: quiet
+    transformers' and datasets' own logging too (importing them takes seconds: not for fetch)."""
     root = logging.getLogger("finetune_trainer")
     if not root.handlers:
         h = logging.StreamHandler(sys.stderr)
@@ -38,6 +42,8 @@ def setup_logging() -> None:
         root.addHandler(h)
     root.setLevel(logging.INFO)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not libraries:
+        return
     import warnings
 
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\..*")
@@ -98,8 +104,12 @@ def cmd_train(args) -> int:
     try:
         config = load_config(config_path)
         termination = config.reporting.termination_message_path
-        if not distributed.is_worker() and (processes := distributed.processes_wanted()) > 1:
-            return run_workers(config, config_path, processes)
+        if not distributed.is_worker():
+            ftj = verify.own_finetunejob()
+            if ftj is not None:
+                verify.check_config(config, ftj)
+        if not distributed.is_worker() and (top := launcher.topology(config.output.run_id)).world_size > 1:
+            return run_workers(config, config_path, top)
         if distributed.is_worker():
             distributed.setup_worker()
         log.info(
@@ -138,14 +148,16 @@ def cmd_train(args) -> int:
     return 0
 
 
-def run_workers(config, config_path: str, processes: int) -> int:
-    """Train with one process per GPU; on failure, the first failing worker's summary and exit code."""
+def run_workers(config, config_path: str, top: launcher.Topology) -> int:
+    """Train with one process per GPU (on this node and, with several nodes, on the others); on
+    failure, the first failing process's summary and exit code. Node 0 reports the failed stage."""
     from .pipeline import make_reporter
 
-    code, summary = distributed.launch(["--config", config_path], processes)
+    code, summary = launcher.launch(["--config", config_path], top, config.output.dir)
     if summary is not None:
         log.error("%s", summary.message)
-        make_reporter(config).restore().update(stage="failed", final=True)
+        if top.node_rank == 0:
+            make_reporter(config).restore().update(stage="failed", final=True)
         write_termination(config.reporting.termination_message_path, summary)
     return code
 
@@ -184,16 +196,97 @@ def cmd_cleanup(args) -> int:
     from . import runrecord
 
     try:
+        ftj = verify.own_finetunejob()
+        if ftj is not None:
+            verify.check_cleanup(ftj, args.output, args.run_id)
         result = runrecord.cleanup(args.output, args.run_id)
     except OSError as exc:
         result = {"outcome": "failed", "message": f"could not clean up {args.output}: {exc}"}
+    except ConfigError as exc:
+        result = {"outcome": "refused", "message": exc.message}
     line = json.dumps(result)
     print(line)
     try:
         Path(args.termination_message_path).write_text(line)
     except OSError:
         pass  # not in a container
-    return 1 if result["outcome"] == "failed" else 0
+    return 1 if result["outcome"] in ("failed", "refused") else 0
+
+
+def cmd_fetch(args) -> int:
+    """Download a model or dataset into a shared destination once (finetune_trainer.fetch); the
+    FetchRecord as one JSON line on stdout and in the termination message, or a failure summary."""
+    import signal
+
+    from finetune_api.training import Method
+
+    from .fetch import FetchRequest, fetch, trust_extra_cas
+
+    signal.signal(signal.SIGTERM, _terminated)  # the temporary directory is removed on the way out
+    try:
+        request = FetchRequest(
+            source=args.source,
+            kind=args.kind or default_kind(args.source),
+            revision=args.revision or None,  # the operator passes "" for none (fixed argument positions)
+            sha256=args.sha256 or None,
+            format=DatasetFormat(args.format) if args.format else None,
+            method=Method(args.method) if args.method else None,
+        )
+        ftj = verify.own_finetunejob()
+        if ftj is not None:  # before any credential is sent
+            verify.check_fetch(ftj, request.source, request.kind, request.revision, request.sha256, args.into)
+        trust_extra_cas()
+        record = fetch(request, Path(args.into), args.lock_timeout)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - every failure gets a summary and an exit code
+        code, summary = failure_summary(exc)
+        log.error("fetch failed: %s", summary.message if code != ExitCode.FAILED else traceback.format_exc())
+        write_termination(args.termination_message_path, summary)
+        return code
+    line = record.to_termination_message()
+    print(line, flush=True)
+    try:
+        Path(args.termination_message_path).write_text(line)
+    except OSError:
+        pass  # not in a container
+    return 0
+
+
+def default_kind(source: str) -> str:
+    """hf://<org>/<name> and s3://<bucket>/<prefix>/ are models; files are datasets."""
+    if source.startswith("hf://") and not source.startswith("hf://datasets/"):
+        return "model"
+    return "model" if source.startswith("s3://") and source.endswith("/") else "dataset"
+
+
+def _terminated(signum, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
+def cmd_plan_safely(args) -> int:
+    """``finetune-train plan``; a bad config or model prints one line and its exit code."""
+    from .plan_command import cmd_plan
+
+    try:
+        return cmd_plan(args)
+    except TrainerError as exc:
+        print(json.dumps({"error": exc.message, "reason": exc.reason.value}), file=sys.stderr)
+        return int(exc.exit_code)
+
+
+def cmd_serve(args) -> int:
+    """Load the adapter (and its base) and answer HTTP requests until stopped; a load failure is one line
+    on stderr and the exit code of its reason."""
+    from .serve import load, serve
+
+    try:
+        served = load(args.adapter, args.model, args.name)
+    except TrainerError as exc:
+        log.error("%s", exc.message)
+        return int(exc.exit_code)
+    serve(served, args.host, args.port)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -221,16 +314,58 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--output", required=True, help="the run's output directory")
     c.add_argument("--run-id", required=True, help="the run (FineTuneJob uid) whose files to remove")
     c.add_argument("--termination-message-path", default="/dev/termination-log")
+    f = sub.add_parser(
+        "fetch",
+        help="download a model or dataset (s3://, https://, hf://) into a shared destination once, checked "
+        "against the source's hashes; prints the record as JSON",
+    )
+    f.add_argument("--source", required=True, help="s3://bucket/key, s3://bucket/prefix/, https://..., hf://...")
+    f.add_argument("--into", required=True, help="the destination directory (a cache claim), shared by fetches")
+    f.add_argument("--kind", choices=["model", "dataset"], help="default: model for hf://org/name and s3://.../")
+    f.add_argument("--revision", help="Hub branch, tag or commit (hf://)")
+    f.add_argument("--sha256", help="expected SHA-256 (required for https://)")
+    f.add_argument("--format", choices=[v.value for v in DatasetFormat], help="validate a dataset's records")
+    f.add_argument("--method", choices=["sft", "classification", "dpo"], help="with --format: the method")
+    f.add_argument("--lock-timeout", type=float, default=7200.0, help="longest wait for another fetch (s)")
+    f.add_argument("--termination-message-path", default="/dev/termination-log")
+    pl = sub.add_parser(
+        "plan", help="the GPU memory plan of a FineTuneJob or trainer config (prints JSON; exit 14 if it does not fit)"
+    )
+    pl.add_argument("--config", dest="plan_config", required=True, help="FineTuneJob YAML or TrainerConfig")
+    pl.add_argument("--model-config", help="the model's config.json (for pvc:// models)")
+    pl.add_argument("--gpu-memory", help="GPU memory to plan for: bytes or 80GiB / 81559Mi (default: this GPU)")
+    add_serve_parser(sub)
     return p
 
 
+def add_serve_parser(sub) -> None:
+    s = sub.add_parser(
+        "serve", help="answer HTTP requests (KServe v1 protocol) with an adapter and its base model; docs/serving.md"
+    )
+    s.add_argument("--adapter", required=True, help="the adapter directory (read only)")
+    s.add_argument("--model", help="base model source; default: the one adapter_config.json names")
+    s.add_argument("--name", help="model name in the URLs (default: the adapter directory's name)")
+    s.add_argument("--host", default="0.0.0.0")
+    s.add_argument("--port", type=int, default=8080)
+
+
 def main(argv: list[str] | None = None) -> int:
-    setup_logging()
+    # Fewer, larger allocator segments that grow in place: less fragmentation at long sequences
+    # (the out-of-memory point is where reserved, not allocated, memory runs out).
+    os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     args = build_parser().parse_args(argv)
+    setup_logging(libraries=args.command != "fetch")
     if args.command == "evaluate":
         return cmd_evaluate(args)
     if args.command == "cleanup":
         return cmd_cleanup(args)
+    if args.command == "fetch":
+        return cmd_fetch(args)
+    if args.command == "plan":
+        args.config = args.plan_config
+        return cmd_plan_safely(args)
+    if args.command == "serve":
+        return cmd_serve(args)
     if getattr(args, "config_sub", None):
         args.config = args.config_sub
     return cmd_train(args)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from finetune_api.training import TrainerConfig
+from finetune_api.contract import input_sources
+from finetune_api.training import DOWNLOADED_DATA, TrainerConfig
 
 from .errors import ConfigError
 
@@ -24,6 +25,13 @@ def _loc(loc: tuple) -> str:
 
 def parse_config(data: object, name: str = "config") -> TrainerConfig:
     """Validate a decoded config; every problem becomes one ConfigError naming the fields."""
+    config = validate_config(data, name)
+    check_sources(config)
+    return config
+
+
+def validate_config(data: object, name: str = "config") -> TrainerConfig:
+    """The schema's checks only (pvc:// sources pass: ``finetune-train plan`` reads FineTuneJobs)."""
     try:
         config = TrainerConfig.model_validate(data)
     except ValidationError as exc:
@@ -33,7 +41,6 @@ def parse_config(data: object, name: str = "config") -> TrainerConfig:
             msg = err["msg"]
             problems.append(f'field "{field}": {msg}' if field else msg)
         raise ConfigError(f"{name}: invalid trainer config: " + "; ".join(problems)) from None
-    check_sources(config)
     return config
 
 
@@ -62,21 +69,17 @@ def load_config(path: str | os.PathLike) -> TrainerConfig:
 
 
 def check_sources(config: TrainerConfig) -> None:
-    """pvc:// locations are the operator's to resolve: the trainer only sees mounted paths."""
-    sources = {
-        "model.source": config.model.source,
-        "dataset.source": config.dataset.source,
-        "dataset.validationSource": config.dataset.validation_source,
-        "evaluation.generalSource": config.evaluation.general_source,
-        "model.adapter": config.model.adapter,
-    }
-    for field, value in sources.items():
-        if value and value.startswith("pvc://"):
+    """pvc:// locations are the operator's to resolve, s3://, https:// and hf://datasets/ ones are fetched
+    first (`finetune-train fetch`): the trainer only sees paths (and hf:// or builtin: models). What the
+    data files' patterns admit beyond these is an absolute path."""
+    for field, value in input_sources(config.to_wire()).items():
+        if value.startswith("pvc://"):
             raise ConfigError(
                 f'field "{field}": {value!r} is a pvc:// location, which the operator resolves to a mounted path '
                 "before starting the trainer; the trainer accepts absolute paths, hf:// and builtin: sources"
             )
-    for field in ("dataset.source", "dataset.validationSource", "evaluation.generalSource"):
-        value = sources[field]
-        if value and not value.startswith("/"):
-            raise ConfigError(f'field "{field}": {value!r}: datasets must be absolute file paths')
+        if value.startswith(DOWNLOADED_DATA):
+            raise ConfigError(
+                f'field "{field}": {value!r} is downloaded by `finetune-train fetch` before training; the trainer '
+                "reads what it fetched (an absolute path)"
+            )

@@ -22,6 +22,7 @@ from typing import Any
 
 from finetune_api.training import DatasetFormat, DatasetSpec
 
+from . import fetched
 from .errors import DataError, short
 from .formats import FORMATS, FieldProblem, RecordFormat, detect_format, method_hint
 
@@ -40,13 +41,13 @@ class Record:
 
 def _iter_raw(path: Path, name: str) -> Iterator[tuple[int, Any]]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (Windows editors write one) is skipped
     except FileNotFoundError:
-        raise DataError(f"{path}: dataset file does not exist") from None
+        raise DataError(f"{_role_of(name)}{path}: dataset file does not exist") from None
     except UnicodeDecodeError as exc:
         raise DataError(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
-        raise DataError(f"{path}: cannot read dataset file: {exc}") from None
+        raise DataError(f"{_role_of(name)}{path}: cannot read dataset file: {exc}") from None
     stripped = text.lstrip()
     if stripped.startswith("["):
         yield from _iter_json_array(text, name)
@@ -58,6 +59,11 @@ def _iter_raw(path: Path, name: str) -> Iterator[tuple[int, Any]]:
             yield lineno, json.loads(line)
         except json.JSONDecodeError as exc:
             raise DataError.at(name, lineno, None, f"not valid JSON: {exc.msg} (column {exc.colno})") from None
+
+
+def _role_of(name: str) -> str:
+    """``validation file eval.jsonl`` -> ``validation file ``: what the file is, for messages naming its path."""
+    return name.rsplit(" ", 1)[0] + " " if " " in name else ""
 
 
 def _iter_json_array(text: str, name: str) -> Iterator[tuple[int, Any]]:
@@ -94,15 +100,19 @@ def _iter_json_array(text: str, name: str) -> Iterator[tuple[int, Any]]:
         raise DataError.at(name, line_of(pos), None, "not valid JSON: expected ',' or ']' between records")
 
 
+VALIDATION_FILE = "validation file"
+
+
 def read_records(
-    path: str | Path, fmt: DatasetFormat, allowed: AbstractSet[DatasetFormat] | None = None
+    path: str | Path, fmt: DatasetFormat, allowed: AbstractSet[DatasetFormat] | None = None, role: str = ""
 ) -> tuple[DatasetFormat, list[Record]]:
     """Read and validate every record of a JSONL file or JSON array.
 
     With ``fmt=auto`` the format is detected from the first record and every record must match it.
-    Returns the format and the validated (normalized, not yet deduplicated) records."""
+    Returns the format and the validated (normalized, not yet deduplicated) records. ``role``
+    prefixes the file's name in messages (``validation file eval.jsonl:4: ...``)."""
     path = Path(path)
-    name = path.name
+    name = f"{role} {path.name}" if role else path.name
     records: list[Record] = []
     first_line = None
     for lineno, raw in _iter_raw(path, name):
@@ -132,15 +142,7 @@ def read_records(
                 )
             fmt, first_line = detected, lineno
         elif first_line is not None and detected is not None and detected is not fmt:
-            raise DataError.at(
-                name,
-                lineno,
-                None,
-                (
-                    f"mixed formats: this record looks like {detected.value!r} but the first record "
-                    f"(line {first_line}) is {fmt.value!r}; every record must use the same format"
-                ),
-            )
+            _refuse_other_format(name, lineno, raw, detected, fmt, first_line)
         if first_line is None:
             first_line = lineno
         spec = FORMATS[fmt]
@@ -159,6 +161,28 @@ def read_records(
     if fmt is DatasetFormat.AUTO:
         raise DataError(f"{name}: the dataset has no records")
     return fmt, records
+
+
+def _refuse_other_format(
+    name: str, lineno: int, raw: dict, detected: DatasetFormat, fmt: DatasetFormat, first_line: int
+) -> None:
+    """A record that looks like another format: a record of the dataset's format missing a field
+    (it shares keys with it) is named as such; a record of another layout is "mixed formats"."""
+    try:
+        FORMATS[fmt].validate(raw)
+        return  # it is a valid record of the dataset's format, with more keys
+    except FieldProblem as p:
+        if p.problem == "missing" and set(raw) & set(_keys_hint(FORMATS[fmt])):
+            raise DataError.at(name, lineno, p.field, f"missing (every {fmt.value} record needs it)") from None
+    raise DataError.at(
+        name,
+        lineno,
+        None,
+        (
+            f"mixed formats: this record looks like {detected.value!r} but the first record "
+            f"(line {first_line}) is {fmt.value!r}; every record must use the same format"
+        ),
+    )
 
 
 def _hint(detected: DatasetFormat, allowed: AbstractSet[DatasetFormat]) -> str:
@@ -263,10 +287,18 @@ class PreparedData:
     report: CurationReport
     train_name: str
     validation_name: str
+    warnings: list[str] = field(default_factory=list)
+    """What the data made the run do that the user may not have meant; reported in the trainer's summary."""
 
 
 def load_dataset_spec(spec: DatasetSpec, seed: int, allowed: AbstractSet[DatasetFormat] | None = None) -> PreparedData:
     """Read, validate, curate and split the training data (and the validation file, if any)."""
+    spec = spec.model_copy(
+        update={
+            "source": fetched.data_file(spec.source),
+            "validation_source": fetched.data_file(spec.validation_source) if spec.validation_source else None,
+        }
+    )
     fmt, raw = read_records(spec.source, spec.format, allowed)
     kept, short_n, dup_n = curate(raw, fmt, spec.min_chars, spec.deduplicate)
     name = Path(spec.source).name
@@ -280,7 +312,7 @@ def load_dataset_spec(spec: DatasetSpec, seed: int, allowed: AbstractSet[Dataset
             f"{dup_n} duplicates); dataset.minRecords is {spec.min_records}"
         )
     if spec.validation_source:
-        vfmt, vraw = read_records(spec.validation_source, fmt)
+        vfmt, vraw = read_records(spec.validation_source, fmt, role=VALIDATION_FILE)
         vkept, vshort, vdup = curate(vraw, fmt, spec.min_chars, spec.deduplicate)
         train_keys = {r.key for r in kept}
         validation = [r for r in vkept if r.key not in train_keys]
@@ -290,7 +322,7 @@ def load_dataset_spec(spec: DatasetSpec, seed: int, allowed: AbstractSet[Dataset
         report.validation_duplicates_dropped = vdup
         report.validation_overlap_removed = len(vkept) - len(validation)
         train = kept
-        vname = Path(spec.validation_source).name
+        vname = f"{VALIDATION_FILE} {Path(spec.validation_source).name}"
     else:
         train, validation = split(kept, spec.validation_split, seed)
         vname = f"{name} (held-out {spec.validation_split:.0%})"

@@ -1,15 +1,17 @@
-"""Several GPUs in one pod: one data-parallel (DDP) process per GPU.
+"""Data-parallel (DDP) training processes: one per GPU of a pod, on one node or on several.
 
-``finetune-train`` started where it sees more than one GPU (``resources.gpus: N``) relaunches
-itself under ``torch.distributed.run`` with N workers, so the operator's Job stays one container
-with one command. Each worker loads the (4-bit) model on its own GPU and trains on its share of
-every batch; the global batch is ``batchSize x gradientAccumulationSteps x N``.
+``finetune-train`` started where it sees more than one GPU (``resources.gpus: N``), or as one of
+several nodes (``FINETUNE_NNODES``, see ``finetune_api.distributed``), relaunches itself under
+``torch.distributed.run`` (``launcher.py``), so the operator's Job stays one container with one
+command per pod. Each process loads the (4-bit) model on its own GPU and trains on its share of
+every batch; the global batch is ``batchSize x gradientAccumulationSteps x processes``.
 
-Rank 0 alone reports progress, evaluates, and writes checkpoints' run state, artifacts and the
-termination message. A worker that fails writes its summary to a per-rank file; the launcher
-(this process) waits for ``torch.distributed.run`` and writes the summary of the first worker
-that failed as the termination message, with its exit code. ``FINETUNE_PROCESSES`` overrides the
-number of processes (the CI runs two CPU processes over gloo).
+This module is the processes' side. Rank 0 alone reports progress, evaluates, and writes
+checkpoints' run state, artifacts and the termination message. A process that fails writes a
+one-line report for the launcher (``report_failure``); with several nodes the reports go to the
+shared output directory, so that every node's launcher names the same first failure.
+``FINETUNE_PROCESSES`` overrides the number of processes per node (the CI runs CPU processes over
+gloo).
 """
 
 from __future__ import annotations
@@ -17,21 +19,28 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
+import re
+import socket
 import time
 from pathlib import Path
 
-from finetune_api.protocol import EXIT_CODE_REASONS, ExitCode, TrainerSummary
+from finetune_api import distributed as contract
+from finetune_api.protocol import TrainerSummary
+
+from .progress import write_atomic
 
 log = logging.getLogger("finetune_trainer")
 
-PROCESSES_ENV = "FINETUNE_PROCESSES"
+PROCESSES_ENV = contract.PROCESSES
 REPORTS_ENV = "FINETUNE_RANK_REPORTS"
-"""Directory where each worker that fails writes ``rank-<k>.json`` (set by the launcher)."""
+"""Directory where each process that fails writes ``node-<n>-rank-<k>.json`` (set by the launcher)."""
+
+# A process that failed only because another one went away: its report is not the cause.
+PEER_LOST = re.compile(
+    r"Connection (closed|reset) by peer|Broken pipe|DistNetworkError|NCCL communicator was aborted|"
+    r"remote process exited|ProcessGroup.*(aborted|terminated)",
+    re.IGNORECASE,
+)
 
 
 def rank() -> int:
@@ -40,6 +49,16 @@ def rank() -> int:
 
 def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def nodes() -> int:
+    """Nodes of the run (torch.distributed.run's ``GROUP_WORLD_SIZE``; 1 outside it)."""
+    return int(os.environ.get("GROUP_WORLD_SIZE", "1"))
+
+
+def node_rank() -> int:
+    """This process's node, as the launcher resolved it (``FINETUNE_NODE_RANK``)."""
+    return int(os.environ.get(contract.NODE_RANK, "0"))
 
 
 def is_worker() -> bool:
@@ -85,63 +104,16 @@ def report_failure(summary: TrainerSummary, code: int) -> None:
     where = os.environ.get(REPORTS_ENV)
     if not where:
         return
-    record = {"rank": rank(), "time": time.time(), "exitCode": code, "summary": summary.to_wire()}
-    try:
-        Path(where, f"rank-{rank()}.json").write_text(json.dumps(record))
-    except OSError as exc:
-        log.warning("cannot write the failure report of rank %d: %s", rank(), exc)
-
-
-def launch(argv: list[str], processes: int) -> tuple[int, TrainerSummary | None]:
-    """Run ``finetune-train argv`` as ``processes`` workers; returns (exit code, summary to write
-    as the termination message, or None when rank 0 wrote it)."""
-    reports = tempfile.mkdtemp(prefix="finetune-ranks-")
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc-per-node={processes}",
-        "-m",
-        "finetune_trainer",
-        *argv,
-    ]
-    env = dict(os.environ, **{REPORTS_ENV: reports})
-    log.info("%d processes (one per GPU): %s", processes, " ".join(cmd))
-    child = subprocess.Popen(cmd, env=env)
-    previous = {
-        s: signal.signal(s, lambda signum, _frame: child.send_signal(signum)) for s in (signal.SIGTERM, signal.SIGINT)
+    record = {
+        "node": node_rank(),
+        "host": socket.gethostname(),
+        "rank": rank(),
+        "time": time.time(),
+        "exitCode": code,
+        "peerLost": bool(PEER_LOST.search(summary.message or "")),
+        "summary": summary.to_wire(),
     }
     try:
-        rc = child.wait()
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-    try:
-        if rc == 0:
-            return 0, None
-        return first_failure(Path(reports), rc)
-    finally:
-        shutil.rmtree(reports, ignore_errors=True)
-
-
-def first_failure(reports: Path, rc: int) -> tuple[int, TrainerSummary]:
-    """The earliest worker failure: the others usually fail because it did (or are stopped for it)."""
-    records = []
-    for path in reports.glob("rank-*.json"):
-        try:
-            records.append(json.loads(path.read_text()))
-        except (OSError, ValueError):
-            continue
-    if records:
-        first = min(records, key=lambda r: r["time"])
-        summary = TrainerSummary.model_validate(first["summary"])
-        message = f"rank {first['rank']}: {summary.message or ''}"[:2048]
-        return int(first["exitCode"]), summary.model_copy(update={"message": message})
-    message = (
-        f"a training process ended without a report (torch.distributed.run exit code {rc}: killed, e.g. by the "
-        "kernel's OOM killer, or a crash); see the pod log"
-    )
-    return int(ExitCode.FAILED), TrainerSummary(
-        outcome="failed", reason=EXIT_CODE_REASONS[ExitCode.FAILED].value, message=message
-    )
+        write_atomic(Path(where, f"node-{node_rank()}-rank-{rank()}.json"), json.dumps(record))
+    except OSError as exc:
+        log.warning("cannot write the failure report of rank %d: %s", rank(), exc)

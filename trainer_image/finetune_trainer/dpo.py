@@ -258,13 +258,19 @@ class DPOMethod(TrainingMethod):
 
     def evaluate(self, ctx: RunContext, model, examples: list) -> dict:
         if examples and "labels" in examples[0]:  # general text (forgetting check)
-            return evaluate_lm(model, examples, ctx.tokenizer.pad_token_id, ctx.config.training.batch_size)
+            return evaluate_lm(
+                model,
+                examples,
+                ctx.tokenizer.pad_token_id,
+                ctx.config.training.micro_batch_size,
+                ctx.config.training.kernels.chunked_loss,
+            )
         return preference_metrics(
             model,
             examples,
             ctx.tokenizer.pad_token_id,
-            ctx.config.training.dpo_beta,
-            ctx.config.training.batch_size,
+            ctx.config.training.effective_dpo_beta,
+            ctx.config.training.micro_batch_size,
             self.continuing,
         )
 
@@ -287,7 +293,7 @@ class DPOMethod(TrainingMethod):
         from trl import DPOConfig, DPOTrainer
 
         t = ctx.config.training
-        args = DPOConfig(**common_args, beta=t.dpo_beta, max_length=t.max_seq_length, dataset_num_proc=None)
+        args = DPOConfig(**common_args, beta=t.effective_dpo_beta, max_length=t.max_seq_length, dataset_num_proc=None)
         return DPOTrainer(
             model=model,
             ref_model=None,
@@ -337,7 +343,7 @@ class DPOMethod(TrainingMethod):
             metrics.get("baseline") or {},
             metrics.get("final") or {},
             ctx.config.model.adapter,
-            ctx.config.training.dpo_beta,
+            ctx.config.training.effective_dpo_beta,
         )
 
 

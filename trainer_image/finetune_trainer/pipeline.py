@@ -1,6 +1,6 @@
 """The training run: shared steps around a method.
 
-    prepare_inputs -> resume_point -> load_trainable_model -> baseline_evaluation -> fit
+    read data -> plan_memory -> prepare_inputs -> resume_point -> load_trainable_model -> baseline_evaluation -> fit
     -> evaluate_sets (final) -> run_metrics -> write_artifacts -> publish
 
 Seam for methods
@@ -30,16 +30,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from finetune_api.protocol import ArtifactSummary, TrainerSummary
-from finetune_api.training import TrainerConfig
+from finetune_api.protocol import MAX_WARNING_LENGTH, MAX_WARNINGS, ArtifactSummary, TrainerSummary
+from finetune_api.serving import ServingStatus
+from finetune_api.training import TrainerConfig, TrainingSpec
 
-from . import distributed, forgetting, report, runrecord
+from . import distributed, fetched, forgetting, planning, report, runrecord
 from .artifacts import COMPLETE_MARKER, OutputDir
-from .data import load_dataset_spec
+from .data import PreparedData, load_dataset_spec
 from .errors import ConfigError
-from .kernels import VARLEN, apply_liger
+from .handoff import write_handoff
+from .kernels import apply_liger
 from .methods import RunContext, TrainingMethod, get_method
-from .models import load_peft_adapter, parameter_counts, resolve_source, wrap_peft
+from .models import load_peft_adapter, model_config, parameter_counts, resolve_source, wrap_peft
 from .progress import ProgressReporter, StatusPatcher, make_progress_callback, write_atomic
 
 log = logging.getLogger("finetune_trainer")
@@ -71,7 +73,7 @@ def choose_optimizer(requested: str) -> str:
 def training_fingerprint(config: TrainerConfig) -> str:
     """What must match for checkpoints to be resumed (reporting, output and kernel settings may differ)."""
     keep = config.to_wire()
-    for k in ("reporting", "output", "evaluation"):
+    for k in ("reporting", "output", "evaluation", "serving", "origin"):
         keep.pop(k, None)
     keep["training"].pop("kernels", None)
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
@@ -79,8 +81,6 @@ def training_fingerprint(config: TrainerConfig) -> str:
 
 def common_training_args(ctx: RunContext, optimizer: str) -> dict:
     """TrainingArguments kwargs shared by every method."""
-    import torch
-
     c = ctx.config
     t = c.training
     has_eval = ctx.eval_dataset is not None
@@ -91,9 +91,9 @@ def common_training_args(ctx: RunContext, optimizer: str) -> dict:
         output_dir=str(ctx.out.checkpoints),
         learning_rate=t.learning_rate,
         lr_scheduler_type=t.lr_scheduler,
-        warmup_steps=t.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
-        per_device_train_batch_size=t.batch_size,
-        per_device_eval_batch_size=t.batch_size,
+        warmup_steps=t.warmup_ratio,  # below 1: a ratio of the total steps (transformers >= 5.0, hence the floor)
+        per_device_train_batch_size=t.micro_batch_size,
+        per_device_eval_batch_size=t.micro_batch_size,
         gradient_accumulation_steps=t.gradient_accumulation_steps,
         optim=optimizer,
         weight_decay=t.weight_decay,
@@ -119,34 +119,43 @@ def common_training_args(ctx: RunContext, optimizer: str) -> dict:
         kwargs["max_steps"] = t.max_steps
     else:
         kwargs["num_train_epochs"] = t.effective_epochs
+    kwargs.update(device_args(t))
+    if t.early_stopping_patience:
+        kwargs.update(early_stopping_args(t, has_eval))
+    return kwargs
+
+
+def device_args(t: TrainingSpec) -> dict:
+    """Precision, compilation and data parallelism for the device the run has."""
+    import torch
+
     # Mixed precision on GPUs only (TRL's configs default bf16=True, which on a CPU without bf16
     # units means slow emulated autocast): bf16 where supported, else fp16; fp32 on CPU.
     cuda = torch.cuda.is_available()
-    kwargs["bf16"] = bool(cuda and torch.cuda.is_bf16_supported())
-    kwargs["fp16"] = bool(cuda and not kwargs["bf16"])
-    kwargs["torch_compile"] = bool(cuda and t.kernels.compile)
+    bf16 = bool(cuda and torch.cuda.is_bf16_supported())
+    kwargs: dict = {"bf16": bf16, "fp16": bool(cuda and not bf16), "torch_compile": bool(cuda and t.kernels.compile)}
     if not cuda:
         kwargs["use_cpu"] = True
     if distributed.world_size() > 1:
         # Gradient checkpointing re-runs every layer's forward: no parameter goes unused.
         kwargs["ddp_find_unused_parameters"] = False
-    if t.early_stopping_patience:
-        if not has_eval:
-            raise ConfigError(
-                'field "training.earlyStoppingPatience": early stopping needs validation data '
-                "(dataset.validationSplit > 0 or dataset.validationSource)"
-            )
-        if t.eval_steps:
-            kwargs["save_strategy"] = "steps"
-            kwargs["save_steps"] = t.save_steps or t.eval_steps
-            if kwargs["save_steps"] % t.eval_steps:
-                raise ConfigError(
-                    'field "training.saveSteps": with early stopping it must be a multiple of training.evalSteps'
-                )
-        else:
-            kwargs["save_strategy"], kwargs["save_steps"] = "epoch", None
-        kwargs.update(load_best_model_at_end=True, metric_for_best_model="eval_loss", greater_is_better=False)
     return kwargs
+
+
+def early_stopping_args(t: TrainingSpec, has_eval: bool) -> dict:
+    """Evaluate and checkpoint in step, and keep the best checkpoint (``earlyStoppingPatience``)."""
+    if not has_eval:
+        raise ConfigError(
+            'field "training.earlyStoppingPatience": early stopping needs validation data '
+            "(dataset.validationSplit > 0 or dataset.validationSource)"
+        )
+    kwargs: dict = {"load_best_model_at_end": True, "metric_for_best_model": "eval_loss", "greater_is_better": False}
+    if not t.eval_steps:
+        return {**kwargs, "save_strategy": "epoch", "save_steps": None}
+    save_steps = t.save_steps or t.eval_steps
+    if save_steps % t.eval_steps:
+        raise ConfigError('field "training.saveSteps": with early stopping it must be a multiple of training.evalSteps')
+    return {**kwargs, "save_strategy": "steps", "save_steps": save_steps}
 
 
 def peak_memory() -> tuple[int, str]:
@@ -159,12 +168,19 @@ def peak_memory() -> tuple[int, str]:
 
 
 def summary_from_output(root: Path, note: str | None = None) -> TrainerSummary:
-    metrics = {}
+    recorded: dict = {}
     try:
-        metrics = json.loads((root / "metrics.json").read_text()).get("summary", {})
+        recorded = json.loads((root / "metrics.json").read_text())
     except (OSError, ValueError):
         pass
-    return TrainerSummary(outcome="succeeded", message=note, metrics=metrics, artifacts=artifact_summary(root))
+    serving = ServingStatus.model_validate(recorded["serving"]) if recorded.get("serving") else None
+    return TrainerSummary(
+        outcome="succeeded",
+        message=note,
+        metrics=recorded.get("summary", {}),
+        artifacts=artifact_summary(root),
+        serving=serving,
+    )
 
 
 def artifact_summary(root: Path) -> ArtifactSummary:
@@ -206,8 +222,10 @@ def summary_metrics(m: dict) -> dict[str, float]:
         "trainableParameters",
         "finalTrainLoss",
         "peakMemoryBytes",
+        "nodes",
         "processes",
         "globalBatchSize",
+        "predictedPeakMemoryBytes",
     ):
         v = m.get(key)
         if isinstance(v, (int, float)) and math.isfinite(v):
@@ -246,8 +264,14 @@ def _train(config: TrainerConfig, out: OutputDir, reporter: ProgressReporter | N
         return summary_from_output(out.root, note=f"{out.root} was already complete; nothing was trained")
     method = get_method(config.method)
     reporter = reporter or make_reporter(config)
+    reporter.stage("planning")
+    data = load_dataset_spec(config.dataset, config.training.seed, set(method.formats))  # bad data fails first
+    log.info("dataset: %s", data.report.summary())
+    plan = plan_memory(config, reporter)
+    config = plan.config if plan is not None else planning.unplanned(config)
     reporter.stage("loading")
-    ctx = prepare_inputs(config, out, reporter, method)
+    ctx = prepare_inputs(config, out, reporter, method, data)
+    ctx.plan = plan
     resume_from = resume_point(ctx)
     model, adapter = load_trainable_model(ctx, method)
     baseline = baseline_evaluation(ctx, method, model, resume_from)
@@ -259,21 +283,42 @@ def _train(config: TrainerConfig, out: OutputDir, reporter: ProgressReporter | N
     log.info("final eval: %s", final.domain)
     samples = method.samples(ctx, fitted.model)
     metrics = run_metrics(ctx, adapter, fitted, baseline, final, samples, resume_from)
-    write_artifacts(ctx, method, fitted, metrics, started)
+    serving = write_artifacts(ctx, method, fitted, metrics, started)
     published = publish(out)
     log.info("published %d files (%d bytes) to %s", len(published["files"]), published["size_bytes"], out.root)
     out.remove_checkpoints()
     ctx.reporter.update(stage="completed", final=True, step=fitted.steps, percent=100)
-    return TrainerSummary(outcome="succeeded", metrics=metrics["summary"], artifacts=artifact_summary(out.root))
+    return TrainerSummary(
+        outcome="succeeded",
+        metrics=metrics["summary"],
+        artifacts=artifact_summary(out.root),
+        warnings=[w[:MAX_WARNING_LENGTH] for w in ctx.data.warnings[:MAX_WARNINGS]],
+        serving=serving,
+    )
+
+
+def plan_memory(config: TrainerConfig, reporter: ProgressReporter) -> planning.Plan | None:
+    """The memory plan from the model's config alone; a run that cannot fit the GPU ends here
+    (InsufficientGPUMemory), before any weight loads. None for a model whose shape the memory
+    model cannot read (``batchSize: auto`` is then 4)."""
+    cfg = model_config(config.model)
+    try:
+        plan = planning.plan_run(config, cfg, planning.Target.detect())
+    except (KeyError, TypeError, ValueError) as exc:
+        log.warning("no memory plan for this model (its config lacks %s); training without one", exc)
+        return None
+    log.info("%s", planning.one_line(plan))
+    if distributed.is_main():
+        reporter.report_plan(plan.status)
+    planning.check(plan)
+    return plan
 
 
 def prepare_inputs(
-    config: TrainerConfig, out: OutputDir, reporter: ProgressReporter, method: TrainingMethod
+    config: TrainerConfig, out: OutputDir, reporter: ProgressReporter, method: TrainingMethod, data: PreparedData
 ) -> RunContext:
-    """The run's context: data first (bad data fails in seconds, before any model loads), then the
-    tokenizer, the method's compatibility checks and tokenization."""
-    data = load_dataset_spec(config.dataset, config.training.seed, set(method.formats))
-    log.info("dataset: %s", data.report.summary())
+    """The run's context: the data read (before any model loads), the tokenizer, the method's
+    compatibility checks and tokenization."""
     ctx = RunContext(config=config, out=out, reporter=reporter, data=data, location=resolve_source(config.model))
     ctx.tokenizer = method.load_tokenizer(ctx)
     method.check_compatible(ctx)
@@ -326,16 +371,9 @@ def load_trainable_model(ctx: RunContext, method: TrainingMethod):
     model = method.load_model(ctx)
     cuda = torch.cuda.is_available()
     attention = getattr(model.config, "_attn_implementation", None)
-    liger = kernels.liger and cuda
-    if liger and attention == VARLEN:
-        log.warning(
-            "training.kernels.liger is not applied together with the varlen attention kernel (the run "
-            "crashed in Function.apply when measured); set training.kernels.attention: sdpa to use Liger"
-        )
-        liger = False
     used = {
         "attention": attention,
-        "liger": bool(liger and apply_liger(model)),
+        "liger": bool(kernels.liger and cuda and apply_liger(model)),
         "compile": bool(kernels.compile and cuda),
     }
     if config.model.adapter:  # continue from an existing adapter (e.g. DPO after SFT)
@@ -344,6 +382,13 @@ def load_trainable_model(ctx: RunContext, method: TrainingMethod):
         model, targets = wrap_peft(
             model, config.peft, method.peft_task_type, modules_to_save=method.modules_to_save(ctx, model)
         )
+    if kernels.tiled_mlp == "on":
+        from .tiling import tile_mlps
+
+        used["tiledMlp"] = tile_mlps(model, kernels.tile_tokens) > 0
+    else:
+        used["tiledMlp"] = False
+    used["offload"] = kernels.offload == "on" and cuda
     trainable, total = parameter_counts(model)
     quantized = any(type(m).__name__ == "Linear4bit" for m in model.modules())
     log.info(
@@ -414,6 +459,8 @@ def fit(ctx: RunContext, method: TrainingMethod, model, resume_from: str | None)
     t = ctx.config.training
     optimizer = choose_optimizer(t.optimizer)
     callbacks = [make_progress_callback(ctx.reporter)]
+    if ctx.plan is not None and distributed.is_main():
+        callbacks.append(planning.make_plan_callback(ctx.reporter, ctx.plan))
     if t.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=t.early_stopping_patience))
     trainer = method.build_trainer(ctx, model, common_training_args(ctx, optimizer), callbacks)
@@ -423,6 +470,10 @@ def fit(ctx: RunContext, method: TrainingMethod, model, resume_from: str | None)
         for p in trainer.model.parameters():
             if p.requires_grad and p.dtype != torch.float32:
                 p.data = p.data.float()
+    if t.kernels.offload == "on" and torch.cuda.is_available():
+        from .offload import install
+
+        install(trainer, trainer.model)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     started = time.time()
@@ -444,7 +495,6 @@ def run_metrics(
 
     config, state = ctx.config, fitted.state
     quantization = config.peft.quantization
-    history = [dict(h) for h in state.log_history]
     tokens_seen = int(state.num_input_tokens_seen or 0)
     peak, peak_kind = peak_memory()
     cuda = torch.cuda.is_available()
@@ -462,8 +512,9 @@ def run_metrics(
         "optimizerRequested": config.training.optimizer,
         "optimizerUsed": fitted.optimizer,
         "kernels": adapter.kernels,
+        "nodes": distributed.nodes(),
         "processes": distributed.world_size(),
-        "globalBatchSize": config.training.batch_size
+        "globalBatchSize": config.training.micro_batch_size
         * config.training.gradient_accumulation_steps
         * distributed.world_size(),
         "steps": fitted.steps,
@@ -478,28 +529,41 @@ def run_metrics(
         "peakMemoryBytes": peak,
         "peakMemoryKind": peak_kind,
         "peakMemoryReservedBytes": int(torch.cuda.max_memory_reserved()) if cuda else None,
+        "predictedPeakMemoryBytes": ctx.plan.status.predicted_peak_bytes if ctx.plan is not None else None,
+        "memoryPlan": ctx.plan.status.to_wire() if ctx.plan is not None else None,
         "device": "cuda:" + torch.cuda.get_device_name(0) if cuda else "cpu",
         "baseline": baseline.domain,
         "final": final.domain,
         "generalBaseline": baseline.general,
         "generalFinal": final.general,
         "dataset": ctx.data.report.to_json(),
-        "trainLosses": [
-            {"step": h["step"], "loss": h["loss"], "learningRate": h.get("learning_rate"), "epoch": h.get("epoch")}
-            for h in history
-            if "loss" in h
-        ],
-        "evalLosses": [
-            {"step": h["step"], "evalLoss": h["eval_loss"], "epoch": h.get("epoch")}
-            for h in history
-            if "eval_loss" in h
-        ],
+        "sources": fetched.sources(config),
+        **loss_history(state.log_history),
         "samples": samples,
     }
 
 
-def write_artifacts(ctx: RunContext, method: TrainingMethod, fitted: Fitted, metrics: dict, started: float) -> None:
-    """Adapter (+ merged model), loss plot, eval report, config and metrics, into the staging directory."""
+def loss_history(log_history: list[dict]) -> dict[str, list[dict]]:
+    """The training and evaluation losses of the trainer's log, step by step."""
+    return {
+        "trainLosses": [
+            {"step": h["step"], "loss": h["loss"], "learningRate": h.get("learning_rate"), "epoch": h.get("epoch")}
+            for h in log_history
+            if "loss" in h
+        ],
+        "evalLosses": [
+            {"step": h["step"], "evalLoss": h["eval_loss"], "epoch": h.get("epoch")}
+            for h in log_history
+            if "eval_loss" in h
+        ],
+    }
+
+
+def write_artifacts(
+    ctx: RunContext, method: TrainingMethod, fitted: Fitted, metrics: dict, started: float
+) -> ServingStatus | None:
+    """Adapter (+ merged model), loss plot, eval report, config, model card, serving manifests and metrics,
+    into the staging directory; returns the serving facts for the summary."""
     config, staging = ctx.config, ctx.out.staging
     ctx.reporter.stage("saving")
     method.save(ctx, fitted.model, staging)
@@ -512,9 +576,11 @@ def write_artifacts(ctx: RunContext, method: TrainingMethod, fitted: Fitted, met
     extra_report += forgetting.apply(metrics, general_name)
     report.write_eval_report(staging / "eval_report.md", metrics, metrics["samples"], extra_report)
     (staging / "trainer_config.json").write_text(json.dumps(config.to_wire(), indent=2) + "\n")
+    serving = write_handoff(ctx, fitted.model, metrics)
     metrics["totalRuntimeSeconds"] = round(time.time() - started, 3)
     metrics["summary"] = summary_metrics(metrics)
     report.write_metrics(staging / "metrics.json", metrics)
+    return serving
 
 
 def publish(out: OutputDir) -> dict:

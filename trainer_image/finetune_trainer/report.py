@@ -71,9 +71,15 @@ def _delta(before, after) -> str:
 
 def write_eval_report(path: Path, metrics: dict, samples: list[dict], extra: list[str] | None = None) -> None:
     """``extra``: method-specific Markdown lines (e.g. classification tables), placed after "Before and after"."""
-    m = metrics
-    base, final = m.get("baseline") or {}, m.get("final") or {}
-    lines = [
+    lines = [*_summary(metrics), *_before_and_after(metrics)]
+    if extra:
+        lines += [""] + list(extra)
+    lines += _data(metrics.get("dataset") or {}, metrics.get("sources") or []) + _samples(samples)
+    path.write_text("\n".join(lines).rstrip() + "\n")
+
+
+def _summary(m: dict) -> list[str]:
+    return [
         f"# Evaluation report: {m.get('method', 'sft')} on {m.get('model', '')}",
         "",
         f"- Adapter: {m.get('peftType')} r={m.get('loraR')} alpha={m.get('loraAlpha')} on {m.get('targetModules')}",
@@ -82,6 +88,12 @@ def write_eval_report(path: Path, metrics: dict, samples: list[dict], extra: lis
         f"- Steps: {m.get('steps')} ({_fmt(m.get('epochs'), 2)} epochs), optimizer {m.get('optimizerUsed')}, "
         f"runtime {_fmt(m.get('trainRuntimeSeconds'), 1)} s, {_fmt(m.get('tokensPerSecond'), 1)} tokens/s, "
         f"peak memory {_fmt((m.get('peakMemoryBytes') or 0) / 2**20, 0)} MiB ({m.get('peakMemoryKind')})",
+    ]
+
+
+def _before_and_after(m: dict) -> list[str]:
+    base, final = m.get("baseline") or {}, m.get("final") or {}
+    lines = [
         "",
         "## Before and after",
         "",
@@ -103,10 +115,11 @@ def write_eval_report(path: Path, metrics: dict, samples: list[dict], extra: lis
             )
     if not base:
         lines += ["", "Baseline evaluation was off (`evaluation.baseline: false`) or there was no validation data."]
-    if extra:
-        lines += [""] + list(extra)
-    c = m.get("dataset") or {}
-    lines += [
+    return lines
+
+
+def _data(c: dict, sources: list[dict]) -> list[str]:
+    lines = [
         "",
         "## Data",
         "",
@@ -115,6 +128,12 @@ def write_eval_report(path: Path, metrics: dict, samples: list[dict], extra: lis
         f"duplicates dropped: {c.get('duplicatesDropped')}; usable: {c.get('usable')}",
         f"- Train: {c.get('trainRecords')}; validation: {c.get('validationRecords')} ({c.get('validationSource')})",
     ]
+    for src in sources:
+        at = f" at {src['revision']} (commit {src.get('commit')})" if src.get("revision") else ""
+        lines.append(
+            f"- {src['field']}: {src['source']}{at}, {src.get('sizeBytes')} bytes, sha256 {src.get('sha256')} "
+            f"(checked with {src.get('verifiedWith')})"
+        )
     if c.get("validationSource") == "file":
         lines.append(
             f"- Validation file: {c.get('validationRead')} read, "
@@ -123,22 +142,27 @@ def write_eval_report(path: Path, metrics: dict, samples: list[dict], extra: lis
     for k in ("truncated", "droppedNoTrainedTokens"):
         if c.get(k):
             lines.append(f"- {k}: {c[k]}")
-    if samples:
-        lines += ["", "## Sample generations (greedy, held-out prompts)", ""]
-        for i, s in enumerate(samples, 1):
-            lines += [
-                f"### Sample {i}",
-                "",
-                "**Prompt**",
-                "",
-                _block(s["prompt"]),
-                "",
-                "| reference | base model | tuned model |",
-                "| --- | --- | --- |",
-                f"| {_cell(s.get('reference'))} | {_cell(s.get('base'))} | {_cell(s.get('tuned'))} |",
-                "",
-            ]
-    path.write_text("\n".join(lines).rstrip() + "\n")
+    return lines
+
+
+def _samples(samples: list[dict]) -> list[str]:
+    if not samples:
+        return []
+    lines = ["", "## Sample generations (greedy, held-out prompts)", ""]
+    for i, s in enumerate(samples, 1):
+        lines += [
+            f"### Sample {i}",
+            "",
+            "**Prompt**",
+            "",
+            _block(s["prompt"]),
+            "",
+            "| reference | base model | tuned model |",
+            "| --- | --- | --- |",
+            f"| {_cell(s.get('reference'))} | {_cell(s.get('base'))} | {_cell(s.get('tuned'))} |",
+            "",
+        ]
+    return lines
 
 
 def _block(text: str) -> str:

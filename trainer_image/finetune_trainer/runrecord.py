@@ -11,7 +11,8 @@ A run (a FineTuneJob, identified by its uid) claims its output directory before 
   nothing when the directory belongs to another run.
 
 What a run wrote: the artifacts listed in its ``SHA256SUMS`` plus its bookkeeping (``_RUN``,
-``_COMPLETE``, ``SHA256SUMS``, ``progress.json``, ``checkpoints/``, staging directories). Other
+``_COMPLETE``, ``SHA256SUMS``, ``progress.json``, ``checkpoints/``, ``.rank-failures/`` of a
+multi-node run, staging directories). Other
 files in the directory (say the training data, when the output path is next to it) are never
 touched.
 """
@@ -25,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from finetune_api.distributed import RANK_FAILURES_DIR
+
 from .artifacts import CHECKPOINTS, CHECKSUMS, COMPLETE_MARKER, STAGING_PREFIX
 from .errors import OutputExistsError
 from .progress import now_rfc3339, write_atomic
@@ -33,7 +36,7 @@ RUN_RECORD = "_RUN"
 PROGRESS_FILE = "progress.json"
 LOCAL_RUN = "local"
 """The id of runs started without one (``finetune-train`` on a workstation): they share a directory."""
-BOOKKEEPING = (RUN_RECORD, COMPLETE_MARKER, CHECKSUMS, PROGRESS_FILE, CHECKPOINTS)
+BOOKKEEPING = (RUN_RECORD, COMPLETE_MARKER, CHECKSUMS, PROGRESS_FILE, CHECKPOINTS, RANK_FAILURES_DIR)
 # Names a run writes whose presence, in a directory no run has claimed, means someone's result.
 RESULT_NAMES = (
     COMPLETE_MARKER,
@@ -54,11 +57,13 @@ def read(root: str | os.PathLike) -> dict[str, Any] | None:
     return record if isinstance(record, dict) and isinstance(record.get("runId"), str) else None
 
 
-def _describe(record: dict[str, Any] | None) -> str:
+def _describe(root: Path, record: dict[str, Any] | None) -> str:
     if record is None:
         return "a result that no recorded run owns"
     owner = f" (FineTuneJob {record['owner']})" if record.get("owner") else ""
-    return f"the result of run {record['runId']}{owner}"
+    if (root / COMPLETE_MARKER).exists():
+        return f"the result of run {record['runId']}{owner}"
+    return f"the partial output of run {record['runId']}{owner}, which did not finish (no result in it)"
 
 
 def claim(root: str | os.PathLike, run_id: str | None, owner: str | None = None, replace: bool = False) -> None:
@@ -71,8 +76,8 @@ def claim(root: str | os.PathLike, run_id: str | None, owner: str | None = None,
     taken = record is not None or any((root / name).exists() for name in RESULT_NAMES)
     if taken and not replace:
         raise OutputExistsError(
-            f"the output directory {root} holds {_describe(record)}; set output.replace: true to replace it, "
-            "or write to another output.path"
+            f"the output directory {root} holds {_describe(root, record)}; set output.replace: true to take the "
+            "directory over (only that run's files are removed), or write to another output.path"
         )
     if taken:
         remove_run_files(root)
@@ -134,7 +139,7 @@ def cleanup(root: str | os.PathLike, run_id: str) -> dict[str, str]:
     if not root.exists() or (record is None and not any((root / n).exists() for n in RESULT_NAMES)):
         return {"outcome": "nothing", "message": f"{root} holds nothing of run {run_id}"}
     if record is None or record["runId"] != run_id:
-        return {"outcome": "kept", "message": f"kept {root}: it holds {_describe(record)}, not run {run_id}'s"}
+        return {"outcome": "kept", "message": f"kept {root}: it holds {_describe(root, record)}, not run {run_id}'s"}
     files, size = remove_run_files(root)
     if root.exists() and not any(root.iterdir()):
         root.rmdir()

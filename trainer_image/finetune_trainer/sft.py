@@ -218,7 +218,13 @@ class SFTMethod(TrainingMethod):
             )
 
     def evaluate(self, ctx: RunContext, model, examples: list) -> dict:
-        return evaluate_lm(model, examples, ctx.tokenizer.pad_token_id, ctx.config.training.batch_size)
+        return evaluate_lm(
+            model,
+            examples,
+            ctx.tokenizer.pad_token_id,
+            ctx.config.training.micro_batch_size,
+            ctx.config.training.kernels.chunked_loss,
+        )
 
     def evaluate_file(self, request: EvaluateRequest) -> dict:
         """Loss and perplexity per trained token, tokenized as for training."""

@@ -161,26 +161,29 @@ where FineTuneJobs are watched). Keep Lease rules in entries of their own in the
 {{- define "finetune-operator.splitRules" -}}
 {{- $all := (include "finetune-operator.rbacRules" . | fromYaml).rules }}
 {{- $lease := list }}
+{{- $nodes := list }}
 {{- $other := list }}
 {{- range $all }}
 {{- if and (has "coordination.k8s.io" (default (list) .apiGroups)) (has "leases" (default (list) .resources)) }}
 {{- $lease = append $lease . }}
+{{- else if has "nodes" (default (list) .resources) }}
+{{- $nodes = append $nodes . }}
 {{- else }}
 {{- $other = append $other . }}
 {{- end }}
 {{- end }}
-{{- toYaml (dict "lease" $lease "other" $other) }}
+{{- toYaml (dict "lease" $lease "nodes" $nodes "other" $other) }}
 {{- end }}
 
 {{/*
 matchConstraints.resourceRules of the operator's writes (what the namespace policies confine):
-Jobs, Pods, ConfigMaps, ServiceAccounts and RoleBindings; not its Events nor its Lease.
+Jobs, Pods, ConfigMaps, ServiceAccounts, Services and RoleBindings; not its Events nor its Lease.
 */}}
 {{- define "finetune-operator.operatorWriteRules" }}
     resourceRules:
       - apiGroups: [""]
         apiVersions: ["*"]
-        resources: ["pods", "configmaps", "serviceaccounts"]
+        resources: ["pods", "configmaps", "serviceaccounts", "services"]
         operations: ["CREATE", "UPDATE", "DELETE"]
       - apiGroups: ["batch"]
         apiVersions: ["*"]
@@ -227,4 +230,19 @@ Checks of value combinations that the JSON schema cannot express.
 {{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.enabled) }}
 {{- fail "metrics.serviceMonitor.enabled needs metrics.enabled=true" }}
 {{- end }}
+{{- end }}
+
+{{/*
+A CEL expression for an optional string field of a FineTuneJob's spec in an admission policy:
+the value at a dotted path under variables.spec (e.g. "dataset.source"), or '' when unset, typed
+string (FineTuneJobs reach CEL untyped).
+Usage: include "finetune-operator.celSpecString" "dataset.source"
+*/}}
+{{- define "finetune-operator.celSpecString" -}}
+{{- $parts := splitList "." . }}
+{{- $guards := list }}
+{{- range $i, $_ := $parts }}
+{{- $guards = append $guards (printf "has(variables.spec.%s)" (join "." (slice $parts 0 (add1 $i)))) }}
+{{- end }}
+{{- printf "string(%s ? variables.spec.%s : '')" (join " && " $guards) . }}
 {{- end }}

@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 import yaml
 
-from support.chart import CHART, operator_rules, render, run_helm
+from support.chart import CHART, ftj, operator_rules, render, run_helm
 
 CRD_NAME = "finetunejobs.finetune.dev"
+CHART_VERSION = yaml.safe_load((CHART / "Chart.yaml").read_text())["version"]
 
 
 def server_dry_run(kubectl, objects: list[dict[str, Any]]) -> str:
@@ -151,12 +152,17 @@ def test_helm_install_upgrade_uninstall(cluster, kubectl, namespace, wait_for):
 def _install_upgrade_uninstall(release: Release, kubectl, namespace: str, wait_for) -> None:
     name, full = release.name, release.fullname
 
-    # install: defaults (namespaces opted in by label)
-    out = release.helm("install", name, str(CHART)).stdout
+    # install: defaults (namespaces opted in by label). The session's CRD may exist already
+    # (applied by kubectl, or kept by another release): --take-ownership adopts it, as a user
+    # upgrading from 0.1.0 (CRD from crds/, no release) does.
+    out = release.helm("install", name, str(CHART), "--take-ownership").stdout
     assert "STATUS: deployed" in out and "get ftj -w" in out
     assert "kubectl label namespace team-a finetune.dev/enabled=true" in out
     crd = get(kubectl, "crd", CRD_NAME)
-    assert crd is not None, "helm install did not install the CRD from crds/"
+    assert crd is not None, "helm install did not install the CRD"
+    assert crd["metadata"]["labels"]["helm.sh/chart"] == f"finetune-operator-{CHART_VERSION}"
+    assert crd["metadata"]["annotations"]["meta.helm.sh/release-name"] == name
+    assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     deployment = get(kubectl, "deployment", full, namespace)
     assert deployment["metadata"]["labels"]["app.kubernetes.io/instance"] == name
     assert deployment["spec"]["replicas"] == 1
@@ -173,8 +179,12 @@ def _install_upgrade_uninstall(release: Release, kubectl, namespace: str, wait_f
     cluster_role = get(kubectl, "clusterrole", full)
     lease_role = get(kubectl, "role", f"{full}-leader-election", namespace)
     rules = operator_rules(f"{full}-trainer")
-    assert cluster_role["rules"] == _server_form([r for r in rules if not _is_lease(r)])
+    assert cluster_role["rules"] == _server_form(
+        [r for r in rules if not _is_lease(r) and "nodes" not in r["resources"]]
+    )
     assert lease_role["rules"] == _server_form([r for r in rules if _is_lease(r)])
+    nodes_role = get(kubectl, "clusterrole", f"{full}-nodes")
+    assert nodes_role["rules"] == _server_form([r for r in rules if "nodes" in r["resources"]])
     binding = get(kubectl, "clusterrolebinding", full)
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": full, "namespace": namespace}]
     assert get(kubectl, "clusterrole", f"{full}-trainer")["rules"] == [
@@ -226,7 +236,7 @@ def _install_upgrade_uninstall(release: Release, kubectl, namespace: str, wait_f
     # RBAC moved from the ClusterRole to a Role in the watched namespace.
     assert get(kubectl, "clusterrole", full) is None and get(kubectl, "clusterrolebinding", full) is None
     role = get(kubectl, "role", full, namespace)
-    assert role["rules"] == _server_form([r for r in rules if not _is_lease(r)])
+    assert role["rules"] == _server_form([r for r in rules if not _is_lease(r) and "nodes" not in r["resources"]])
     opt_in = get(kubectl, "validatingadmissionpolicybinding", f"{full}-operator-opt-in-0")
     assert opt_in["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"][0] == {
         "key": "kubernetes.io/metadata.name",
@@ -251,8 +261,11 @@ def _install_upgrade_uninstall(release: Release, kubectl, namespace: str, wait_f
     history = json.loads(release.helm("history", name, "-o", "json").stdout)
     assert [h["revision"] for h in history] == [1, 2] and history[-1]["status"] == "deployed"
 
-    # uninstall: everything goes but the CRD (Helm never deletes crds/)
-    release.helm("uninstall", name, "--wait", "--timeout", "120s")
+    # uninstall: everything goes but the CRD (crds.keep: helm.sh/resource-policy keep) and, with
+    # it, the users' FineTuneJobs
+    kubectl("create", "-f", "-", input=json.dumps(ftj("survivor")), namespace=namespace)
+    out = release.helm("uninstall", name, "--wait", "--timeout", "120s").stdout
+    assert f"[CustomResourceDefinition] {CRD_NAME}" in out, out  # helm names what it kept
     for kind, obj_name, ns in [
         ("deployment", full, namespace),
         ("serviceaccount", full, namespace),
@@ -268,6 +281,7 @@ def _install_upgrade_uninstall(release: Release, kubectl, namespace: str, wait_f
         assert get(kubectl, kind, obj_name, ns) is None, f"{kind}/{obj_name} survived helm uninstall"
     assert _policies(kubectl, name) == {}
     assert get(kubectl, "crd", CRD_NAME) is not None
+    assert get(kubectl, "finetunejob", "survivor", namespace) is not None
     assert release.helm("status", name, check=False).returncode != 0
 
 
@@ -275,6 +289,7 @@ POLICIES = [
     "operator-protected-namespaces",
     "operator-opt-in",
     "operator-output",
+    "operator-services",
     "finetunejob-requester",
     "status-integrity",
 ]

@@ -9,12 +9,14 @@ installed (a class-scoped fixture) and uninstalled before the next class starts.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kubernetes import client
 
 from finetune_devcluster.accounts import service_account_kubeconfig
 from support.chart import (
@@ -39,6 +41,11 @@ from support.chart import (
 PROTECTED = ("kube-system", "kube-public", "kube-node-lease")
 
 
+def trainer_container(**fields):
+    """The trainer container of support.chart.trainer_job, with ``fields`` set."""
+    return {**trainer_job("x-trainer")["spec"]["template"]["spec"]["containers"][0], **fields}
+
+
 # --- the default mode: namespaces opted in by label ----------------------------------------------
 
 SELECTOR_VALUES = {
@@ -47,7 +54,22 @@ SELECTOR_VALUES = {
         "images": {"allowed": ["registry.example/ml/"]},
         "priorityClasses": {"allowed": ["ml-batch"]},
         "tolerations": {"allowedKeys": ["nvidia.com/gpu"]},
-    }
+    },
+    "sources": {
+        "hubEndpoint": "https://hub.example",
+        "modelCache": {"claimName": "model-cache"},
+        "caBundle": {"configMap": "kube-root-ca.crt", "key": "ca.crt"},
+    },
+}
+SOURCES_FLAGS = ("--hub-endpoint", "https://hub.example", "--model-cache-claim", "model-cache")
+DOWNLOADED = {
+    "model": {"source": "hf://acme/tiny-llm", "revision": "v1", "tokenSecretRef": {"name": "hub-token"}},
+    "dataset": {
+        "source": "s3://bucket-1/train.jsonl",
+        "credentialsSecretRef": {"name": "s3"},
+        "validationSource": "https://files.example/eval.jsonl",
+        "validationSha256": "ab" * 32,
+    },
 }
 
 
@@ -62,8 +84,8 @@ def selector_release(cluster, kube_api, tmp_path_factory) -> Iterator[Release]:
 
 @pytest.fixture(scope="class")
 def tenants(selector_release) -> dict[str, str]:
-    """alice: the built-in `edit` ClusterRole in the team namespace; bob: FineTuneJobs only
-    (the chart's `<fullname>-edit` ClusterRole), no Secrets, no pods."""
+    """alice: the built-in `edit` ClusterRole in the team namespace; bob: FineTuneJobs (the chart's
+    `<fullname>-edit` ClusterRole), reading the claim `data` and updating `artifacts`; no Secrets, no pods."""
     r = selector_release
     alice, bob = unique("alice"), unique("bob")
     allowed(r.as_admin("create", "rolebinding", "alice-edit", "-n", r.team, "--clusterrole=edit", f"--user={alice}"))
@@ -73,6 +95,15 @@ def tenants(selector_release) -> dict[str, str]:
         )
     )
     allowed(r.as_admin("create", "secret", "generic", "hub-token", "-n", r.team, "--from-literal=token=x"))
+    # bob's claims: he may read `data` (the default dataset's) and update `artifacts` (the default output)
+    for role, verb, claim in (("read-data", "get", "data"), ("write-artifacts", "update", "artifacts")):
+        allowed(
+            r.as_admin(
+                "create", "role", role, "-n", r.team, f"--verb={verb}",
+                "--resource=persistentvolumeclaims", f"--resource-name={claim}",
+            )
+        )  # fmt: skip
+        allowed(r.as_admin("create", "rolebinding", f"bob-{role}", "-n", r.team, f"--role={role}", f"--user={bob}"))
     deadline = time.monotonic() + 30  # the aggregation controller fills `edit` shortly after install
     while r.as_user(alice, "auth", "can-i", "create", "finetunejobs.finetune.dev", "-n", r.team).returncode != 0:
         assert time.monotonic() < deadline, "edit never aggregated the FineTuneJob rules"
@@ -80,6 +111,7 @@ def tenants(selector_release) -> dict[str, str]:
     return {"alice": alice, "bob": bob}
 
 
+@pytest.mark.adversarial
 class TestSelectorMode:
     """Defaults (namespaces opted in by the label finetune.dev/enabled=true) with allowlists set."""
 
@@ -88,16 +120,13 @@ class TestSelectorMode:
     def test_operator_creates_a_trainer_job_in_an_opted_in_namespace(self, selector_release):
         r = selector_release
         allowed(create(r.as_operator, r.team, trainer_job(unique("ok") + "-trainer")))
-        # The cleanup Job runs without a token, under the namespace's default ServiceAccount.
-        allowed(
-            create(
-                r.as_operator,
-                r.team,
-                trainer_job(
-                    unique("run") + "-cleanup", serviceAccountName="default", automountServiceAccountToken=False
-                ),
-            )
-        )
+        # The cleanup Job runs as its run's trainer ServiceAccount (it checks the cleanup against its FineTuneJob).
+        run = unique("run")
+        cleanup = trainer_job(f"{run}-cleanup", serviceAccountName=f"{run}-trainer")
+        cleanup["spec"]["template"]["spec"]["containers"][0]["command"] = [
+            "finetune-train", "cleanup", "--output", f"/mnt/pvc/artifacts/{run}", "--run-id", "u1",
+        ]  # fmt: skip
+        allowed(create(r.as_operator, r.team, cleanup))
 
     def test_the_operators_own_children_pass(self, selector_release):
         """What operator/finetune_operator/builders.py makes for a run, created with the operator's
@@ -118,7 +147,7 @@ class TestSelectorMode:
         cfg = config.from_args(["--all-namespaces", "--trainer-cluster-role", f"{r.fullname}-trainer"])
         spec = builders.parse_spec(resource)
         job = builders.job(resource, spec, cfg)
-        for obj in [*builders.pod_prerequisites(resource, spec, cfg), builders.role_binding(resource, cfg)]:
+        for obj in builders.pod_prerequisites(resource, spec, cfg):
             allowed(create(r.as_operator, r.team, obj))
         allowed(create(r.as_operator, r.team, builders.dry_run_pod(job), "--dry-run=server"))
         allowed(create(r.as_operator, r.team, job))
@@ -129,6 +158,103 @@ class TestSelectorMode:
         )
         allowed(create(r.as_operator, r.team, builders.cleanup_job(resource, spec, cfg)))
         allowed(r.as_operator("delete", "job", job["metadata"]["name"], "-n", r.team))
+
+    def test_a_run_over_several_nodes_passes_and_stays_its_own(self, selector_release):
+        """The Indexed Job and the headless Service of a two-node run pass with the operator's token;
+        a Service that exposes anything or names other pods, pods named under another Service, and a
+        rendezvous endpoint other than the run's own node 0 do not."""
+        from finetune_operator import builders, config
+
+        r = selector_release
+        name = unique("spread")
+        created = create(r.as_admin, r.team, ftj(name, resources={"gpus": 1, "nodes": 2}), "-o", "json")
+        allowed(created)
+        resource = json.loads(created.stdout)
+        cfg = config.from_args(["--all-namespaces", "--trainer-cluster-role", f"{r.fullname}-trainer"])
+        spec = builders.parse_spec(resource)
+        objs = builders.pod_prerequisites(resource, spec, cfg)
+        service = objs[-1]
+        for forged, fragment in (
+            ({**service["spec"], "type": "NodePort", "clusterIP": None}, "must be headless"),
+            ({**service["spec"], "externalIPs": ["203.0.113.7"]}, "must be headless"),
+            ({**service["spec"], "selector": {"app": "database"}}, "selector is exactly finetune.dev/finetunejob"),
+        ):
+            refused(create(r.as_operator, r.team, {**service, "spec": forged}), f"Service {name}-trainer: ", fragment)
+        for obj in objs:
+            allowed(create(r.as_operator, r.team, obj))
+        job = builders.job(resource, spec, cfg)
+        assert job["spec"]["completionMode"] == "Indexed"
+        elsewhere = json.loads(json.dumps(job))
+        elsewhere["spec"]["template"]["spec"]["subdomain"] = "other-trainer"
+        refused(create(r.as_operator, r.team, elsewhere), "spec.template.spec.subdomain must be " + f"{name}-trainer")
+        endpoint = json.loads(json.dumps(job))
+        (container,) = endpoint["spec"]["template"]["spec"]["containers"]
+        for e in container["env"]:
+            if e["name"] == "FINETUNE_RDZV_ENDPOINT":
+                e["value"] = "collector.attacker.example:29400"
+        refused(
+            create(r.as_operator, r.team, endpoint),
+            f"Job {name}-trainer: containers trainer may set FINETUNE_RDZV_ENDPOINT only to node 0",
+        )
+        allowed(create(r.as_operator, r.team, builders.dry_run_pod(job), "--dry-run=server"))
+        allowed(create(r.as_operator, r.team, job))
+        allowed(r.as_operator("delete", "job", job["metadata"]["name"], "-n", r.team))
+
+    def test_the_operators_fetch_job_passes_and_its_endpoint_is_pinned(self, selector_release):
+        """The fetch Job builders make for a run with downloaded sources passes with the operator's token
+        (its commands, AWS_* from a Secret, the chart's pinned HF_ENDPOINT, FINETUNE_MODEL_CACHE and CA
+        bundle, <run>-fetch running as <run>-trainer); a Hub token sent to another endpoint does not."""
+        from finetune_operator import builders, config
+        from finetune_operator.fetchjob import fetch_job
+
+        r = selector_release
+        name = unique("run")
+        created = create(r.as_admin, r.team, ftj(name, **DOWNLOADED), "-o", "json")
+        allowed(created)
+        resource = json.loads(created.stdout)
+        cfg = config.from_args(
+            ["--all-namespaces", "--trainer-cluster-role", f"{r.fullname}-trainer", *SOURCES_FLAGS]
+            + ["--ca-bundle", "kube-root-ca.crt/ca.crt"]
+        )
+        spec = builders.parse_spec(resource)
+        for obj in builders.pod_prerequisites(resource, spec, cfg):
+            allowed(create(r.as_operator, r.team, obj))
+        job = fetch_job(resource, spec, cfg)
+        forged = json.loads(json.dumps(job))
+        model = forged["spec"]["template"]["spec"]["containers"][0]
+        model["env"] = [
+            {"name": "HF_ENDPOINT", "value": "https://attacker.example"} if e["name"] == "HF_ENDPOINT" else e
+            for e in model["env"]
+        ]
+        refused(
+            create(r.as_operator, r.team, forged),
+            f"Job {name}-fetch: environment variables outside finetune-operator's contract: model/HF_ENDPOINT",
+        )
+        other = json.loads(json.dumps(job))
+        other["spec"]["template"]["spec"]["serviceAccountName"] = "default"
+        refused(
+            create(r.as_operator, r.team, other),
+            f"Job {name}-fetch: spec.template.spec.serviceAccountName must be {name}-trainer",
+        )
+        allowed(create(r.as_operator, r.team, job))
+        allowed(create(r.as_operator, r.team, builders.job(resource, spec, cfg)))  # reads the cache read-only
+        allowed(r.as_operator("delete", "job", f"{name}-fetch", "-n", r.team))
+
+    def test_object_store_credentials_only_for_requesters_who_may_read_them(self, selector_release, tenants):
+        r, bob = selector_release, tenants["bob"]
+        as_bob = lambda *a, **k: r.as_user(bob, *a, **k)  # noqa: E731
+        data = {"source": "s3://bucket-1/train.jsonl", "credentialsSecretRef": {"name": "s3-prod"}}
+        refused(
+            create(as_bob, r.team, ftj(unique("bob"), dataset=data)),
+            f"spec.dataset.credentialsSecretRef: {bob} may not get Secret s3-prod in namespace {r.team}, "
+            "so may not hand it to a trainer",
+        )
+        model = {"source": "s3://models/tiny/", "credentialsSecretRef": {"name": "s3-prod"}}
+        refused(
+            create(as_bob, r.team, ftj(unique("bob"), model=model)),
+            f"spec.model.credentialsSecretRef: {bob} may not get Secret s3-prod",
+        )
+        allowed(create(lambda *a, **k: r.as_user(tenants["alice"], *a, **k), r.team, ftj(unique("a"), dataset=data)))
 
     @pytest.mark.parametrize("namespace", PROTECTED)
     def test_operator_never_writes_in_protected_namespaces(self, selector_release, namespace):
@@ -176,10 +302,11 @@ class TestSelectorMode:
         [
             (
                 {"serviceAccountName": "default"},
-                "spec.template.spec.serviceAccountName must be {job} (the run's own ServiceAccount) or "
-                "automountServiceAccountToken false, not default",
+                "spec.template.spec.serviceAccountName must be {job} (the run's own ServiceAccount) with its "
+                "token mounted, not default",
             ),
             ({"serviceAccountName": "ci-trainer"}, "not ci-trainer"),
+            ({"automountServiceAccountToken": False}, "with its token mounted, not {job} without its token"),
             (
                 {"volumes": [{"name": "root", "hostPath": {"path": "/"}}]},
                 "volumes may be configMap, emptyDir or persistentVolumeClaim only; refused: root",
@@ -191,27 +318,30 @@ class TestSelectorMode:
             ({"hostNetwork": True}, "hostNetwork, hostPID and hostIPC must be false"),
             ({"hostPID": True}, "hostNetwork, hostPID and hostIPC must be false"),
             (
-                {"containers": [{"name": "t", "image": "x", "securityContext": {"privileged": True}}]},
-                "containers may not be privileged nor add capabilities (t)",
+                {"containers": [trainer_container(securityContext={"privileged": True})]},
+                "containers may not be privileged nor add capabilities (trainer)",
             ),
             (
                 {
                     "initContainers": [
-                        {"name": "i", "image": "x", "securityContext": {"capabilities": {"add": ["SYS_ADMIN"]}}}
+                        trainer_container(name="i", securityContext={"capabilities": {"add": ["SYS_ADMIN"]}})
                     ]
                 },
                 "may not be privileged nor add capabilities",
             ),
+            ({"containers": [{**trainer_container(), "env": []}]}, "containers trainer must set FINETUNE_JOB_NAME"),
         ],
         ids=[
             "default-sa",
             "foreign-sa",
+            "no-token",
             "hostpath",
             "projected-token",
             "hostnetwork",
             "hostpid",
             "privileged",
             "init-capabilities",
+            "unnamed-run",
         ],
     )
     def test_operator_jobs_are_confined(self, selector_release, pod_fields, fragment):
@@ -302,6 +432,76 @@ class TestSelectorMode:
         refused(r.as_operator("get", "secrets", "-n", "kube-system"), 'cannot list resource "secrets"')
         refused(r.as_operator("get", "secrets", "-A"), 'cannot list resource "secrets"')
 
+    @pytest.mark.parametrize(
+        "container, fragment",
+        [
+            (
+                {"image": "busybox", "command": ["sh", "-c", "cat /secret"]},
+                "image busybox is not an allowed trainer image (ghcr.io/finetune-operator/trainer, "
+                "registry.example/ml/; trainer.image.repository, admissionPolicies.images.allowed)",
+            ),
+            (
+                {"command": ["sh", "-c", "env"]},
+                "containers trainer must run the trainer (finetune-train --config /etc/finetune/config.json or "
+                "finetune-train cleanup --output * --run-id * or finetune-train fetch --source * --into * --kind "
+                "model --revision * or finetune-train fetch --source * --into * --kind dataset --revision * "
+                "--sha256 * --format * --method *; * is any one argument), with no args",
+            ),
+            (
+                {"command": ["finetune-train"], "args": ["--config", "/tmp/x.json"]},
+                "containers trainer must run the trainer (",
+            ),
+            (
+                {"env": [{"name": "STOLEN", "valueFrom": {"secretKeyRef": {"name": "hub-token", "key": "token"}}}]},
+                "environment variables outside finetune-operator's contract: trainer/STOLEN",
+            ),
+            (
+                {"env": [{"name": "HOME", "valueFrom": {"secretKeyRef": {"name": "hub-token", "key": "token"}}}]},
+                "environment variables outside finetune-operator's contract: trainer/HOME",
+            ),
+            (
+                {"env": [{"name": "PYTHONPATH", "value": "/mnt/pvc/data"}]},
+                "outside finetune-operator's contract: trainer/PYTHONPATH",
+            ),
+            (
+                {"env": [{"name": "FINETUNE_JOB_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]},
+                "outside finetune-operator's contract: trainer/FINETUNE_JOB_NAME",
+            ),
+            (
+                {"envFrom": [{"secretRef": {"name": "hub-token"}}]},
+                "envFrom is refused (it would hand whole Secrets or ConfigMaps to a container)",
+            ),
+        ],
+        ids=["image", "command", "args", "secret-env", "secret-as-home", "pythonpath", "field-path", "envfrom"],
+    )
+    def test_operator_token_runs_only_the_trainer_with_its_contract(self, selector_release, container, fragment):
+        """With the operator's own token: a Job (and a dry-run Pod) whose container is not the trainer
+        as the contract describes it is refused, so a stolen token reads no Secret value through a pod
+        and runs no code of its choosing."""
+        r = selector_release
+        job = trainer_job(unique("steal") + "-trainer")
+        trainer = job["spec"]["template"]["spec"]["containers"][0]
+        trainer.update({**container, "env": trainer["env"] + container.get("env", [])})
+        refused(create(r.as_operator, r.team, job), f"Job {job['metadata']['name']}: ", fragment)
+        pod_body = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": unique("steal")}}
+        pod_body["spec"] = {k: v for k, v in job["spec"]["template"]["spec"].items() if k != "serviceAccountName"}
+        refused(create(r.as_operator, r.team, pod_body, "--dry-run=server"), fragment)
+
+    def test_operator_token_hands_a_secret_only_to_a_pod_with_its_own_identity(self, selector_release):
+        r = selector_release
+        name = unique("run") + "-trainer"
+        hf_token = [{"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hub-token", "key": "token"}}}]
+        tokenless = trainer_job(name, automountServiceAccountToken=False)
+        tokenless["spec"]["template"]["spec"]["containers"][0]["env"] += hf_token
+        refused(
+            create(r.as_operator, r.team, tokenless),
+            f"Job {name}: spec.template.spec.serviceAccountName must be {name} (the run's own ServiceAccount) "
+            f"with its token mounted, not {name} without its token",
+        )
+        job = trainer_job(name)
+        job["spec"]["template"]["spec"]["containers"][0]["env"] += hf_token
+        allowed(create(r.as_operator, r.team, job))
+
     def test_operator_can_i_list(self, selector_release):
         """RBAC as `kubectl auth can-i --list` reports it (admission policies are not part of it)."""
         r = selector_release
@@ -380,7 +580,7 @@ class TestSelectorMode:
         refused(create(as_bob, r.team, ftj(unique("bob"), model=other_secret)), "may not get Secret ci-deploy-key")
 
     @pytest.mark.parametrize(
-        "image, bob_allowed",
+        "image, allowed_image",
         [
             ("ghcr.io/finetune-operator/trainer:0.2.0", True),  # the chart's trainer repository, any tag
             ("ghcr.io/finetune-operator/trainer@sha256:" + "b" * 64, True),
@@ -390,20 +590,64 @@ class TestSelectorMode:
             ("registry.example/mlx/trainer:1", False),
         ],
     )
-    def test_custom_image_by_allowlist_or_pods_create(self, selector_release, tenants, image, bob_allowed):
+    def test_custom_image_only_from_the_allowlist(self, selector_release, tenants, image, allowed_image):
+        """The operator's token may run only allowlisted images (below), so no requester may ask for
+        another one, not even one who may create pods (alice)."""
+        r = selector_release
+        for who in ("alice", "bob"):
+            result = create(functools.partial(r.as_user, tenants[who]), r.team, ftj(unique(who), image=image))
+            if allowed_image:
+                allowed(result)
+            else:
+                refused(
+                    result,
+                    f"spec.image: {image} is not among the allowed trainer images "
+                    "(ghcr.io/finetune-operator/trainer, registry.example/ml/): a cluster admin adds images with "
+                    "admissionPolicies.images.allowed",
+                )
+
+    def test_claims_only_for_requesters_who_may_read_and_write_them(self, selector_release, tenants):
+        """bob may read the claim `data` and update `artifacts` (the tenants fixture), nothing else:
+        he cannot point a trainer at another claim to read it or write into it; alice (edit) can."""
         r, alice, bob = selector_release, tenants["alice"], tenants["bob"]
-        result = create(lambda *a, **k: r.as_user(bob, *a, **k), r.team, ftj(unique("bob"), image=image))
-        if bob_allowed:
+        as_bob = lambda *a, **k: r.as_user(bob, *a, **k)  # noqa: E731
+        backups = {"source": "pvc://db-backups/dump.jsonl", "validationSource": "pvc://db-backups/v.jsonl"}
+        refused(
+            create(as_bob, r.team, ftj(unique("bob"), dataset=backups)),
+            f"spec.dataset.source: {bob} may not get PersistentVolumeClaim db-backups in namespace {r.team}, "
+            "so may not have a trainer read it",
+        )
+        refused(
+            create(as_bob, r.team, ftj(unique("bob"), model={"source": "pvc://models/llama"})),
+            f"spec.model.source: {bob} may not get PersistentVolumeClaim models in namespace {r.team}",
+        )
+        # `data` he may read, but not write: not an output
+        refused(
+            create(as_bob, r.team, ftj(unique("bob"), output={"pvc": "data"})),
+            f"spec.output.pvc: {bob} may not update PersistentVolumeClaim data in namespace {r.team}, "
+            "so may not have a trainer write to it",
+        )
+        allowed(create(as_bob, r.team, ftj(unique("bob"))))
+        as_alice = lambda *a, **k: r.as_user(alice, *a, **k)  # noqa: E731
+        allowed(create(as_alice, r.team, ftj(unique("alice"), dataset=backups, output={"pvc": "data"})))
+
+    @pytest.mark.parametrize(
+        "resources, fragment",
+        [
+            ({"cpu": "65"}, "spec.resources.cpu: 65 is more than this cluster allows a FineTuneJob (64;"),
+            ({"memory": "1Ti"}, "spec.resources.memory: 1Ti is more than this cluster allows a FineTuneJob (512Gi;"),
+            ({"gpus": 9}, "spec.resources.gpus: 9 is more than this cluster allows a FineTuneJob (8;"),
+            ({"cpu": "64", "memory": "512Gi", "gpus": 8}, None),
+        ],
+        ids=["cpu", "memory", "gpus", "at-the-maxima"],
+    )
+    def test_resources_within_the_admins_maxima(self, selector_release, tenants, resources, fragment):
+        r = selector_release
+        result = create(r.as_admin, r.team, ftj(unique("big"), resources=resources))
+        if fragment is None:
             allowed(result)
         else:
-            refused(
-                result,
-                f"spec.image: {image} is not among the allowed trainer images "
-                "(ghcr.io/finetune-operator/trainer, registry.example/ml/; admissionPolicies.images.allowed) "
-                f"and {bob} may not create pods in namespace {r.team}",
-            )
-        # alice may create pods (edit): any image.
-        allowed(create(lambda *a, **k: r.as_user(alice, *a, **k), r.team, ftj(unique("alice"), image=image)))
+            refused(result, fragment, "admissionPolicies.resources.max.")
 
     @pytest.mark.parametrize("who", ["bob", "admin"])
     def test_priority_class_from_the_allowlist_only(self, selector_release, tenants, who):
@@ -518,7 +762,8 @@ class TestSelectorMode:
             assert patch_status(as_trainer, r.team, a, forged) == (
                 f'finetunejobs.finetune.dev "{a}" is forbidden: ValidatingAdmissionPolicy '
                 f"'{r.fullname}-status-integrity' with binding '{r.fullname}-status-integrity' denied request: "
-                f"status.{field_name} is written by finetune-operator only; a trainer may change status.progress only"
+                f"status.{field_name} is written by finetune-operator only; "
+                "a trainer may change status.progress and status.plan only"
             )
         message = patch_status(as_trainer, r.team, b, {"progress": progress})
         assert message and message.endswith(
@@ -532,6 +777,90 @@ class TestSelectorMode:
         assert patch_status(operator, r.team, a, {"phase": "Succeeded", "reason": "Succeeded"}) is None
         final = json.loads(r.as_admin("get", "ftj", a, "-n", r.team, "-o", "json").stdout)["status"]
         assert (final["phase"], final["reason"], final["progress"]["step"]) == ("Succeeded", "Succeeded", 3)
+
+    # --- the adversarial corpus: what tenants and tokens still cannot do ----------------------
+
+    @pytest.mark.parametrize(
+        "who, args, fragment",
+        [
+            ("bob", ("get", "secret", "db-password"), 'cannot get resource "secrets"'),
+            ("bob", ("run", "x", "--image=busybox", "--restart=Never"), 'cannot create resource "pods"'),
+            ("bob", ("create", "rolebinding", "b", "--clusterrole=admin", "--user=b"), 'resource "rolebindings"'),
+            ("bob", ("delete", "job", "x-trainer"), 'cannot delete resource "jobs"'),
+            (
+                "bob",
+                ("patch", "ftj", "{run}", "--subresource=status", "--type=merge", "-p", "{{}}"),
+                '"finetunejobs/status"',
+            ),
+            ("alice", ("create", "rolebinding", "a", "--clusterrole=admin", "--user=a"), 'resource "rolebindings"'),
+        ],
+        ids=[
+            "bob-reads-a-secret",
+            "bob-creates-a-pod",
+            "bob-binds-admin",
+            "bob-deletes-a-trainer-job",
+            "bob-forges-a-status",
+            "alice-binds-herself-admin",
+        ],
+    )
+    def test_tenants_gain_nothing_rbac_denies_them(self, selector_release, tenants, who, args, fragment):
+        """bob may use FineTuneJobs only (the chart's `<fullname>-edit`), alice has `edit`."""
+        r = selector_release
+        run = unique("target")
+        allowed(create(r.as_admin, r.team, ftj(run, suspend=True)))
+        refused(r.as_user(tenants[who], *(a.format(run=run) for a in args), "-n", r.team), fragment)
+
+    @pytest.mark.parametrize(
+        "args, fragment",
+        [
+            (("get", "secret", "hub-token"), 'cannot get resource "secrets"'),
+            (("get", "ftj"), 'cannot list resource "finetunejobs"'),
+            (("run", "y", "--image=busybox", "--restart=Never"), 'cannot create resource "pods"'),
+        ],
+        ids=["reads-a-secret", "lists-finetunejobs", "creates-a-pod"],
+    )
+    def test_a_trainers_token_serves_progress_only(self, selector_release, args, fragment):
+        r = selector_release
+        trainer = self.trainer_identity(r)
+        refused(r.run(r.tmp / f"{trainer}.kubeconfig", *args, "-n", r.team), fragment)
+
+    def test_a_trainers_token_dies_with_its_service_account(self, selector_release):
+        r = selector_release
+        trainer = self.trainer_identity(r)
+        allowed(r.as_admin("delete", "serviceaccount", trainer, "-n", r.team))
+        result = r.run(r.tmp / f"{trainer}.kubeconfig", "get", "pods", "-n", r.team)
+        assert result.returncode != 0 and "Unauthorized" in result.stderr, result.stderr
+
+    @staticmethod
+    def trainer_identity(r: Release) -> str:
+        """A run's trainer ServiceAccount as the operator makes it (bound to the trainer ClusterRole),
+        with a kubeconfig of its TokenRequest token at ``r.tmp/<name>.kubeconfig``."""
+        trainer = unique("run") + "-trainer"
+        account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": trainer}}
+        allowed(create(r.as_operator, r.team, account))
+        binding = rolebinding(trainer, "ClusterRole", f"{r.fullname}-trainer", [sa_subject(trainer, r.team)])
+        allowed(create(r.as_operator, r.team, binding))
+        service_account_kubeconfig(
+            r.admin_api, Path(r.admin_kubeconfig), r.team, trainer, r.tmp / f"{trainer}.kubeconfig"
+        )
+        return trainer
+
+    def test_the_operators_token_cannot_impersonate(self, selector_release):
+        r = selector_release
+        refused(r.as_operator("get", "pods", "-n", r.team, "--as=system:admin"), 'cannot impersonate resource "users"')
+
+    def test_the_operators_token_cannot_change_a_spec(self, selector_release):
+        r = selector_release
+        name = unique("target")
+        allowed(create(r.as_admin, r.team, ftj(name, suspend=True)))
+        operator = client.CustomObjectsApi(r.api_client(r.operator_kubeconfig))
+        with pytest.raises(client.ApiException) as refusal:  # a PATCH as the operator sends it (it may not GET)
+            operator.patch_namespaced_custom_object(
+                "finetune.dev", "v1alpha1", r.team, "finetunejobs", name, {"spec": {"image": "registry.example/ml/x:1"}}
+            )
+        assert refusal.value.status == 422 and "spec.image is immutable" in refusal.value.body, refusal.value.body
+        spec = json.loads(r.as_admin("get", "ftj", name, "-n", r.team, "-o", "json").stdout)["spec"]
+        assert "image" not in spec
 
 
 # --- watch.namespaces: a Role per listed namespace -----------------------------------------------
@@ -554,6 +883,7 @@ def list_release(cluster, kube_api, tmp_path_factory) -> Iterator[Release]:
 
 
 class TestListedNamespaces:
+    @pytest.mark.adversarial
     def test_operator_acts_only_in_the_listed_namespace(self, list_release):
         r = list_release
         allowed(create(r.as_operator, r.team, trainer_job(unique("ok") + "-trainer")))

@@ -19,6 +19,8 @@ RESTRICTED_CONTAINER = {
     "capabilities": {"drop": ["ALL"]},
 }
 FULL = "ft-finetune-operator"
+CHART_META = yaml.safe_load((CHART / "Chart.yaml").read_text())
+CRD_FILE = CHART / "files" / "crds" / "finetune.dev_finetunejobs.yaml"
 OPERATOR_USER = f"system:serviceaccount:finetune-system:{FULL}"
 # The opt-in bindings leave the protected namespaces to their own policy (a clearer message).
 NOT_PROTECTED = {
@@ -30,6 +32,7 @@ POLICIES = [
     "operator-protected-namespaces",
     "operator-opt-in",
     "operator-output",
+    "operator-services",
     "finetunejob-requester",
     "status-integrity",
 ]
@@ -91,12 +94,15 @@ def test_default_render_has_the_expected_objects(default_objects):
     kinds = sorted((o["kind"], o["metadata"]["name"]) for o in default_objects)
     assert kinds == sorted(
         [
+            ("CustomResourceDefinition", "finetunejobs.finetune.dev"),
             ("ServiceAccount", FULL),
             ("ClusterRole", FULL),
             ("ClusterRoleBinding", FULL),
             ("ClusterRole", f"{FULL}-trainer"),
             ("ClusterRole", f"{FULL}-edit"),
             ("ClusterRole", f"{FULL}-view"),
+            ("ClusterRole", f"{FULL}-nodes"),
+            ("ClusterRoleBinding", f"{FULL}-nodes"),
             ("Role", f"{FULL}-leader-election"),
             ("RoleBinding", f"{FULL}-leader-election"),
             ("Service", f"{FULL}-metrics"),
@@ -111,8 +117,8 @@ def test_default_render_has_the_expected_objects(default_objects):
         assert labels["app.kubernetes.io/name"] == "finetune-operator"
         assert labels["app.kubernetes.io/instance"] == "ft"
         assert labels["app.kubernetes.io/managed-by"] == "Helm"
-        assert labels["helm.sh/chart"] == "finetune-operator-0.1.0"
-        assert labels["app.kubernetes.io/version"] == "0.1.0"
+        assert labels["helm.sh/chart"] == f"finetune-operator-{CHART_META['version']}"
+        assert labels["app.kubernetes.io/version"] == CHART_META["appVersion"]
         if obj["kind"] in ("ServiceAccount", "Role", "RoleBinding", "Service", "Deployment"):
             assert obj["metadata"]["namespace"] == "finetune-system"
 
@@ -124,8 +130,10 @@ def test_rbac_rules_are_exactly_the_rules_file(default_objects):
     cluster_role = one(default_objects, "ClusterRole", FULL)["rules"]
     lease_role = one(default_objects, "Role", f"{FULL}-leader-election", "finetune-system")["rules"]
     expected = operator_rules(f"{FULL}-trainer")
-    assert cluster_role == [r for r in expected if not is_lease_rule(r)]
+    assert cluster_role == [r for r in expected if not is_lease_rule(r) and not is_node_rule(r)]
     assert lease_role == [r for r in expected if is_lease_rule(r)] and lease_role
+    # nodes are cluster-scoped: their rule is its own ClusterRole, in every watch mode
+    assert one(default_objects, "ClusterRole", f"{FULL}-nodes")["rules"] == [r for r in expected if is_node_rule(r)]
     assert {
         "apiGroups": ["rbac.authorization.k8s.io"],
         "resources": ["clusterroles"],
@@ -192,9 +200,9 @@ def test_deployment_probes_resources_and_ports(default_objects):
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
     for probe in (container["livenessProbe"], container["readinessProbe"]):
         assert probe["periodSeconds"] > 0 and probe["failureThreshold"] >= 1
-    assert container["resources"]["requests"] == {"cpu": "50m", "memory": "128Mi"}
+    assert container["resources"]["requests"] == {"cpu": "100m", "memory": "128Mi"}
     assert container["resources"]["limits"]["memory"] == "512Mi"
-    assert container["image"] == "ghcr.io/finetune-operator/operator:0.1.0"
+    assert container["image"] == f"ghcr.io/finetune-operator/operator:{CHART_META['appVersion']}"
     service = one(default_objects, "Service")
     assert service["spec"]["ports"] == [{"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"}]
     deployment = one(default_objects, "Deployment")
@@ -216,17 +224,12 @@ def test_deployment_configures_the_operator(default_objects):
     assert json.loads(env["FINETUNE_OPERATOR_GPU_TOLERATIONS"]) == [
         {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
     ]
-    unknown = [
-        k
-        for k in env
-        if k.startswith(config.ENV_PREFIX)
-        and k[len(config.ENV_PREFIX) :].lower().replace("_", "-") not in _parser_flags(config)
-    ]
+    unknown = [k for k in env if k.startswith(config.ENV_PREFIX) and k not in config.env_names()]
     assert not unknown, f"env the operator does not read: {unknown}"
 
     cfg = _operator_config(config, container, {"POD_NAMESPACE": "finetune-system", "HOSTNAME": "pod-0"})
     assert cfg.clusterwide and cfg.all_namespaces
-    assert cfg.trainer_image == "ghcr.io/finetune-operator/trainer:0.1.0"
+    assert cfg.trainer_image == f"ghcr.io/finetune-operator/trainer:{CHART_META['appVersion']}"
     assert cfg.trainer_cluster_role == f"{FULL}-trainer"
     assert list(cfg.gpu_tolerations) == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     assert (cfg.metrics_port, cfg.health_port) == (8080, 8081)
@@ -237,20 +240,12 @@ def test_deployment_configures_the_operator(default_objects):
     assert cfg.status_patch is True
 
 
-def _parser_flags(config) -> set[str]:
-    return {opt.lstrip("-") for action in config.build_parser()._actions for opt in action.option_strings} | {
-        "namespaces"
-    }
-
-
 def _operator_config(config, container, pod_env):
     env = {**pod_env, **_env(container)}
     import os
-    from unittest import mock
 
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(config.ENV_PREFIX)}
-    with mock.patch.dict(os.environ, {**clean, **env}, clear=True):
-        return config.from_args(container["args"])
+    clean = {k: v for k, v in os.environ.items() if k not in config.env_names()}
+    return config.from_args(container["args"], environ={**clean, **env})
 
 
 # --- watch modes ---------------------------------------------------------------------------------
@@ -315,17 +310,20 @@ def test_namespaced_watch_gets_a_role_per_namespace_and_namespace_flags():
     objects = render({"watch": {"namespaces": ["team-a", "team-b"]}})
     expected = operator_rules(f"{FULL}-trainer")
     for ns in ("team-a", "team-b"):
-        assert one(objects, "Role", FULL, ns)["rules"] == [r for r in expected if not is_lease_rule(r)]
+        assert one(objects, "Role", FULL, ns)["rules"] == [
+            r for r in expected if not is_lease_rule(r) and not is_node_rule(r)
+        ]
         binding = one(objects, "RoleBinding", FULL, ns)
         assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": FULL}
         assert binding["subjects"][0]["namespace"] == "finetune-system"
-    # Only the trainer and aggregated ClusterRoles are cluster-wide; nothing binds them here.
+    # Cluster-wide: the trainer and aggregated ClusterRoles (nothing binds them here) and reading nodes.
     assert sorted(o["metadata"]["name"] for o in find(objects, "ClusterRole")) == [
         f"{FULL}-edit",
+        f"{FULL}-nodes",
         f"{FULL}-trainer",
         f"{FULL}-view",
     ]
-    assert not find(objects, "ClusterRoleBinding")
+    assert [o["metadata"]["name"] for o in find(objects, "ClusterRoleBinding")] == [f"{FULL}-nodes"]
     # The Lease is in the release namespace: the file's Lease rules are granted there only.
     assert one(objects, "Role", f"{FULL}-leader-election", "finetune-system")["rules"] == [
         r for r in expected if is_lease_rule(r)
@@ -426,13 +424,32 @@ def test_policies_match_the_operator_by_its_service_account(default_objects):
         assert binding["spec"]["validationActions"] == ["Deny"]
 
 
-def test_status_policy_protects_every_status_field_but_progress(default_objects):
-    crd = yaml.safe_load((CHART / "crds" / "finetune.dev_finetunejobs.yaml").read_text())
+def test_status_policy_protects_every_status_field_but_the_trainers(default_objects):
+    crd = yaml.safe_load(CRD_FILE.read_text())
     fields = set(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"])
     policy = one(default_objects, "ValidatingAdmissionPolicy", f"{FULL}-status-integrity")
     messages = [v.get("message", "") for v in policy["spec"]["validations"]]
     protected = {m.split()[0].removeprefix("status.") for m in messages if m.startswith("status.")}
-    assert protected == fields - {"progress"}
+    assert protected == fields - {"progress", "plan"}
+
+
+def test_crd_is_a_template_kept_on_uninstall(default_objects):
+    """The CRD renders from files/crds/ unchanged but for its metadata: the release's labels and
+    helm.sh/resource-policy: keep (crds.keep), so `helm uninstall` leaves users' FineTuneJobs."""
+    generated = yaml.safe_load(CRD_FILE.read_text())
+    crd = one(default_objects, "CustomResourceDefinition")
+    assert crd["spec"] == generated["spec"]
+    assert crd["metadata"]["name"] == generated["metadata"]["name"]
+    assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    assert generated["metadata"]["labels"].items() <= crd["metadata"]["labels"].items()
+    assert not (CHART / "crds").exists(), "a crds/ folder would be installed once, beside the template"
+
+
+def test_crd_values_turn_off_keep_or_the_crd():
+    """crds.keep=false: no keep annotation (uninstall deletes the CRD); crds.enabled=false: no CRD."""
+    unkept = one(render({"crds": {"keep": False}}), "CustomResourceDefinition")
+    assert "annotations" not in unkept["metadata"]
+    assert find(render({"crds": {"enabled": False}}), "CustomResourceDefinition") == []
 
 
 def test_allowlists_flow_into_the_requester_policy():
@@ -501,6 +518,8 @@ def test_schema_rejects_a_non_integer_replicas():
         (["--set", "metrics.port=70000"], "port"),
         (["--set", "logging.format=xml"], "format"),
         (["--set", "trainer.pullPolicy=Sometimes"], "pullPolicy"),
+        (["--set", "crds.keep=maybe"], "/crds/keep"),
+        (["--set", "crds.upgrade=true"], "upgrade"),
         (["--set-json", 'trainer={"gpuTolerations":[{"key":"gpu","operator":"Maybe"}]}'], "operator"),
     ],
 )
@@ -571,10 +590,19 @@ def test_notes_tell_what_to_do_next(tmp_path):
     assert "Admission policies are on" in default
     wide = render_notes(tmp_path / "wide", "--set", "watch.clusterWide=true")
     assert "every namespace but kube-system, kube-public and kube-node-lease" in wide
+    assert "`helm uninstall`\nkeeps it and every FineTuneJob" in default
+    unkept = render_notes(tmp_path / "unkept", "--set", "crds.keep=false")
+    assert "DELETES it and every FineTuneJob" in unkept
+    external = render_notes(tmp_path / "external", "--set", "crds.enabled=false")
+    assert "kubectl apply --server-side -f crds/finetune.dev_finetunejobs.yaml" in external
 
 
 def is_lease_rule(rule: dict) -> bool:
     return "coordination.k8s.io" in rule["apiGroups"] and "leases" in rule["resources"]
+
+
+def is_node_rule(rule: dict) -> bool:
+    return "nodes" in rule["resources"]
 
 
 def test_rules_file_has_a_bind_rule_to_substitute():

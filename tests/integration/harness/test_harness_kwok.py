@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from finetune_devcluster import GPU_TOLERATION
 from support.harness import get_json, gpu_job, job_condition
 
 
@@ -110,3 +111,21 @@ def test_never_start_shows_image_pull_backoff(kubectl, namespace, wait_for) -> N
     assert _pod(kubectl, namespace, "nostart")["status"]["phase"] == "Pending"
     kubectl("delete", "job/nostart", "--wait=false", namespace=namespace)
     wait_for(lambda: _pod(kubectl, namespace, "nostart") is None, 30, "the deleted Job's pod to go", namespace)
+
+
+def test_simulated_nodes_take_only_pods_that_ask_for_them(kubectl, namespace, wait_for) -> None:
+    """kwok nodes run no containers: a pod that does not tolerate their taint (the chart's operator,
+    a real trainer) is never placed there."""
+    job = gpu_job("no-sim", gpus=0)
+    job["spec"]["template"]["spec"]["tolerations"] = [GPU_TOLERATION]  # not the kwok taint
+    kubectl("create", "-f", "-", input=json.dumps(job), namespace=namespace)
+
+    def unschedulable() -> str | None:
+        pod = _pod(kubectl, namespace, "no-sim")
+        cond = next(
+            (c for c in ((pod or {}).get("status") or {}).get("conditions") or [] if c["type"] == "PodScheduled"), {}
+        )
+        return cond.get("message") if cond.get("reason") == "Unschedulable" else None
+
+    message = wait_for(unschedulable, 60, "the pod to be unschedulable", namespace)
+    assert "4 node(s) had untolerated taint(s)" in message, message  # the four kwok nodes: their taint

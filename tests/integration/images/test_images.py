@@ -15,9 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from packaging.utils import canonicalize_name
 
-from support.images import BUILD_IMAGES, Image, inspect, run, unpack
+from support.images import BUILD_IMAGES, ROOT, Image, inspect, run, unpack
 from support.lockfiles import read_lock
 
 pytestmark = pytest.mark.timeout(5400)
@@ -25,6 +26,8 @@ pytestmark = pytest.mark.timeout(5400)
 IMAGES = ("operator", "trainer")
 UNCOMPRESSED_LAYER = "application/vnd.oci.image.layer.v1.tar"
 DEV_ONLY = ["finetune_devcluster", "kubernetes", "pytest"]
+PROJECT = "finetune-operator"  # the distribution of finetune_api, finetune_operator and finetune_trainer
+INSTALLER = {"pip"}  # the venv's own installer, the one distribution besides the locks and the project
 
 
 @pytest.fixture(scope="session")
@@ -73,6 +76,21 @@ def installed(image: Image) -> dict[str, str]:
     return {canonicalize_name(name): version for name, version in json.loads(python(image, code)).items()}
 
 
+def assert_installs_exactly(image: Image, locks: dict) -> None:
+    """Every pin of the locks at its version, the project, and nothing else (the Dockerfile installs
+    the hashed locks, then the project without dependencies)."""
+    versions = installed(image)
+    for name, pin in locks.items():
+        assert versions.get(name) == pin.version, f"{name}: image has {versions.get(name)}, lock {pin.version}"
+    assert set(versions) - set(locks) - INSTALLER == {PROJECT}, sorted(set(versions) - set(locks))
+
+
+def python_of(image: Image) -> tuple[list[int], str]:
+    """(version, sys.prefix) of the image's `python`."""
+    found = json.loads(python(image, "import json, sys; print(json.dumps([sys.version_info[:2], sys.prefix]))"))
+    return found[0], found[1]
+
+
 def importable(image: Image, modules: list[str]) -> dict[str, bool]:
     code = (
         "import importlib.util, json;"
@@ -95,11 +113,16 @@ def test_archive_is_one_linux_amd64_image_with_its_ref_and_uncompressed_layers(n
 
 
 def test_operator_entrypoint_runs_as_nonroot_from_a_read_only_root(operator_image):
+    assert operator_image.config["Entrypoint"] == ["finetune-operator"]
+    assert operator_image.config["User"] in ("65532", "65532:65532")
     result = run(operator_image, ["--help"])
     assert result.returncode == 0, result.stderr[-3000:]
     assert "--all-namespaces" in result.stdout
     ids = run(operator_image, ["id", "-u"], entrypoint=False)
     assert ids.stdout.strip() == "65532"
+    # the chart's podSecurityContext runs it as the same user
+    values = yaml.safe_load((ROOT / "charts" / "finetune-operator" / "values.yaml").read_text())
+    assert values["podSecurityContext"]["runAsUser"] == 65532
 
 
 def test_operator_image_has_the_operator_lock_and_no_torch_or_dev_cluster(operator_image):
@@ -115,9 +138,8 @@ def test_operator_image_has_the_operator_lock_and_no_torch_or_dev_cluster(operat
         **{m: False for m in DEV_ONLY},
     }
     assert not (operator_image.rootfs / "opt/venv/bin/finetune-devcluster").exists()
-    versions = installed(operator_image)
-    for name, pin in read_lock("operator").items():
-        assert versions.get(name) == pin.version, f"{name}: image has {versions.get(name)}, lock {pin.version}"
+    assert python_of(operator_image) == ([3, 11], "/opt/venv")
+    assert_installs_exactly(operator_image, read_lock("operator"))
 
 
 # --- the trainer image --------------------------------------------------------------------------
@@ -126,6 +148,8 @@ def test_operator_image_has_the_operator_lock_and_no_torch_or_dev_cluster(operat
 def test_trainer_entrypoint_runs_as_the_operators_trainer_user(trainer_image):
     from finetune_operator import builders
 
+    assert trainer_image.config["Entrypoint"] == ["finetune-train"]
+    assert trainer_image.config["User"].split(":")[0] == str(builders.RUN_AS_USER)
     result = run(trainer_image, ["--help"])
     assert result.returncode == 0, result.stderr[-3000:]
     assert "--config" in result.stdout
@@ -144,9 +168,9 @@ def test_trainer_image_has_the_trainer_lock_and_no_operator_or_dev_cluster(train
         **{m: False for m in DEV_ONLY},
     }
     assert not (trainer_image.rootfs / "opt/venv/bin/finetune-devcluster").exists()
-    versions = installed(trainer_image)
-    for name, pin in (read_lock("trainer") | read_lock("demo-models")).items():
-        assert versions.get(name) == pin.version, f"{name}: image has {versions.get(name)}, lock {pin.version}"
+    assert python_of(trainer_image) == ([3, 11], "/opt/venv")
+    # the demo models come with the build argument hack/build-images.sh passes (WITH_DEMO_MODELS=true)
+    assert_installs_exactly(trainer_image, read_lock("trainer") | read_lock("demo-models"))
 
 
 def test_trainer_image_loads_the_builtin_demo_model_offline(trainer_image):

@@ -18,7 +18,13 @@ from support.operator import CRD_FILE, GROUP, PLURAL, Ftj, OperatorProcess, asse
 @pytest.fixture(scope="session")
 def crd(cluster: Any, kubectl: Any) -> str:
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
-    kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{PLURAL}.{GROUP}")
+    # `kubectl wait` errors out (instead of waiting) while a new CRD has no status.conditions yet
+    deadline = time.monotonic() + 60
+    while kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s", f"crd/{PLURAL}.{GROUP}", check=False
+    ).returncode:
+        assert time.monotonic() < deadline, "the CRD never became Established"
+        time.sleep(0.2)
     # the API is served a moment after Established
     deadline = time.monotonic() + 30
     while kubectl("get", PLURAL, "-A", check=False).returncode != 0:

@@ -11,16 +11,17 @@ import pytest
 from kubernetes import client
 
 from support.operator import (
-    NOT_DEV_NODE,
+    SIMULATED,
     TRAINER_CLUSTER_ROLE,
+    Env,
     Ftj,
-    OperatorProcess,
     assert_never_forbidden,
     launch_operator,
     make_namespace,
     minimal_ftj,
     sim,
     summary_json,
+    wait_status,
 )
 
 pytestmark = pytest.mark.timeout(180)
@@ -71,17 +72,18 @@ SCENARIOS: dict[str, tuple[dict[str, Any], str, str, str]] = {
         "PodFailed",
         "exited with code 139 (Error): Fatal Python error: Segmentation fault",
     ),
-    # passes the CRD schema (affinity is passed through), refused by the API server's Pod validation
+    # passes the CRD schema, refused by the API server's Pod validation (In needs values)
     "invalid-spec": (
         {
             "scheduling": {
+                **SIMULATED,
                 "affinity": {
                     "nodeAffinity": {
                         "requiredDuringSchedulingIgnoredDuringExecution": {
-                            "nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "Sometimes"}]}]
+                            "nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "In"}]}]
                         }
                     }
-                }
+                },
             }
         },
         "Failed",
@@ -97,7 +99,7 @@ SCENARIOS: dict[str, tuple[dict[str, Any], str, str, str]] = {
     ),
     # admission refuses the pod: at once, with the API server's words
     "no-priority-class": (
-        {"scheduling": {"priorityClassName": "not-there", "affinity": NOT_DEV_NODE}},
+        {"scheduling": {**SIMULATED, "priorityClassName": "not-there"}},
         "Failed",
         "PodRejected",
         "no PriorityClass with name not-there",
@@ -118,6 +120,14 @@ SCENARIOS: dict[str, tuple[dict[str, Any], str, str, str]] = {
         "activeDeadlineSeconds=3",
     ),
     "no-gpu-count": ({"resources": {"gpus": 16}}, "Pending", "Unschedulable", "16 nvidia.com/gpu"),
+    # the deadline of a run that never started keeps why it never started
+    "deadline-unschedulable": (
+        {"resources": {"gpus": 16}, "activeDeadlineSeconds": 10},
+        "Failed",
+        "DeadlineExceeded",
+        "the run exceeded activeDeadlineSeconds=10 before the trainer started; the last cause was Unschedulable: "
+        "no node can run the trainer pod, which needs 16 nvidia.com/gpu",
+    ),
     "no-gpu-product": (
         {"resources": {"gpus": 1, "gpuProduct": "NVIDIA-H100"}},
         "Pending",
@@ -125,11 +135,6 @@ SCENARIOS: dict[str, tuple[dict[str, Any], str, str, str]] = {
         "NVIDIA-H100",
     ),
 }
-
-
-class Env:
-    def __init__(self, ns: str, ftjs: Ftj, op: OperatorProcess):
-        self.ns, self.ftjs, self.op = ns, ftjs, op
 
 
 @pytest.fixture(scope="module")
@@ -160,24 +165,6 @@ def env(
     # every scenario above (creation, refusals, status, events, suspend, deletion, the finalizer)
     # ran under exactly the chart's RBAC rules: none of the operator's requests was refused
     assert_never_forbidden(op)
-
-
-def wait_status(
-    env: Env, wait_for: Any, name: str, phase: str, reason: str | None = None, timeout: float = 60
-) -> dict[str, Any]:
-    def check() -> dict[str, Any] | None:
-        s = env.ftjs.status(name)
-        if s.get("phase") == phase and (reason is None or s.get("reason") == reason):
-            return s
-        return None
-
-    return wait_for(
-        check,
-        timeout=timeout,
-        namespace=env.ns,
-        description=f"{name} {phase}/{reason}",
-        objects=("finetunejobs", "jobs", "pods"),
-    )
 
 
 def cond(status: dict[str, Any], ctype: str) -> dict[str, Any]:
@@ -264,6 +251,7 @@ def test_image_pull_is_stalled_before_failing(env: Env, wait_for: Any, kubectl: 
     assert "Pending:" in messages and "Failed:" in messages, messages
 
 
+@pytest.mark.adversarial
 def test_job_deleted_is_reported_not_recreated(env: Env, wait_for: Any) -> None:
     ftjs = env.ftjs
     ftjs.create(minimal_ftj("job-deleted", podAnnotations=sim(duration="120s")))
@@ -277,6 +265,7 @@ def test_job_deleted_is_reported_not_recreated(env: Env, wait_for: Any) -> None:
     assert ftjs.jobs("job-deleted") == []
 
 
+@pytest.mark.adversarial
 def test_suspend_and_resume(env: Env, wait_for: Any) -> None:
     ftjs = env.ftjs
     ftjs.create(minimal_ftj("pausable", suspend=True, podAnnotations=sim(duration="3s")))
@@ -290,6 +279,7 @@ def test_suspend_and_resume(env: Env, wait_for: Any) -> None:
     assert len(ftjs.jobs("pausable")) == 1
 
 
+@pytest.mark.adversarial
 def test_suspend_running_job(env: Env, wait_for: Any) -> None:
     ftjs = env.ftjs
     ftjs.create(minimal_ftj("mid-run", podAnnotations=sim(duration="120s")))
@@ -312,6 +302,7 @@ def test_suspend_running_job(env: Env, wait_for: Any) -> None:
     assert len(ftjs.jobs("mid-run")) == 1
 
 
+@pytest.mark.adversarial
 def test_delete_garbage_collects_children(env: Env, wait_for: Any) -> None:
     ftjs = env.ftjs
     ftjs.create(minimal_ftj("doomed", podAnnotations=sim(duration="120s")))
@@ -362,7 +353,9 @@ def test_printer_columns_and_category(env: Env, wait_for: Any, kubectl: Any) -> 
     wait_status(env, wait_for, "ok", "Succeeded")
     table = kubectl("get", "ftj", "ok", "-o", "wide", namespace=env.ns).stdout
     header = table.splitlines()[0].split()
-    assert header == ["NAME", "PHASE", "MODEL", "METHOD", "PROGRESS", "LOSS", "REASON", "JOB", "AGE"], header
+    assert header == [
+        "NAME", "PHASE", "MODEL", "METHOD", "NODES", "PROGRESS", "LOSS", "GPU-GIB", "REASON", "JOB", "AGE"
+    ], header  # fmt: skip
     assert "Succeeded" in table and "ok-trainer" in table
     assert "ok" in kubectl("get", "finetune", namespace=env.ns).stdout  # the category
 
@@ -386,3 +379,79 @@ def test_metrics_health_and_logs(env: Env, wait_for: Any) -> None:
     records = [json.loads(line) for line in env.op.logs().splitlines() if line.strip()]
     assert records and all({"time", "level", "logger", "message"} <= set(r) for r in records)
     assert any(r.get("finetunejob") == f"{env.ns}/ok" and r.get("phase") == "Succeeded" for r in records)
+
+
+def test_a_deadline_changed_on_the_job_by_hand_is_the_one_quoted(env: Env, wait_for: Any, kubectl: Any) -> None:
+    env.ftjs.create(minimal_ftj("hand-deadline", activeDeadlineSeconds=600, podAnnotations=sim(duration="300s")))
+    wait_status(env, wait_for, "hand-deadline", "Running")
+    kubectl(
+        "patch", "job", "hand-deadline-trainer", "--type=merge", "-p", '{"spec":{"activeDeadlineSeconds":3}}',
+        namespace=env.ns,
+    )  # fmt: skip
+    s = wait_status(env, wait_for, "hand-deadline", "Failed", "DeadlineExceeded")
+    assert s["message"].startswith(
+        "the run exceeded activeDeadlineSeconds=3 (the Job's; spec.activeDeadlineSeconds is 600) and was stopped"
+    ), s["message"]
+
+
+def test_retries_only_where_a_retry_can_help(env: Env, wait_for: Any) -> None:
+    """backoffLimit 2: bad data (exit 3) fails the Job at its first pod (podFailurePolicy FailJob);
+    an unexpected crash (exit 1) is retried twice."""
+    failure = {
+        "podAnnotations": sim(
+            exit_code="3",
+            termination_message=summary_json(outcome="failed", reason="InvalidData", message="train.jsonl:3: bad"),
+        )
+    }
+    crash = {
+        "podAnnotations": sim(
+            exit_code="1",
+            termination_message=summary_json(outcome="failed", reason="TrainerError", message="RuntimeError: boom"),
+        )
+    }
+    env.ftjs.create(minimal_ftj("retry-data", backoffLimit=2, **failure))
+    env.ftjs.create(minimal_ftj("retry-crash", backoffLimit=2, **crash))
+    s = wait_status(env, wait_for, "retry-data", "Failed", "InvalidData")
+    assert s["message"] == "train.jsonl:3: bad"
+    s = wait_status(env, wait_for, "retry-crash", "Failed", "TrainerError", timeout=90)
+    assert s["message"] == "RuntimeError: boom"
+    pods = {
+        name: len(env.ftjs.core.list_namespaced_pod(env.ns, label_selector=f"job-name={name}-trainer").items)
+        for name in ("retry-data", "retry-crash")
+    }
+    assert pods == {"retry-data": 1, "retry-crash": 3}, pods
+    job = env.ftjs.batch.read_namespaced_job("retry-data-trainer", env.ns)
+    assert next(c for c in job.status.conditions if c.type == "Failed").reason == "PodFailurePolicy"
+
+
+def test_a_memory_plan_larger_than_the_nodes_gpu_ends_the_run(env: Env, wait_for: Any) -> None:
+    """The trainer reports its plan (here: written as it would); the operator reads the GPU memory
+    label of the node the pod runs on (a T4: 15360 MiB) and ends the run, suspending its Job."""
+    env.ftjs.create(
+        minimal_ftj(
+            "too-big-plan", resources={"gpus": 1, "gpuProduct": "NVIDIA-Tesla-T4"}, podAnnotations=sim(duration="300s")
+        )
+    )
+    wait_status(env, wait_for, "too-big-plan", "Running")
+    plan = {
+        "predictedPeakBytes": 20 * 2**30,
+        "predictedPeakGiB": 20.0,
+        "requiredBytes": 23 * 2**30,
+        "tokensPerStep": 4096,
+        "microBatchSize": 4,
+        "gradientAccumulationSteps": 1,
+    }
+    env.ftjs.api.patch_namespaced_custom_object_status(
+        "finetune.dev", "v1alpha1", env.ns, "finetunejobs", "too-big-plan", {"status": {"plan": plan}}
+    )
+    s = wait_status(env, wait_for, "too-big-plan", "Failed", "InsufficientGPUMemory", timeout=30)
+    assert s["message"] == (
+        "the trainer's memory plan needs 23.0 GiB of GPU memory (predicted peak 20.0 GiB) but a GPU of node gpu-t4-0 "
+        "has 15.0 GiB (its nvidia.com/gpu.memory label)"
+    )
+    wait_for(
+        lambda: env.ftjs.batch.read_namespaced_job("too-big-plan-trainer", env.ns).spec.suspend,
+        timeout=30,
+        namespace=env.ns,
+        description="the Job suspended",
+    )

@@ -18,6 +18,7 @@ def phase(ftjs: Ftj, name: str) -> str | None:
     return ftjs.status(name).get("phase")
 
 
+@pytest.mark.adversarial
 def test_a_run_that_finishes_while_the_operator_is_down_ends_succeeded_after_restart(
     ftjs: Ftj, namespace: str, start_operator: Any, wait_for: Any
 ) -> None:
@@ -52,6 +53,7 @@ def test_a_run_that_finishes_while_the_operator_is_down_ends_succeeded_after_res
     assert len(ftjs.jobs("survivor")) == 1 and len(ftjs.jobs("while-down")) == 1
 
 
+@pytest.mark.adversarial
 def test_sigkill_during_creation_never_duplicates(
     ftjs: Ftj, namespace: str, start_operator: Any, wait_for: Any
 ) -> None:
@@ -80,6 +82,7 @@ def lease_holder(kube_api: client.ApiClient, namespace: str) -> str | None:
     return lease.spec.holder_identity
 
 
+@pytest.mark.adversarial
 def test_two_replicas_only_leader_acts(
     ftjs: Ftj, namespace: str, start_operator: Any, wait_for: Any, kube_api: client.ApiClient
 ) -> None:
@@ -102,6 +105,7 @@ def test_two_replicas_only_leader_acts(
     assert len(ftjs.jobs("first")) == 1 and len(ftjs.jobs("second")) == 1
 
 
+@pytest.mark.adversarial
 def test_leader_killed_standby_takes_over_after_lease_expiry(
     ftjs: Ftj, namespace: str, start_operator: Any, wait_for: Any, kube_api: client.ApiClient
 ) -> None:

@@ -13,7 +13,7 @@ from kubernetes import client
 
 from support.operator import Ftj, minimal_ftj, sim, summary_json
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.adversarial, pytest.mark.timeout(240)]
 
 
 def status_of(ftjs: Ftj, name: str, phase: str, reason: str | None = None) -> Any:
@@ -99,7 +99,7 @@ def test_a_job_with_our_labels_that_we_did_not_create_is_not_the_run(
                         "restartPolicy": "Never",
                         "containers": [{"name": "trainer", "image": "decoy"}],
                         "affinity": minimal_ftj("x")["spec"]["scheduling"]["affinity"],
-                        "tolerations": [{"operator": "Exists"}],
+                        "tolerations": [{"operator": "Exists"}],  # the GPU and kwok taints
                     },
                 },
             },

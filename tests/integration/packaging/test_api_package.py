@@ -51,3 +51,17 @@ print(json.dumps({{"model": spec.model.source,
     out = json.loads(result.stdout)
     assert out["model"] == "builtin:minilm-l6"
     assert not any(out["found"].values()), out["found"]
+
+    # `kubectl finetune upload` validates with the trainer's reader in this torch-less environment:
+    # the example passes, a broken line is refused with its file:line before kubectl is ever needed.
+    cli = tmp_path / "venv" / "bin" / "kubectl-finetune"
+    bad = tmp_path / "train.jsonl"
+    lines = (ROOT / "examples" / "log-intent" / "train.jsonl").read_text().splitlines(keepends=True)
+    bad.write_text("".join(lines[:4]) + '{"text": "x"\n')
+    refused = subprocess.run(
+        [str(cli), "upload", str(bad), "--claim", "d"], capture_output=True, text=True, timeout=120
+    )
+    assert (refused.returncode, refused.stderr.strip()) == (
+        3,
+        "error: train.jsonl:5: not valid JSON: Expecting ',' delimiter (column 13)",
+    )

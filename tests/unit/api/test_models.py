@@ -39,7 +39,7 @@ def test_qlora_gets_4bit_nf4_double_quant_by_default():
 
 
 def test_quantization_with_plain_lora_is_refused():
-    with pytest.raises(ValidationError, match="only valid with peft.type: qlora"):
+    with pytest.raises(ValidationError, match="only valid with peft.type qlora"):
         spec(peft={"type": "lora", "quantization": {}})
 
 
@@ -70,7 +70,55 @@ def test_unknown_fields_are_refused_with_their_name():
 
 def test_sources_must_use_a_known_scheme():
     with pytest.raises(ValidationError, match="model.source"):
-        spec(model={"source": "s3://bucket/model"})
+        spec(model={"source": "gs://bucket/model"})
+    with pytest.raises(ValidationError, match="dataset.source"):
+        spec(dataset={"source": "http://example.com/train.jsonl"})  # plain http is not offered
+
+
+SHA = "0" * 64
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("dataset", {"source": "s3://my-bucket/data/train.jsonl", "credentialsSecretRef": {"name": "s3"}}),
+        ("dataset", {"source": "https://data.example.com/train.jsonl?sig=abc", "sha256": SHA}),
+        ("dataset", {"source": "hf://datasets/org/name/data/train-00000-of-00002.jsonl", "revision": "v1.0"}),
+        ("dataset", {"source": "hf://datasets/org/name/train"}),
+        (
+            "dataset",
+            {"source": "pvc://d/t.jsonl", "validationSource": "https://x.example/e.jsonl", "validationSha256": SHA},
+        ),
+        ("model", {"source": "s3://models/llama-3-8b/", "credentialsSecretRef": {"name": "s3", "endpointKey": "url"}}),
+    ],
+)
+def test_downloaded_sources_in_their_documented_forms(field, value):
+    assert spec(**{field: value}).to_wire()[field]["source"] == value["source"]
+
+
+@pytest.mark.parametrize(
+    "field, value, fragment",
+    [
+        ("dataset", {"source": "https://x.example/train.jsonl"}, "set dataset.sha256"),
+        (
+            "dataset",
+            {"source": "pvc://d/t.jsonl", "validationSource": "https://x.example/e.jsonl"},
+            "set dataset.validationSha256",
+        ),
+        ("dataset", {"source": "https://x.example/train.jsonl", "sha256": "ABC"}, "sha256"),
+        ("dataset", {"source": "s3://bucket/"}, "dataset.source"),  # a dataset is an object, not a prefix
+        ("dataset", {"source": "s3://b/train.jsonl"}, "dataset.source"),  # bucket names have 3 characters or more
+        ("dataset", {"source": "https://user:pw@x.example/t.jsonl", "sha256": SHA}, "dataset.source"),
+        ("dataset", {"source": "hf://datasets/org/name"}, "dataset.source"),  # a file or a split is needed
+        ("dataset", {"source": "s3://bucket/a/../../t.jsonl"}, "must not contain '.' or '..' path segments"),
+        ("dataset", {"source": "https://x.example/a/../t.jsonl", "sha256": SHA}, "'.' or '..' path segments"),
+        ("model", {"source": "hf://datasets/name"}, "a Hub dataset repo"),
+        ("model", {"source": "s3://bucket/m", "credentialsSecretRef": {"name": "Bad_Name"}}, "credentialsSecretRef"),
+    ],
+)
+def test_downloaded_sources_refused_outside_their_forms(field, value, fragment):
+    with pytest.raises(ValidationError, match=fragment):
+        spec(**{field: value})
 
 
 def test_wire_format_is_camel_case_and_round_trips():

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import yaml
+from packaging.version import Version
 
 from finetune_api.crd import CRD_FILENAME
 from finetune_api.resource import FineTuneJobStatus
@@ -39,31 +41,47 @@ def test_chart_metadata():
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert chart["apiVersion"] == "v2"
     assert chart["name"] == "finetune-operator"
-    assert (chart["version"], chart["appVersion"]) == ("0.1.0", "0.1.0")
+    assert chart["version"] == chart["appVersion"]
     assert chart["type"] == "application"
 
 
+def test_versions_agree():
+    """One version everywhere: the chart (SemVer, e.g. 0.2.0-dev), the Python packages (its PEP 440
+    form, 0.2.0.dev0), the operator's default trainer image tag; the CHANGELOG has a section for it."""
+    from finetune_operator.config import DEFAULT_TRAINER_IMAGE
+    from finetune_trainer import __version__ as trainer_version
+
+    app = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert Version(app) == Version(project) == Version(trainer_version)
+    assert DEFAULT_TRAINER_IMAGE == f"ghcr.io/finetune-operator/trainer:{app}"
+    assert f"## [{app}]" in (ROOT / "CHANGELOG.md").read_text()
+
+
 def test_chart_crd_is_the_generated_one():
-    """charts/finetune-operator/crds/ is written by `python -m finetune_api.crd --write`, like crds/."""
-    chart_copy = CHART / "crds" / CRD_FILENAME
+    """charts/finetune-operator/files/crds/ (rendered by templates/crds.yaml) is written by
+    `python -m finetune_api.crd --write`, like crds/; the chart has no crds/ folder, which Helm
+    would install once beside the template."""
+    chart_copy = FILES / "crds" / CRD_FILENAME
     assert chart_copy.read_text() == (ROOT / "crds" / CRD_FILENAME).read_text(), (
         "the chart's CRD differs from crds/: run `python -m finetune_api.crd --write`"
     )
-    assert sorted(p.name for p in (CHART / "crds").iterdir()) == [CRD_FILENAME]
+    assert sorted(p.name for p in (FILES / "crds").iterdir()) == [CRD_FILENAME]
+    assert not (CHART / "crds").exists()
 
 
 def test_status_policy_fields_are_the_status_model():
     """The status-integrity policy protects every status field of the chart's CRD but `progress`
-    (templates/admission-policies.yaml reads the list from crds/ at render time); the CRD's
+    (templates/admission-policies.yaml reads the list from files/crds/ at render time); the CRD's
     status fields must be exactly FineTuneJobStatus's, so a field added to the model is protected."""
-    crd = yaml.safe_load((CHART / "crds" / CRD_FILENAME).read_text())
+    crd = yaml.safe_load((FILES / "crds" / CRD_FILENAME).read_text())
     (version,) = [v for v in crd["spec"]["versions"] if v.get("storage")]
     crd_fields = set(version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"])
     model_fields = {field.alias or name for name, field in FineTuneJobStatus.model_fields.items()}
     assert crd_fields == model_fields
     assert "progress" in crd_fields and {"phase", "conditions", "metrics", "artifacts"} <= crd_fields
     template = (CHART / "templates" / "admission-policies.yaml").read_text()
-    assert '.Files.Get "crds/finetune.dev_finetunejobs.yaml"' in template
+    assert '.Files.Get "files/crds/finetune.dev_finetunejobs.yaml"' in template
 
 
 def test_every_value_is_documented():
@@ -139,9 +157,12 @@ OPERATOR_GRANTS = {
     ("", "pods"): {"list", "watch", "create"},
     ("", "configmaps"): {"get", "create"},
     ("", "serviceaccounts"): {"get", "create"},
+    ("", "services"): {"get", "create"},  # the headless Service of a run over several nodes
+    ("", "persistentvolumeclaims"): {"get"},  # the output claim's access modes
     ("rbac.authorization.k8s.io", "rolebindings"): {"get", "create"},
     ("rbac.authorization.k8s.io", "clusterroles"): {"bind['finetune-operator-trainer']"},
-    ("", "events"): {"create"},
+    ("", "events"): {"create", "list"},  # list: a stuck pod's FailedMount events
+    ("", "nodes"): {"get", "list"},  # GPU memory labels: a bound pod's node, a GPU product's nodes
     ("coordination.k8s.io", "leases"): {"get", "create", "update"},
 }
 

@@ -131,8 +131,8 @@ def test_the_manifest_is_a_valid_finetunejob_the_trainer_accepts():
     import yaml
 
     from finetune_api.resource import FineTuneJobSpec
+    from finetune_api.runconfig import trainer_config
     from finetune_api.training import DatasetFormat, Method, TrainerConfig
-    from finetune_operator.builders import trainer_config
     from finetune_trainer.classification import resolve_labels  # registers the text/label format
     from finetune_trainer.data import load_dataset_spec
 

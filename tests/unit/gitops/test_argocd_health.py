@@ -216,12 +216,12 @@ COMPUTED = {
 
 @pytest.mark.parametrize("name", list(COMPUTED))
 def test_health_of_statuses_the_operator_computes(name):
-    from finetune_operator import status as status_mod
+    from finetune_operator.runstatus import compute
 
     job, pod, spec_patch, expected = COMPUTED[name]
     obj = ftj(None)
     obj["spec"].update(spec_patch)
-    result = status_mod.compute(obj, job, pod, now=NOW, job_expected=job is None)
+    result = compute(obj, job, pod, now=NOW, job_expected=job is None)
     obj["status"] = result.status
     got, message = health(obj)
     assert got == expected, (result.status, message)

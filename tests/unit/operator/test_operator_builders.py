@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from finetune_api import runconfig
 from finetune_api.training import TrainerConfig
 from finetune_operator import builders
 from finetune_operator.config import OperatorConfig
@@ -10,7 +11,7 @@ from finetune_operator.config import OperatorConfig
 def children(ftj, cfg):
     """Everything the operator creates for a run, in creation order (the Job last)."""
     spec = builders.parse_spec(ftj)
-    return [*builders.pod_prerequisites(ftj, spec, cfg), builders.role_binding(ftj, cfg), builders.job(ftj, spec, cfg)]
+    return [*builders.pod_prerequisites(ftj, spec, cfg), builders.job(ftj, spec, cfg)]
 
 
 def build(ftj, cfg):
@@ -271,14 +272,41 @@ def test_the_trainer_service_account_does_not_mount_a_token_by_default(ftj, cfg)
     assert build(ftj, cfg)["ServiceAccount"]["automountServiceAccountToken"] is False  # the Job's pod opts in
 
 
-def test_status_patch_off(ftj):
+def test_status_patch_off_keeps_the_trainers_identity(ftj):
+    """Without progress reports the trainer still has its own ServiceAccount and token: it reads its
+    FineTuneJob with them to check its config."""
     cfg = OperatorConfig(status_patch=False)
     spec = builders.parse_spec(ftj)
-    assert [o["kind"] for o in builders.pod_prerequisites(ftj, spec, cfg)] == ["ConfigMap"]
+    kinds = [o["kind"] for o in builders.pod_prerequisites(ftj, spec, cfg)]
+    assert kinds == ["ConfigMap", "ServiceAccount", "RoleBinding"]
     ps = pod_spec(builders.job(ftj, spec, cfg))
-    assert ps["automountServiceAccountToken"] is False and "serviceAccountName" not in ps
+    assert ps["automountServiceAccountToken"] is True and ps["serviceAccountName"] == "demo-trainer"
     env = {e["name"]: e for e in ps["containers"][0]["env"]}
     assert env["FINETUNE_STATUS_PATCH"]["value"] == "0"
+
+
+def test_the_trainer_pods_stay_within_the_contract(ftj, cfg):
+    """Every container the operator builds is what the chart's policy lets its token create."""
+    from finetune_api import contract
+
+    ftj["spec"]["model"]["tokenSecretRef"] = {"name": "hf"}
+    spec = builders.parse_spec(ftj)
+    for job in (builders.job(ftj, spec, cfg), builders.cleanup_job(ftj, spec, cfg)):
+        (c,) = pod_spec(job)["containers"]
+        shapes = [s for s in contract.COMMANDS if len(s) == len(c["command"])]
+        assert any(
+            all(want in (a, contract.ANY_ARGUMENT) for a, want in zip(c["command"], s, strict=True)) for s in shapes
+        )
+        names = {e["name"] for e in c["env"]}
+        assert set(contract.REQUIRED_ENV) <= names
+        for e in c["env"]:
+            source = e.get("valueFrom") or {}
+            if "secretKeyRef" in source:
+                assert e["name"] in contract.SECRET_ENV
+            elif "fieldRef" in source:
+                assert contract.FIELD_ENV[e["name"]] == source["fieldRef"]["fieldPath"]
+            else:
+                assert e["name"] in contract.LITERAL_ENV, e["name"]
 
 
 def test_cleanup_job(ftj, cfg):
@@ -300,12 +328,47 @@ def test_cleanup_job(ftj, cfg):
     assert job["metadata"]["ownerReferences"][0]["uid"] == "1111-2222"
     assert job["metadata"]["ownerReferences"][0]["blockOwnerDeletion"] is False
     assert c["securityContext"]["runAsNonRoot"] is True
-    assert job["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+    ps = job["spec"]["template"]["spec"]
+    assert ps["serviceAccountName"] == "demo-trainer" and ps["automountServiceAccountToken"] is True
 
 
 def test_parse_pvc_source():
-    assert builders.parse_pvc_source("pvc://c/a/b") == ("c", "a/b")
-    assert builders.parse_pvc_source("pvc://c") == ("c", "")
-    assert builders.parse_pvc_source("pvc://c/") == ("c", "")
-    assert builders.parse_pvc_source("hf://x/y") is None
-    assert builders.resolve_source("pvc://c") == "/mnt/pvc/c"
+    assert runconfig.parse_pvc_source("pvc://c/a/b") == ("c", "a/b")
+    assert runconfig.parse_pvc_source("pvc://c") == ("c", "")
+    assert runconfig.parse_pvc_source("pvc://c/") == ("c", "")
+    assert runconfig.parse_pvc_source("hf://x/y") is None
+    assert runconfig.resolve_source("pvc://c") == "/mnt/pvc/c"
+
+
+def test_trainer_config_carries_the_specs_own_locations_and_serving(ftj, cfg):
+    ftj["spec"]["dataset"]["validationSource"] = "pvc://data/eval.jsonl"
+    ftj["spec"]["serving"] = {"runtimes": ["vllm"], "replicas": 2, "maxLoraRank": 32}
+    tc = TrainerConfig.model_validate(json.loads(build(ftj, cfg)["ConfigMap"]["data"]["config.json"]))
+    assert tc.model.source == "/mnt/pvc/models/smollm2"  # what the trainer reads
+    assert tc.origin is not None
+    assert (tc.origin.model, tc.origin.dataset, tc.origin.validation_dataset) == (
+        "pvc://models/smollm2",
+        "pvc://data/train.jsonl",
+        "pvc://data/eval.jsonl",
+    )
+    assert tc.origin.output == "pvc://artifacts/team-a/demo" and tc.origin.name == "demo"
+    assert tc.origin.output_access_modes is None  # read only for several nodes or replicas
+    assert [r.value for r in tc.serving.runtimes or []] == ["vllm"]
+    assert (tc.serving.replicas, tc.serving.max_lora_rank) == (2, 32)
+
+
+def test_trainer_config_passes_the_output_claims_access_modes(ftj):
+    spec = builders.parse_spec(ftj)
+    tc = runconfig.trainer_config(spec, "team-a", "demo", "uid-1", output_access_modes=["ReadWriteMany"])
+    assert tc.origin is not None and tc.origin.output_access_modes == ["ReadWriteMany"]
+
+
+def test_the_gpu_memory_of_the_product_reaches_the_trainer(ftj, cfg):
+    """With the smallest GPU of the asked-for product known, the trainer checks its plan against it."""
+    spec = builders.parse_spec(ftj)  # 2 GPUs of NVIDIA-A100-SXM4-80GB
+    env = {
+        e["name"]: e.get("value") for e in pod_spec(builders.job(ftj, spec, cfg, 81920 * 2**20))["containers"][0]["env"]
+    }
+    assert env["FINETUNE_GPU_MEMORY_BYTES"] == str(81920 * 2**20) and env["FINETUNE_GPUS"] == "2"
+    plain = {e["name"] for e in pod_spec(builders.job(ftj, spec, cfg))["containers"][0]["env"]}
+    assert "FINETUNE_GPU_MEMORY_BYTES" not in plain

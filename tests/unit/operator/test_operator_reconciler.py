@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from finetune_operator import builders
-from finetune_operator import status as status_mod
 from finetune_operator.kube import ApiError
 from finetune_operator.reconciler import Reconciler
+from finetune_operator.summaries import job_summary as summarize_job
+from finetune_operator.summaries import pod_summary
 from finetune_operator.workqueue import RetryLater
 
 KEY = ("team-a", "demo")
@@ -35,8 +36,9 @@ class FakeClient:
             raise error
 
     async def create(self, path: str, body: dict[str, Any], params: dict[str, str] | None = None) -> dict[str, Any]:
-        self._check("POST", path + ("?dryRun" if params else ""), body)
-        if params:
+        dry_run = bool((params or {}).get("dryRun"))
+        self._check("POST", path + ("?dryRun" if dry_run else ""), body)
+        if dry_run:
             return body
         full = f"{path}/{body['metadata']['name']}"
         if full in self.objects:
@@ -87,6 +89,12 @@ def reconciler(
     return r
 
 
+async def create_children(r: Reconciler) -> bool:
+    """What ``reconcile`` does first for a run without a Job."""
+    ftj = r.views.ftj(KEY)
+    return await r.children.ensure_children(KEY, ftj, r.status.recorded(KEY, ftj))
+
+
 def job_summary(uid: str = "1111-2222", **status: Any) -> dict[str, Any]:
     job = {
         "metadata": {
@@ -98,13 +106,13 @@ def job_summary(uid: str = "1111-2222", **status: Any) -> dict[str, Any]:
         "spec": {"suspend": False},
         "status": status,
     }
-    return status_mod.job_summary(job)
+    return summarize_job(job)
 
 
 def test_creates_the_children_once_and_the_job_last(ftj, cfg):
     async def go() -> None:
         r = reconciler(cfg, ftj)
-        assert await r.ensure_children(KEY, r.views.ftj(KEY)) is True
+        assert await create_children(r) is True
         posts = r.client.posts()
         assert sorted(p.rsplit("/", 1)[1] for p in posts[:3]) == ["configmaps", "rolebindings", "serviceaccounts"]
         assert posts[3:] == ["/api/v1/namespaces/team-a/pods?dryRun", "/apis/batch/v1/namespaces/team-a/jobs"]
@@ -116,8 +124,8 @@ def test_creates_the_children_once_and_the_job_last(ftj, cfg):
         }
         # a restart before the watch delivered the Job: 409 on each, each is this run's -> no second Job
         again = reconciler(cfg, ftj, client=r.client)
-        assert await again.ensure_children(KEY, again.views.ftj(KEY)) is True
-        assert await again.ensure_children(KEY, again.views.ftj(KEY)) is False  # created, waiting for the watch
+        assert await create_children(again) is True
+        assert await create_children(again) is False  # created, waiting for the watch
         assert [k for k in r.client.objects if "/jobs/" in k] == [JOB_PATH]
 
     run(go())
@@ -127,11 +135,11 @@ def test_no_children_when_the_job_exists_was_created_before_or_the_run_ended(ftj
     async def go() -> None:
         for stored_status in ({"jobName": "demo-trainer", "phase": "Running"}, {"phase": "Succeeded"}):
             r = reconciler(cfg, {**ftj, "status": stored_status})
-            assert not await r.ensure_children(KEY, r.views.ftj(KEY))
+            assert not await create_children(r)
             assert r.client.calls == []
         invalid = {**ftj, "spec": {**ftj["spec"], "training": {"epochs": 1, "maxSteps": 2}}}
         r = reconciler(cfg, invalid)
-        assert not await r.ensure_children(KEY, r.views.ftj(KEY))
+        assert not await create_children(r)
         assert r.client.calls == []
 
     run(go())
@@ -164,7 +172,7 @@ def test_an_object_left_by_an_earlier_finetunejob_of_that_name_is_waited_for(ftj
         old = builders.config_map({**ftj, "metadata": {**ftj["metadata"], "uid": "old-uid"}}, spec, cfg)
         r.client.objects["/api/v1/namespaces/team-a/configmaps/demo-config"] = old
         with pytest.raises(RetryLater, match="earlier FineTuneJob of this name"):
-            await r.ensure_children(KEY, r.views.ftj(KEY))
+            await create_children(r)
         assert not [p for p in r.client.posts() if p.endswith("/jobs")]
 
     run(go())
@@ -265,7 +273,7 @@ def test_refusals_become_a_readable_status(ftj, cfg, where, code, message, phase
         (written,) = r.client.patches(FTJ_PATH + "/status")
         assert (written["status"]["phase"], written["status"]["reason"]) == (phase, reason)
         assert message.split(": ")[-1] in written["status"]["message"] and "\n" not in written["status"]["message"]
-        assert (KEY in r.blocked) and r.blocked[KEY].final == (phase == "Failed")
+        assert (KEY in r.children.blocked) and r.children.blocked[KEY].final == (phase == "Failed")
 
     run(go())
 
@@ -311,7 +319,7 @@ def test_output_cleanup_deletes_only_this_runs_job_and_reports_what_was_removed(
                 }
             ]
         }
-        assert await r._cleanup_result(r.client.objects[cleanup_path]) == (
+        assert await r.output._result(r.client.objects[cleanup_path]) == (
             "removed",
             "removed 7 files of run 1111-2222",
         )
@@ -345,7 +353,8 @@ def test_a_job_whose_labels_were_removed_is_found_relabelled_and_not_called_dele
         assert relabel["metadata"]["uid"] == "job-uid"
         assert relabel["metadata"]["labels"]["finetune.dev/finetunejob"] == "demo"
         written = r.client.patches(FTJ_PATH + "/status")
-        assert not written or written[-1]["status"].get("reason") != "JobDeleted"
+        # the Job is found again: the run waits for its pod (no pod in the index here), not JobDeleted
+        assert [w["status"]["reason"] for w in written] == ["WaitingForPod"]
         # someone else's Job of that name is not ours: the run's Job is gone
         r = reconciler(cfg, {**ftj, "status": {"phase": "Running", "jobName": "demo-trainer"}})
         r.client.objects[JOB_PATH] = full_job(uid="someone-else", active=1)
@@ -411,7 +420,7 @@ def test_resuming_a_run_first_recreates_what_it_lost_while_suspended(ftj, cfg):
 def test_a_trainer_whose_progress_stopped_arriving_gets_its_rolebinding_back(ftj, cfg):
     async def go() -> None:
         long_ago = "2025-01-01T00:00:00Z"
-        pod = status_mod.pod_summary(
+        pod = pod_summary(
             {
                 "metadata": {
                     "name": "demo-trainer-x",

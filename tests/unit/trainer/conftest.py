@@ -40,3 +40,8 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    return helpers.build_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-bert")

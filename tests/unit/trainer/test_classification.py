@@ -7,8 +7,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import random
-from pathlib import Path
 
 import pytest
 
@@ -18,73 +16,10 @@ from finetune_trainer import classification as cls
 from finetune_trainer.data import load_dataset_spec, read_records
 from finetune_trainer.errors import ConfigError, DataError
 from support import trainer as helpers
-
-LABELS = ["alpha", "beta", "gamma"]
-# Each label has its own words: a tiny model learns them in a few steps.
-VOCAB = {
-    "alpha": "disk cpu memory error",
-    "beta": "network timeout latency node",
-    "gamma": "user hello answer question",
-}
-
-
-def rows(n: int, seed: int = 0, labels=LABELS) -> list[dict]:
-    rng = random.Random(seed)
-    out = []
-    for i in range(n):
-        label = labels[i % len(labels)]
-        words = VOCAB.get(label, "red green blue").split()
-        out.append({"text": " ".join(rng.choice(words) for _ in range(rng.randint(3, 8))) + f" {i}", "label": label})
-    return out
-
-
-def build_tiny_bert(path: Path) -> Path:
-    """A 2-layer, hidden-32 BERT with a WordPiece tokenizer trained on the test vocabulary."""
-    import torch
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
-
-    path.mkdir(parents=True, exist_ok=True)
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    trainer = trainers.WordPieceTrainer(vocab_size=200, special_tokens=specials, show_progress=False)
-    tok.train_from_iterator(helpers.corpus() + [r["text"] for r in rows(60)], trainer)
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
-    )
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-    )
-    fast.save_pretrained(str(path))
-    torch.manual_seed(0)
-    cfg = BertConfig(
-        vocab_size=len(fast),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        pad_token_id=fast.pad_token_id,
-    )
-    BertModel(cfg).save_pretrained(str(path), safe_serialization=True)  # no head: it is new, as with a real encoder
-    return path
-
+from support.trainer import LABELS
+from support.trainer import label_rows as rows
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="session")
-def tiny_bert(tmp_path_factory) -> Path:
-    return build_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-bert")
 
 
 def cls_config(model, train, out, **over):
@@ -262,7 +197,7 @@ def test_unknown_label_names_file_line_field(tmp_path):
     data = prepared(tmp_path, rows(6), rows(3) + [{"text": "x y", "label": "omega"}])
     with pytest.raises(DataError) as e:
         cls.resolve_labels(data, LABELS)
-    assert e.value.message.startswith('eval.jsonl:4: field "label": unknown label "omega"')
+    assert e.value.message.startswith('validation file eval.jsonl:4: field "label": unknown label "omega"')
     train_rows = rows(6)
     train_rows[4]["label"] = "omega"
     data = prepared(tmp_path, train_rows, validationSplit=0.0)
@@ -273,7 +208,8 @@ def test_unknown_label_names_file_line_field(tmp_path):
 def test_validation_label_missing_from_training_data(tmp_path):
     data = prepared(tmp_path, rows(6), rows(3) + [{"text": "a b", "label": "delta"}])
     with pytest.raises(
-        DataError, match=r'^eval.jsonl:4: field "label": label "delta" does not occur in the training data'
+        DataError,
+        match=r'^validation file eval.jsonl:4: field "label": label "delta" does not occur in the training data',
     ):
         cls.resolve_labels(data, None)
 
@@ -287,7 +223,7 @@ def test_a_single_label_is_refused(tmp_path):
 @pytest.mark.parametrize(
     "record, field, problem",
     [
-        ({"text": "a"}, None, "mixed formats"),  # no label: looks like text data
+        ({"text": "a"}, "label", "missing (every classification record needs it)"),  # not "mixed formats"
         ({"text": 7, "label": "alpha"}, "text", "expected a string, got int 7"),
         ({"text": "a", "label": ["alpha"]}, "label", "expected a string (or integer) label, got list"),
         ({"text": "a", "label": "  "}, "label", "expected a non-empty label"),
@@ -332,7 +268,10 @@ def test_cli_bad_inputs_exit_codes(tiny_bert, tmp_path):
     assert run.rc == ExitCode.INVALID_CONFIG and '"evaluation.generalSource"' in run.summary["message"]
     # a format the method cannot train on -> InvalidConfig from the config model
     run = helpers.run_cli(cls_config(tiny_bert, train, tmp_path / "o4", dataset={"format": "chat"}), tmp_path)
-    assert run.rc == ExitCode.INVALID_CONFIG and "method classification needs text/label data" in run.summary["message"]
+    assert (
+        run.rc == ExitCode.INVALID_CONFIG
+        and "method classification trains on text/label records" in run.summary["message"]
+    )
 
 
 # --- metrics -------------------------------------------------------------------------------------
@@ -414,3 +353,20 @@ def test_builtin_minilm_resolves_and_loads_as_a_classifier():
     assert "classifier" in new  # the head is new; the encoder weights came from the package
     assert resolve_target_modules(model, PeftSpec(target_modules=["auto"])) == ["query", "key", "value"]
     assert tok("%LINK-3-UPDOWN: Interface Gi0/1, changed state to down")["input_ids"][0] == tok.cls_token_id
+
+
+def test_a_stray_label_that_became_a_class_is_said_with_its_count(tmp_path):
+    """With dataset.labels omitted, a typo seen once becomes a class: the run says so."""
+    train = rows(300)
+    train[17]["label"] = "gama"
+    data = prepared(tmp_path, train)
+    labels = cls.resolve_labels(data, None)
+    assert "gama" in labels
+    assert data.warnings == [
+        f'label "gama" occurs in only 1 of {len(data.train) + len(data.validation)} records (train.jsonl line 18) '
+        "and became a class of its own; set dataset.labels to fix the label set"
+    ]
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    data = prepared(clean, rows(300))
+    assert cls.resolve_labels(data, None) == LABELS and data.warnings == []

@@ -97,6 +97,7 @@ BAD = [
 ]
 
 
+@pytest.mark.adversarial
 @pytest.mark.parametrize("name,second,expected", BAD, ids=[b[0] for b in BAD])
 def test_bad_records_name_file_line_and_field(tmp_path, name, second, expected):
     first = helpers.records("chat", 1)[0]
@@ -125,6 +126,7 @@ def test_auto_detection_refuses_unknown_layout_and_other_methods_data(tmp_path):
         read_records(path, DatasetFormat.AUTO, SFT_FORMATS)
 
 
+@pytest.mark.adversarial
 @pytest.mark.parametrize(
     "rows,hint",
     [
@@ -189,6 +191,7 @@ def test_validation_file_overlap_is_removed_and_counted(tmp_path):
     assert data.report.validation_records == 5 and data.report.train_records == 20
 
 
+@pytest.mark.adversarial
 def test_too_few_records(tmp_path):
     path = helpers.write_jsonl(tmp_path / "train.jsonl", helpers.records("text", 5) * 3)
     with pytest.raises(DataError) as e:
@@ -206,6 +209,7 @@ def _cfg(tmp_path, data, model="/nonexistent-model", **over):
     return helpers.make_config(model, data, tmp_path / "out", **over)
 
 
+@pytest.mark.adversarial
 def test_cli_bad_data_exits_3_with_message_in_summary(tmp_path, run):
     rows = [json.dumps(r) for r in helpers.records("chat", 20)]
     rows[16] = json.dumps({"messages": [{"role": "user", "content": "x"}, {"role": "bot", "content": "y"}]})
@@ -229,11 +233,13 @@ def test_cli_too_few_records_exits_3(tmp_path, run):
     assert r.rc == 3 and "dataset.minRecords is 10" in r.summary["message"]
 
 
+@pytest.mark.adversarial
 def test_cli_missing_dataset_file(tmp_path, run):
     r = run(_cfg(tmp_path, tmp_path / "nope.jsonl"), tmp_path)
     assert r.rc == 3 and r.summary["message"].endswith("nope.jsonl: dataset file does not exist")
 
 
+@pytest.mark.adversarial
 def test_cli_missing_model_exits_4_naming_source(tmp_path, run):
     data = helpers.write_jsonl(tmp_path / "train.jsonl", helpers.records("chat", 12))
     r = run(_cfg(tmp_path, data, model="/models/does-not-exist"), tmp_path)
@@ -251,6 +257,17 @@ def test_cli_pvc_source_is_invalid_config(tmp_path, run):
     assert r.rc == ExitCode.INVALID_CONFIG == 2
     assert r.summary["reason"] == "InvalidConfig"
     assert "field \"model.source\": 'pvc://models/llama' is a pvc:// location" in r.summary["message"]
+
+
+def test_cli_downloaded_sources_are_invalid_config(tmp_path, run):
+    """The operator fetches s3://, https:// and hf://datasets/ sources; a config still naming one is refused."""
+    data = helpers.write_jsonl(tmp_path / "train.jsonl", helpers.records("chat", 12))
+    r = run(_cfg(tmp_path, data, model="s3://models/llama/"), tmp_path)
+    assert (r.rc, r.summary["reason"]) == (ExitCode.INVALID_CONFIG, "InvalidConfig")
+    assert r.summary["message"] == (
+        "field \"model.source\": 's3://models/llama/' is downloaded by `finetune-train fetch` before "
+        "training; the trainer reads what it fetched (an absolute path)"
+    )
 
 
 def test_cli_invalid_config_fields(tmp_path, run):
@@ -286,3 +303,51 @@ def test_no_chat_template_for_chat_data_exits_2(tmp_path, run, tiny_model_no_tem
         f"model {tiny_model_no_template} has no chat template, but train.jsonl is sharegpt data"
     )
     assert not (tmp_path / "out" / "checkpoints").exists()  # failed before the model was loaded
+
+
+@pytest.mark.adversarial
+def test_a_byte_order_mark_is_accepted(tmp_path):
+    path = tmp_path / "train.jsonl"
+    lines = [json.dumps(r) for r in helpers.records("chat", 3)]
+    path.write_bytes("\ufeff".encode() + "\n".join(lines).encode())
+    fmt, records = read_records(path, DatasetFormat.AUTO)
+    assert fmt is DatasetFormat.CHAT and len(records) == 3
+
+
+@pytest.mark.adversarial
+def test_a_record_missing_its_label_is_named_not_called_mixed_formats(tmp_path):
+    rows = [{"text": f"line {i}", "label": "a" if i % 2 else "b"} for i in range(4)]
+    rows.insert(2, {"text": "no label here"})
+    path = helpers.write_jsonl(tmp_path / "train.jsonl", rows)
+    with pytest.raises(DataError) as e:
+        read_records(path, DatasetFormat.AUTO)
+    assert e.value.message == 'train.jsonl:3: field "label": missing (every classification record needs it)'
+    other = helpers.write_jsonl(tmp_path / "mixed.jsonl", [rows[0], {"messages": [{"role": "user", "content": "x"}]}])
+    with pytest.raises(DataError, match="mixed formats: this record looks like 'chat'"):
+        read_records(other, DatasetFormat.AUTO)
+
+
+@pytest.mark.adversarial
+def test_errors_in_the_validation_file_say_so(tmp_path):
+    train = helpers.write_jsonl(tmp_path / "train.jsonl", helpers.records("chat", 12))
+    bad = helpers.records("chat", 3)
+    bad[1]["messages"][0]["role"] = "bot"
+    val = helpers.write_jsonl(tmp_path / "eval.jsonl", bad)
+    spec = DatasetSpec.model_validate({"source": str(train), "validationSource": str(val), "minRecords": 1})
+    with pytest.raises(DataError) as e:
+        load_dataset_spec(spec, 0)
+    assert e.value.message.startswith('validation file eval.jsonl:2: field "messages[0].role": expected one of')
+    spec = DatasetSpec.model_validate({"source": str(train), "validationSource": str(tmp_path / "x.jsonl")})
+    with pytest.raises(DataError, match=r"^validation file .*x\.jsonl: dataset file does not exist$"):
+        load_dataset_spec(spec, 0)
+
+
+@pytest.mark.adversarial
+def test_messages_quote_a_short_marked_excerpt_of_the_data(tmp_path):
+    secret = "S3CR3T-DB-PASSWORD-hunter2-" + "x" * 200
+    rows = helpers.records("chat", 2)
+    rows[1]["messages"][0]["role"] = secret
+    with pytest.raises(DataError) as e:
+        read_records(helpers.write_jsonl(tmp_path / "train.jsonl", rows), DatasetFormat.AUTO)
+    assert e.value.message.endswith(f'got "{secret[:36]}... (an excerpt: {len(secret) + 2} characters in all)')
+    assert secret[40:] not in e.value.message

@@ -6,59 +6,15 @@ reports and publishes."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 
 from finetune_api.protocol import ExitCode
 from finetune_trainer.artifacts import verify_checksums
 from support import trainer as helpers
 
-# Imported by every Python process that has the directory on its path; only the worker whose
-# RANK is CRASH_RANK patches the trainer, so that it dies after optimizer step CRASH_STEP.
-CRASH_HOOK = textwrap.dedent("""
-    import os
-    if os.environ.get("RANK") is not None and os.environ.get("RANK") == os.environ.get("CRASH_RANK"):
-        from transformers import TrainerCallback
-        import finetune_trainer.sft as sft
-
-        class Crash(TrainerCallback):
-            def on_step_end(self, args, state, control, **kw):
-                if state.global_step == int(os.environ["CRASH_STEP"]):
-                    raise RuntimeError("simulated failure of one worker")
-
-        build = sft.SFTMethod.build_trainer
-        sft.SFTMethod.build_trainer = lambda self, ctx, model, a, cbs: build(self, ctx, model, a, cbs + [Crash()])
-""")
-
 
 def launch(cfg: dict, tmp, **env) -> helpers.Run:
     """``python -m finetune_trainer`` as the container runs it, told to use two processes."""
-    path = tmp / "config.json"
-    path.write_text(json.dumps(cfg))
-    hooks = tmp / "hooks"
-    hooks.mkdir(exist_ok=True)
-    (hooks / "sitecustomize.py").write_text(CRASH_HOOK)
-    env = dict(
-        os.environ,
-        FINETUNE_PROCESSES="2",
-        OMP_NUM_THREADS="1",
-        PYTHONPATH=os.pathsep.join([str(hooks), *filter(None, [os.environ.get("PYTHONPATH")])]),
-        **env,
-    )
-    proc = subprocess.run(
-        [sys.executable, "-m", "finetune_trainer", "--config", str(path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    term = tmp / "out.termination"
-    summary = json.loads(term.read_text()) if term.is_file() else {}
-    run = helpers.Run(proc.returncode, proc.stdout, summary, tmp / "out")
-    run.stderr = proc.stderr
-    return run
+    return helpers.Pod.start(cfg, tmp, "pod", helpers.trainer_env(tmp, FINETUNE_PROCESSES="2", **env)).wait()
 
 
 def test_two_processes_fail_resume_and_publish_once(tiny_model, tmp_path):

@@ -4,14 +4,14 @@ limit, the progress file, termination messages and exit-code mapping."""
 from __future__ import annotations
 
 import json
+import os
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from finetune_api.protocol import ExitCode, TrainingProgress
-from finetune_trainer import progress
+from finetune_api.protocol import ExitCode, MemoryPlan, TrainingProgress
+from finetune_trainer import planning, progress, verify
 from finetune_trainer.cli import failure_summary
 from finetune_trainer.progress import ProgressReporter, StatusPatcher
 from support import trainer as helpers
@@ -21,13 +21,15 @@ class Recorder(BaseHTTPRequestHandler):
     requests: list = []
     status = 200
 
+    answer: dict = {}
+
     def do_PATCH(self):  # noqa: N802
         body = self.rfile.read(int(self.headers["Content-Length"]))
         type(self).requests.append({"path": self.path, "headers": dict(self.headers), "body": json.loads(body)})
         self.send_response(type(self).status)
         self.send_header("Content-Type", "application/json")
         self.end_headers()
-        self.wfile.write(b"{}")
+        self.wfile.write(json.dumps(type(self).answer).encode())
 
     def log_message(self, *args):
         pass
@@ -47,6 +49,13 @@ def api_server():
 
 @pytest.fixture
 def in_cluster(api_server, tmp_path, monkeypatch):
+    """The trainer in a pod: its FineTuneJob named in the environment, a token, the API server. The
+    API answers patches with a FineTuneJob; the check of the config against it is recorded here
+    (test_verify.py tests the check itself: these configs use local paths no spec produces)."""
+    Recorder.answer = {"kind": "FineTuneJob", "metadata": {"name": "demo-job", "namespace": "team-a"}}
+    checked: list = []
+    monkeypatch.setattr(verify, "check_config", lambda config, ftj: checked.append(ftj))
+    api_server.checked = checked
     sa = tmp_path / "sa"
     sa.mkdir()
     (sa / "token").write_text("test-token\n")
@@ -76,20 +85,30 @@ def test_training_patches_status_over_http(in_cluster, tiny_model, tmp_path):
     )
     r = helpers.run_cli(cfg, tmp_path)
     assert r.rc == 0, r.summary
-    reqs = Recorder.requests
-    # Rate limit of one per hour: the first update goes out, then only the final one.
-    assert len(reqs) == 2
-    for req in reqs:
+    read, *requests = Recorder.requests
+    # First the trainer reads its FineTuneJob (a patch that changes nothing) and checks its config against it
+    assert read["body"] == {} and in_cluster.checked == [Recorder.answer]
+    for req in requests:
         assert req["path"] == "/apis/finetune.dev/v1alpha1/namespaces/team-a/finetunejobs/demo-job/status"
         assert req["headers"]["Content-Type"] == "application/merge-patch+json"
         assert req["headers"]["Authorization"] == "Bearer test-token"
-        assert list(req["body"]) == ["status"] and list(req["body"]["status"]) == ["progress"]
+        assert list(req["body"]) == ["status"] and list(req["body"]["status"]) in (["progress"], ["plan"])
+    reqs = [req for req in requests if "progress" in req["body"]["status"]]
+    # Rate limit of one per hour: the first update goes out, then only the final one.
+    assert len(reqs) == 2
+    for req in reqs:
         TrainingProgress.model_validate(req["body"]["status"]["progress"])
-    assert reqs[0]["body"]["status"]["progress"]["stage"] == "loading"
+    assert reqs[0]["body"]["status"]["progress"]["stage"] == "planning"
     final = reqs[-1]["body"]["status"]["progress"]
     assert final["stage"] == "completed" and final["step"] == 3 and final["percent"] == 100
     assert json.loads((tmp_path / "p" / "progress.json").read_text())["stage"] == "completed"
     assert not (r.out / "progress.json").exists()
+    # The memory plan, not rate-limited: once planned, once more with the ETA after the first steps.
+    plans = [
+        MemoryPlan.model_validate(req["body"]["status"]["plan"]) for req in requests if "plan" in req["body"]["status"]
+    ]
+    assert len(plans) == 2 and plans[0].eta_seconds is None and plans[1].eta_seconds is not None
+    assert plans[0].predicted_peak_bytes == plans[1].predicted_peak_bytes > 0 and plans[0].fits is None  # a CPU
 
 
 def test_rate_limit_and_final_patch(api_server):
@@ -107,20 +126,66 @@ def test_rate_limit_and_final_patch(api_server):
     assert len(Recorder.requests) == 4
 
 
-def test_heartbeat_keeps_the_status_fresh_between_updates(api_server, tmp_path):
+class Clock:
+    """The patcher's monotonic clock, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Beats:
+    """The heartbeat's waiter, driven by the test: ``beat()`` ends one wait and returns once the
+    heartbeat has done its update and waits again (bounded waits: a hung heartbeat fails the test)."""
+
+    def __init__(self) -> None:
+        self._go = threading.Semaphore(0)
+        self._waiting = threading.Semaphore(0)
+
+    def wait(self, interval: float) -> None:  # on the heartbeat's thread
+        self._waiting.release()
+        self._go.acquire(timeout=60)
+
+    def waiting(self) -> None:
+        assert self._waiting.acquire(timeout=60), "the heartbeat does not wait"
+
+    def beat(self) -> None:
+        self.release()
+        self.waiting()
+
+    def release(self) -> None:
+        """End the current wait (the heartbeat may stop rather than wait again)."""
+        self._go.release()
+
+
+def test_heartbeat_keeps_the_status_fresh_between_updates(api_server):
     """A step slower than the patch interval (or an update dropped by the rate limit) must not
     leave the status stale: the latest progress is re-sent every interval until the final update."""
     url = f"http://127.0.0.1:{api_server.server_address[1]}/x"
-    reporter = ProgressReporter(None, StatusPatcher(url, "t", None, interval=0.2), stream=open("/dev/null", "w"))
+    clock, beats = Clock(), Beats()
+    patcher = StatusPatcher(url, "t", None, interval=10, clock=clock)
+    reporter = ProgressReporter(None, patcher, stream=open(os.devnull, "w"), wait=beats.wait)
+
+    def sent() -> list[int]:
+        return [r["body"]["status"]["progress"]["step"] for r in Recorder.requests]
+
+    beats.waiting()
     reporter.update(stage="training", step=1, total_steps=10)
     reporter.update(stage="training", step=2, total_steps=10)  # within the interval: dropped for now
-    time.sleep(1.0)
-    steps = [r["body"]["status"]["progress"]["step"] for r in Recorder.requests]
-    assert steps[0] == 1 and len(steps) >= 3 and set(steps[1:]) == {2}, steps
+    beats.beat()  # a beat within the interval is rate-limited too
+    assert sent() == [1]
+    clock.now += 10
+    beats.beat()  # the interval passed with no update: the heartbeat sends the latest progress
+    clock.now += 10
+    beats.beat()  # and again a whole interval later
+    assert sent() == [1, 2, 2]
     reporter.update(stage="completed", step=10, final=True)
-    sent = len(Recorder.requests)
-    time.sleep(0.5)
-    assert len(Recorder.requests) == sent  # the final update stops the heartbeat
+    beats.release()  # the heartbeat's last wait ends: it sees the final update and stops
+    reporter.heartbeat.join(timeout=60)
+    assert not reporter.heartbeat.is_alive()  # the final update stopped the heartbeat
+    assert sent() == [1, 2, 2, 10]
     assert Recorder.requests[-1]["body"]["status"]["progress"]["stage"] == "completed"
 
 
@@ -176,6 +241,8 @@ def test_exit_code_mapping_and_oom_hint():
         assert hint in s.message
     code, s = failure_summary(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried... out of memory"))
     assert code == 5
+    code, s = failure_summary(planning.InsufficientGPUMemory("memory plan: ... does not fit; would fit: ..."))
+    assert code == ExitCode.INSUFFICIENT_GPU_MEMORY == 14 and s.reason == "InsufficientGPUMemory"
     code, s = failure_summary(ValueError("boom"))
     assert code == ExitCode.FAILED == 1 and s.reason == "TrainerError" and s.message == "ValueError: boom"
     long = failure_summary(ValueError("x" * 10000))[1]

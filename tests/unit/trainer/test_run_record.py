@@ -12,6 +12,9 @@ from finetune_trainer import runrecord
 from finetune_trainer.errors import OutputExistsError
 from support import trainer as helpers
 
+# the adversarial corpus's output-directory cases (issues 9 and 16) live here
+pytestmark = pytest.mark.adversarial
+
 
 def finished_result(root: Path, run_id: str, owner: str = "team-a/first") -> None:
     """What a finished run leaves: its claim, artifacts listed in SHA256SUMS, _COMPLETE, checkpoints."""
@@ -37,6 +40,22 @@ def test_another_runs_result_is_refused_naming_it(tmp_path):
     with pytest.raises(OutputExistsError, match=r"holds the result of run uid-1 \(FineTuneJob team-a/first\)"):
         runrecord.claim(out, "uid-2", "team-a/second")
     assert (out / "adapter_model.safetensors").read_bytes() == b"w" * 1000  # untouched
+
+
+def test_a_failed_runs_partial_output_is_named_as_such_with_how_to_reuse_it(tmp_path):
+    """A run that failed left only its claim and progress: no result to speak of."""
+    out = tmp_path / "out"
+    runrecord.claim(out, "uid-1", "team-a/first")
+    (out / "progress.json").write_text('{"stage": "failed"}\n')
+    with pytest.raises(OutputExistsError) as e:
+        runrecord.claim(out, "uid-2", "team-a/first")
+    assert e.value.message == (
+        f"the output directory {out} holds the partial output of run uid-1 (FineTuneJob team-a/first), which did "
+        "not finish (no result in it); set output.replace: true to take the directory over (only that run's files "
+        "are removed), or write to another output.path"
+    )
+    runrecord.claim(out, "uid-2", "team-a/first", replace=True)
+    assert runrecord.read(out)["runId"] == "uid-2" and not (out / "progress.json").exists()
 
 
 def test_an_unclaimed_result_is_refused_but_unrelated_files_are_fine(tmp_path):
@@ -84,6 +103,16 @@ def test_cleanup_of_another_runs_directory_keeps_everything(tmp_path):
 def test_cleanup_of_its_own_directory_leaves_nothing(tmp_path):
     out = tmp_path / "out"
     finished_result(out, "uid-1")
+    assert runrecord.cleanup(out, "uid-1")["outcome"] == "removed"
+    assert not out.exists()
+
+
+def test_cleanup_of_a_failed_multinode_run_removes_its_failure_reports(tmp_path):
+    out = tmp_path / "out"
+    runrecord.claim(out, "uid-1")
+    (out / "checkpoints" / "checkpoint-2").mkdir(parents=True)
+    (out / ".rank-failures").mkdir()
+    (out / ".rank-failures" / "node-1-rank-1.json").write_text("{}")
     assert runrecord.cleanup(out, "uid-1")["outcome"] == "removed"
     assert not out.exists()
 

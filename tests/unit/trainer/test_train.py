@@ -93,7 +93,9 @@ def test_progress_lines_and_termination_summary(lora_run):
     assert first["totalSteps"] == 4 and first["percent"] == 25 and first["learningRate"] > 0
     assert {"epoch", "tokensPerSecond", "etaSeconds", "updatedAt"} <= set(first)
     stages = [p["stage"] for p in lines]
-    assert stages[0] == "loading" and stages[-1] == "completed"
+    assert stages[:2] == ["planning", "loading"] and stages[-1] == "completed"
+    planned, measured = lora_run.plans  # as planned, then after two steps with the ETA
+    assert "fits" not in planned and "etaSeconds" in measured  # a CPU: nothing to check against
     assert {"baseline-eval", "final-eval", "saving"} <= set(stages)
     # The progress file holds the last line.
     assert json.loads((lora_run.out / "progress.json").read_text()) == lines[-1]
@@ -322,3 +324,25 @@ def test_failure_before_publish_leaves_nothing_complete(tiny_model, tmp_path, mo
     monkeypatch.undo()
     r3 = helpers.run_cli(cfg, tmp_path)
     assert r3.rc == 0 and (r3.out / "_COMPLETE").is_file() and verify_checksums(r3.out) == []
+
+
+def test_the_warmup_is_a_ratio_of_the_steps(tmp_path):
+    """training.warmupRatio reaches transformers as the fraction of the steps it warms up over
+    (warmup_steps below 1, which transformers reads as a ratio since 5.0: the floor in pyproject.toml)."""
+    from types import SimpleNamespace
+
+    from transformers import TrainingArguments
+
+    from finetune_api.training import TrainerConfig
+
+    config = TrainerConfig.model_validate(
+        {
+            "model": {"source": "/models/m"},
+            "dataset": {"source": "/data/train.jsonl"},
+            "training": {"warmupRatio": 0.05},
+            "output": {"dir": str(tmp_path)},
+        }
+    )
+    ctx = SimpleNamespace(config=config, eval_dataset=None, out=SimpleNamespace(checkpoints=tmp_path / "ckpt"))
+    args = TrainingArguments(**pipeline.common_training_args(ctx, "adamw_torch"))
+    assert args.get_warmup_steps(1000) == 50 and args.get_warmup_steps(10) == 1
