@@ -97,7 +97,7 @@ CA_BUNDLE_DIR = "/etc/finetune/ca"
 SECRET_REF_FIELDS = ("model.tokenSecretRef", "model.credentialsSecretRef", "dataset.credentialsSecretRef")
 """Spec fields naming a Secret handed to the trainer: the requester must be allowed to get it."""
 
-TRAINER_STATUS_FIELDS = ("progress", "plan")
+TRAINER_STATUS_FIELDS = ("progress", "plan", "serving")
 """Status fields the run's trainer writes (the status-integrity policy lets it write only these)."""
 
 GPU_MEMORY_ENV = "FINETUNE_GPU_MEMORY_BYTES"

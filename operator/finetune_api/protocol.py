@@ -9,12 +9,10 @@ operator reads the summary from the Pod status.
 import hashlib
 import re
 from enum import IntEnum, StrEnum
-from typing import Annotated
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from .base import ApiModel
-from .serving import ServingStatus
 
 TERMINATION_MESSAGE_LIMIT = 4096
 MAX_WARNINGS = 3
@@ -216,14 +214,27 @@ class ArtifactSummary(ApiModel):
 
 
 class TrainerSummary(ApiModel):
-    """Compact final summary, written to the termination-message path (at most 4 KiB)."""
+    """Compact final summary, written to the termination-message path (at most 4 KiB).
+
+    This is the completion record of protocol 1, which every operator since 0.1.0 reads, and 0.1.0
+    refuses a record with a field it does not know (its models forbid extra fields). So its fields
+    are frozen: a run started by a newer operator must still succeed when a rollback leaves the
+    older one to read its result. What later versions report goes through the status subresource
+    instead (`status.serving`, written by the trainer, like `status.plan`). Readers ignore fields
+    they do not know, so a later protocol may add some once 0.1.0 is out of support.
+    """
+
+    model_config = ConfigDict(extra="ignore")
 
     outcome: str = Field(pattern=r"^(succeeded|failed)$")
     """`succeeded` or `failed`."""
     reason: str | None = None
     """A FailureReason value when failed."""
     message: str | None = Field(default=None, max_length=2048)
-    """Human-readable explanation (the error, naming file, line and field where it applies)."""
+    (
+        "Human-readable explanation: the error, naming file, line and field where it applies; on success what "
+        "the run did that the user may not have meant (`warning: ...`), if anything."
+    )
     metrics: dict[str, float] = Field(default_factory=dict)
     (
         "Key figures, e.g. baselineEvalLoss, evalLoss, baselinePerplexity, perplexity, baselineAccuracy, accuracy, "
@@ -231,39 +242,23 @@ class TrainerSummary(ApiModel):
     )
     artifacts: ArtifactSummary | None = None
     """The finalized artifacts, when succeeded."""
-    warnings: list[Annotated[str, Field(max_length=MAX_WARNING_LENGTH)]] = Field(
-        default_factory=list, max_length=MAX_WARNINGS
-    )
-    """What a successful run did that the user may not have meant (e.g. a rare label became a class)."""
-    serving: ServingStatus | None = None
-    """How to serve the adapter (becomes status.serving), when succeeded."""
 
     def to_termination_message(self) -> str:
-        """Serialize within the Kubelet's 4 KiB limit: the message is shortened first, then the serving
-        block's note and target modules (the manifests and metrics.json keep them)."""
-        summary = self
-        for shorten in (_shorter_message, _shorter_serving):
-            text = summary.model_dump_json(by_alias=True, exclude_none=True)
-            overflow = len(text.encode()) - TERMINATION_MESSAGE_LIMIT
-            if overflow <= 0:
-                return text
-            summary = shorten(summary, overflow + 16)
-        return summary.model_dump_json(by_alias=True, exclude_none=True)
+        """Serialize within the Kubelet's 4 KiB limit, shortening the message first if needed."""
+        text = self.model_dump_json(by_alias=True, exclude_none=True)
+        overflow = len(text.encode()) - TERMINATION_MESSAGE_LIMIT
+        if overflow <= 0:
+            return text
+        message = self.message or ""
+        shorter = self.model_copy(update={"message": message[: max(0, len(message) - overflow - 16)] + "..."})
+        return shorter.model_dump_json(by_alias=True, exclude_none=True)
 
 
-def _shorter_message(summary: TrainerSummary, overflow: int) -> TrainerSummary:
-    text = summary.message
-    if not text:
-        return summary
-    return summary.model_copy(update={"message": text[: max(0, len(text) - overflow)] + "..."})
-
-
-def _shorter_serving(summary: TrainerSummary, overflow: int) -> TrainerSummary:
-    if summary.serving is None:
-        return summary
-    return summary.model_copy(
-        update={"serving": summary.serving.model_copy(update={"note": None, "target_modules": []})}
-    )
+def success_note(warnings: list[str]) -> str | None:
+    """The message of a successful run: its warnings (what a run did that the user may not have meant,
+    e.g. a rare label became a class), at most MAX_WARNINGS of MAX_WARNING_LENGTH characters each."""
+    said = [f"warning: {w[:MAX_WARNING_LENGTH]}" for w in warnings[:MAX_WARNINGS]]
+    return "; ".join(said) or None
 
 
 FETCH_RECORD_FILE = ".finetune-fetch.json"

@@ -330,7 +330,8 @@ class FineTuneJobStatus(ApiModel):
     serving: ServingStatus | None = None
     (
         "How to serve the adapter: its URI, base model reference, rank, target modules, task type and the serving "
-        "paths whose manifests were written (from the trainer's summary)."
+        "paths whose manifests were written. Written by the trainer once the adapter is published, just before it "
+        "exits."
     )
     gpu_seconds: float | None = None
     """GPU time consumed (GPUs per node x nodes x run seconds)."""

@@ -159,5 +159,31 @@ def upload(kubectl: Kubectl, job: Upload) -> str:
 def _wait_running(kubectl: Kubectl, pod: str, timeout: float) -> None:
     done = kubectl("wait", "--for=condition=Ready", f"pod/{pod}", f"--timeout={int(timeout)}s", check=False)
     if "condition met" not in done:
-        status = kubectl("get", "pod", pod, "-o", "jsonpath={.status.conditions[*].message}", check=False)
-        raise UploadError(f"the upload pod {pod} did not start within {timeout:.0f}s: {status.strip() or 'pending'}")
+        raise UploadError(f"the upload pod {pod} did not start within {timeout:.0f}s: {_why_not_ready(kubectl, pod)}")
+
+
+def _why_not_ready(kubectl: Kubectl, pod: str) -> str:
+    """The container's waiting reason and message (an image it cannot pull) and the pod's latest event
+    (a claim it cannot mount), else its conditions."""
+    waiting = kubectl(
+        "get",
+        "pod",
+        pod,
+        "-o",
+        "jsonpath={.status.containerStatuses[*].state.waiting.reason} "
+        "{.status.containerStatuses[*].state.waiting.message}",
+        check=False,
+    ).strip()
+    conditions = kubectl("get", "pod", pod, "-o", "jsonpath={.status.conditions[*].message}", check=False).strip()
+    events = kubectl(
+        "get",
+        "events",
+        "--field-selector",
+        f"involvedObject.name={pod}",
+        "--sort-by=.lastTimestamp",
+        "-o",
+        "jsonpath={.items[-1:].reason}: {.items[-1:].message}",
+        check=False,
+    ).strip(": \n")
+    said = "; ".join(part for part in (" ".join(waiting.split()), " ".join(events.split())) if part)
+    return said or conditions or "pending"

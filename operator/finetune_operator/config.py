@@ -124,8 +124,8 @@ class OperatorConfig:
     status_patch: bool = setting(
         True,
         "--status-patch",
-        "let each trainer report live progress and its memory plan into its FineTuneJob's status.progress and "
-        "status.plan (every trainer has its own "
+        "let each trainer report live progress, its memory plan and the serving facts into its FineTuneJob's "
+        "status.progress, status.plan and status.serving (every trainer has its own "
         "ServiceAccount either way: it reads its FineTuneJob with it to check its config)",
     )
     trainer_cluster_role: str = setting(

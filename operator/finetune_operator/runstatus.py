@@ -187,7 +187,6 @@ def _status(
         status.metrics = dict(summary.metrics)
     if v.phase is Phase.SUCCEEDED:
         status.artifacts = _artifacts(spec, meta, summary)
-        status.serving = summary.serving if summary is not None else None
     return status
 
 

@@ -69,7 +69,9 @@ def test_batch_size_auto_trains_with_the_micro_batch_planned_for_the_gpu(
 ) -> None:
     training = {**classification("x")["spec"]["training"], "maxSteps": 2, "maxSeqLength": 512}
     body = classification("auto", training={**training, "batchSize": "auto", "gradientAccumulationSteps": 16})
-    body["spec"]["resources"] = ON_THE_FAKE_GPU
+    # the micro-batch planned to fill 4 GiB of GPU takes about as much host memory on this CPU
+    # (3Gi was OOMKilled in a CI run), plus the model and PyTorch's own
+    body["spec"]["resources"] = {**ON_THE_FAKE_GPU, "memory": "8Gi"}
     expected = local_plan(body, tmp_path)
     runs = Runs(kube_api, run_ns["name"])
     runs.create(body)

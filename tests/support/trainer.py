@@ -159,7 +159,14 @@ class Run:
     @property
     def progress(self) -> list[dict]:
         """The TrainingProgress lines of stdout."""
-        return [d for d in self._lines() if "plan" not in d]
+        return [d for d in self._lines() if "plan" not in d and "serving" not in d]
+
+    @property
+    def serving(self) -> dict:
+        """The serving facts the trainer reported (``{"serving": {...}}`` on stdout, status.serving in a
+        cluster); empty when it reported none."""
+        reported = [d["serving"] for d in self._lines() if "serving" in d]
+        return reported[-1] if reported else {}
 
     @property
     def plans(self) -> list[dict]:

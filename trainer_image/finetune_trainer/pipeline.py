@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from finetune_api.protocol import MAX_WARNING_LENGTH, MAX_WARNINGS, ArtifactSummary, TrainerSummary
+from finetune_api.protocol import ArtifactSummary, TrainerSummary, success_note
 from finetune_api.serving import ServingStatus
 from finetune_api.training import TrainerConfig, TrainingSpec
 
@@ -167,19 +167,18 @@ def peak_memory() -> tuple[int, str]:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024, "cpu-max-rss"
 
 
-def summary_from_output(root: Path, note: str | None = None) -> TrainerSummary:
+def summary_from_output(root: Path, reporter: ProgressReporter, note: str | None = None) -> TrainerSummary:
+    """The summary of a result published before (a retried pod after the publish); its serving facts
+    are reported again."""
     recorded: dict = {}
     try:
         recorded = json.loads((root / "metrics.json").read_text())
     except (OSError, ValueError):
         pass
-    serving = ServingStatus.model_validate(recorded["serving"]) if recorded.get("serving") else None
+    if recorded.get("serving"):
+        reporter.report_serving(ServingStatus.model_validate(recorded["serving"]))
     return TrainerSummary(
-        outcome="succeeded",
-        message=note,
-        metrics=recorded.get("summary", {}),
-        artifacts=artifact_summary(root),
-        serving=serving,
+        outcome="succeeded", message=note, metrics=recorded.get("summary", {}), artifacts=artifact_summary(root)
     )
 
 
@@ -261,7 +260,8 @@ def _train(config: TrainerConfig, out: OutputDir, reporter: ProgressReporter | N
             out.root,
             COMPLETE_MARKER,
         )
-        return summary_from_output(out.root, note=f"{out.root} was already complete; nothing was trained")
+        note = f"{out.root} was already complete; nothing was trained"
+        return summary_from_output(out.root, reporter or make_reporter(config), note)
     method = get_method(config.method)
     reporter = reporter or make_reporter(config)
     reporter.stage("planning")
@@ -287,13 +287,14 @@ def _train(config: TrainerConfig, out: OutputDir, reporter: ProgressReporter | N
     published = publish(out)
     log.info("published %d files (%d bytes) to %s", len(published["files"]), published["size_bytes"], out.root)
     out.remove_checkpoints()
+    if serving is not None:
+        ctx.reporter.report_serving(serving)
     ctx.reporter.update(stage="completed", final=True, step=fitted.steps, percent=100)
     return TrainerSummary(
         outcome="succeeded",
+        message=success_note(ctx.data.warnings),
         metrics=metrics["summary"],
         artifacts=artifact_summary(out.root),
-        warnings=[w[:MAX_WARNING_LENGTH] for w in ctx.data.warnings[:MAX_WARNINGS]],
-        serving=serving,
     )
 
 

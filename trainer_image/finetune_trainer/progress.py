@@ -25,11 +25,14 @@ from pathlib import Path
 from typing import TextIO
 
 from finetune_api import GROUP, PLURAL, VERSION
+from finetune_api.base import ApiModel
 from finetune_api.protocol import MemoryPlan, TrainingProgress
+from finetune_api.serving import ServingStatus
 
 log = logging.getLogger("finetune_trainer")
 
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+SERVING_PATCH_ATTEMPTS = 5
 
 
 def now_rfc3339() -> str:
@@ -120,9 +123,9 @@ class ApiTarget:
             return answer
 
 
-def plan_patch(plan: MemoryPlan) -> bytes:
-    """The merge patch of the memory plan: ``status.plan`` and nothing else."""
-    return json.dumps({"status": {"plan": plan.to_wire()}}).encode()
+def status_field_patch(field: str, value: ApiModel) -> bytes:
+    """The merge patch of one trainer-written status field (``plan``, ``serving``) and nothing else."""
+    return json.dumps({"status": {field: value.to_wire()}}).encode()
 
 
 class StatusPatcher:
@@ -136,8 +139,10 @@ class StatusPatcher:
         interval: float,
         timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], object] = time.sleep,
     ):
         self.url = url
+        self.sleep = sleep
         self.token = token
         self.ssl_context = ssl_context
         self.interval = interval
@@ -168,16 +173,20 @@ class StatusPatcher:
         self._last = now
         return self.send(progress_patch(progress))
 
-    def send(self, body: bytes) -> bool:
-        """PATCH ``body`` (a merge patch of the status) now; never raises."""
-        try:
-            ApiTarget(self.url, self.token, self.ssl_context, "").patch(body, self.timeout)
-            self.sent += 1
-            return True
-        except Exception as exc:  # reporting must never fail the training
-            self.failures += 1
-            log.warning("status patch to %s failed: %s", self.url, exc)
-            return False
+    def send(self, body: bytes, attempts: int = 1) -> bool:
+        """PATCH ``body`` (a merge patch of the status) now, trying up to ``attempts`` times a second
+        apart; never raises."""
+        for attempt in range(1, attempts + 1):
+            try:
+                ApiTarget(self.url, self.token, self.ssl_context, "").patch(body, self.timeout)
+                self.sent += 1
+                return True
+            except Exception as exc:  # reporting must never fail the training
+                self.failures += 1
+                log.warning("status patch to %s failed (attempt %d of %d): %s", self.url, attempt, attempts, exc)
+                if attempt < attempts:
+                    self.sleep(1.0)
+        return False
 
 
 class ProgressReporter:
@@ -258,12 +267,21 @@ class ProgressReporter:
 
     def report_plan(self, plan: MemoryPlan) -> None:
         """The memory plan: one ``{"plan": ...}`` line on stdout and ``status.plan`` (not rate-limited)."""
+        self._report_field("plan", plan, attempts=1)
+
+    def report_serving(self, serving: ServingStatus) -> None:
+        """What a serving stack needs, once the adapter is published: one ``{"serving": ...}`` line and
+        ``status.serving``. The completion record cannot carry it (finetune_api.protocol.TrainerSummary),
+        so the patch is tried a few times; the same facts are in metrics.json and serving/."""
+        self._report_field("serving", serving, attempts=SERVING_PATCH_ATTEMPTS)
+
+    def _report_field(self, field: str, value: ApiModel, attempts: int) -> None:
         with self._lock:
             stream = self.stream or sys.stdout
-            stream.write(json.dumps({"plan": plan.to_wire()}) + "\n")
+            stream.write(json.dumps({field: value.to_wire()}) + "\n")
             stream.flush()
             if self.patcher is not None:
-                self.patcher.send(plan_patch(plan))
+                self.patcher.send(status_field_patch(field, value), attempts=attempts)
 
 
 def make_progress_callback(reporter: ProgressReporter, tokens_fn: Callable[[], int] | None = None):

@@ -21,7 +21,7 @@ def completed(job: dict[str, Any], pod: dict[str, Any] | None, now: dt.datetime)
     term = terminated_state(pod)
     summary = parse_summary((term or {}).get("message"))
     if summary is not None and summary.outcome == "succeeded":
-        said = "".join(f"; warning: {w}" for w in summary.warnings)
+        said = f"; {summary.message}" if summary.message else ""
         return Verdict(Phase.SUCCEEDED, Reason.SUCCEEDED, shorten(f"the adapter is trained and saved{said}"))
     if term is not None:
         return Verdict(

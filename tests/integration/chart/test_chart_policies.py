@@ -763,7 +763,7 @@ class TestSelectorMode:
                 f'finetunejobs.finetune.dev "{a}" is forbidden: ValidatingAdmissionPolicy '
                 f"'{r.fullname}-status-integrity' with binding '{r.fullname}-status-integrity' denied request: "
                 f"status.{field_name} is written by finetune-operator only; "
-                "a trainer may change status.progress and status.plan only"
+                "a trainer may change status.progress, status.plan, status.serving only"
             )
         message = patch_status(as_trainer, r.team, b, {"progress": progress})
         assert message and message.endswith(

@@ -1,16 +1,17 @@
 """spec.serving: the combinations no serving manifest could satisfy are refused with one line saying
 what to change (the CRD's CEL rules carry the same messages: tests/integration/operator/test_operator_crd.py),
-the claim check the operator runs, and status.serving within the termination message."""
+the claim check the operator runs, and a completion record 0.1.0 still reads."""
 
 import json
 
 import pytest
 from pydantic import ValidationError
 
-from finetune_api.protocol import TERMINATION_MESSAGE_LIMIT, TrainerSummary
+from finetune_api.protocol import MAX_WARNINGS, TERMINATION_MESSAGE_LIMIT, TrainerSummary, success_note
 from finetune_api.resource import FineTuneJobSpec
-from finetune_api.serving import MESSAGES, ServingStatus, claim_access_problem, lora_rank_limit
+from finetune_api.serving import MESSAGES, claim_access_problem, lora_rank_limit
 from finetune_api.training import TrainerConfig
+from support.protocol_v010 import TrainerSummaryV010
 
 SFT = {
     "model": {"source": "builtin:smollm2-135m-instruct"},
@@ -117,20 +118,17 @@ def test_claim_access_problem_for_several_replicas(replicas, modes, problem):
         assert "set serving.replicas: 1" in message
 
 
-def test_the_serving_block_fits_the_termination_message_and_is_shortened_last():
-    serving = ServingStatus(
-        adapter_uri="pvc://artifacts/" + "p" * 900,
-        base_model="hf://org/" + "m" * 900,
-        base_model_sha256="ab" * 32,
-        task_type="CAUSAL_LM",
-        lora_rank=16,
-        target_modules=[f"module_{i}" for i in range(64)],
-        note="n" * 500,
-    )
-    summary = TrainerSummary(outcome="succeeded", message="x" * 2000, metrics={"evalLoss": 1.0}, serving=serving)
+def test_the_completion_record_stays_readable_by_0_1_0_and_ignores_what_it_does_not_know():
+    """status.serving and the warnings do not ride in the termination message: 0.1.0 refuses fields it
+    does not know, and a rollback may leave it to read a newer trainer's record."""
+    warnings = [f"label {i} has one example: it became a class" + "!" * 400 for i in range(5)]
+    summary = TrainerSummary(outcome="succeeded", message=success_note(warnings), metrics={"evalLoss": 1.0})
+    assert summary.message is not None and summary.message.count("warning: ") == MAX_WARNINGS
     text = summary.to_termination_message()
     assert len(text.encode()) <= TERMINATION_MESSAGE_LIMIT
-    back = TrainerSummary.model_validate(json.loads(text))
-    assert back.serving is not None and back.serving.adapter_uri == serving.adapter_uri
-    small = TrainerSummary(outcome="succeeded", serving=serving.model_copy(update={"target_modules": ["q_proj"]}))
-    assert TrainerSummary.model_validate_json(small.to_termination_message()) == small  # untouched when it fits
+    assert TrainerSummaryV010.model_validate_json(text).message == summary.message
+    later = {**json.loads(text), "serving": {"adapterUri": "pvc://artifacts/x"}, "somethingNew": 1}
+    assert TrainerSummary.model_validate(later) == summary  # a later trainer's fields are ignored here
+    with pytest.raises(ValidationError):
+        TrainerSummaryV010.model_validate(later)
+    assert success_note([]) is None

@@ -2,6 +2,8 @@
 
 import datetime as dt
 
+from finetune_api.protocol import success_note
+from finetune_operator.runstatus import merge_patch
 from finetune_operator.summaries import fmt_time
 from support.status_objects import NOW, SCHEDULED, T_END, T_START, compute, cond, job, pod, summary_message
 
@@ -29,29 +31,28 @@ def test_succeeded_with_metrics_and_artifacts(ftj):
 SERVING = {
     "adapterUri": "pvc://artifacts/team-a/demo",
     "baseModel": "hf://HuggingFaceTB/SmolLM2-135M-Instruct",
-    "baseModelSha256": "cd" * 32,
     "taskType": "CAUSAL_LM",
     "loraRank": 16,
-    "targetModules": ["k_proj", "q_proj"],
-    "runtimes": ["vllm", "kserve", "kaito"],
-    "manifests": "pvc://artifacts/team-a/demo/serving",
 }
 
 
-def test_succeeded_carries_the_trainers_serving_block_and_keeps_it(ftj):
-    msg = summary_message(outcome="succeeded", metrics={"evalLoss": 1.0}, serving=SERVING)
+def test_the_trainers_serving_block_is_left_as_the_trainer_wrote_it(ftj):
+    """status.serving is the trainer's (like status.plan): the operator's status write never touches it."""
+    msg = summary_message(outcome="succeeded", metrics={"evalLoss": 1.0})
+    p = pod("Succeeded", scheduled=SCHEDULED, terminated={"exitCode": 0, "reason": "Completed", "message": msg})
+    stored = {**ftj, "status": {"phase": "Running", "serving": SERVING}}
+    r = compute(stored, job([{"type": "Complete"}], completionTime=T_END), p)
+    assert r.status["phase"] == "Succeeded" and "serving" not in r.status
+    patch = merge_patch(stored["status"], r.status)
+    assert patch is not None and "serving" not in patch
+
+
+def test_a_successful_runs_warnings_end_its_message(ftj):
+    note = success_note(["label 'rare' has 1 example"])
+    msg = summary_message(outcome="succeeded", message=note, metrics={"evalLoss": 1.0})
     p = pod("Succeeded", scheduled=SCHEDULED, terminated={"exitCode": 0, "reason": "Completed", "message": msg})
     s = compute(ftj, job([{"type": "Complete"}], completionTime=T_END), p).status
-    assert s["phase"] == "Succeeded" and s["serving"] == SERVING
-    again = compute({**ftj, "status": s}, job([{"type": "Complete"}], completionTime=T_END), p).status
-    assert again["serving"] == SERVING  # final: kept as recorded, like the artifacts
-
-
-def test_a_failed_run_has_no_serving_block(ftj):
-    msg = summary_message(outcome="failed", reason="InvalidData", message="bad", serving=SERVING)
-    p = pod("Failed", scheduled=SCHEDULED, terminated={"exitCode": 3, "reason": "Error", "message": msg})
-    s = compute(ftj, job([{"type": "Failed"}]), p).status
-    assert s["phase"] == "Failed" and "serving" not in s
+    assert s["message"] == "the adapter is trained and saved; warning: label 'rare' has 1 example"
 
 
 def test_exit_0_without_the_trainers_completion_record_is_not_a_success(ftj):

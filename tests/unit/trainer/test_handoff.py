@@ -1,6 +1,6 @@
 """The hand-off after real training runs on tiny models (and the real SmolLM2): adapter_config.json
 names the base by a portable reference, README.md is a filled model card (no template text, no
-path of the trainer pod), serving/ holds the manifests, the summary carries status.serving, and
+path of the trainer pod), serving/ holds the manifests, the trainer reports status.serving, and
 ``finetune-train serve`` answers over HTTP like the trainer's own final evaluation."""
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from finetune_trainer.cli import main
 from finetune_trainer.models import BUILTIN_MODELS, builtin_dir
 from finetune_trainer.provenance import base_model_ref
 from support import trainer as helpers
+from support.protocol_v010 import TrainerSummaryV010
 
 PEFT_TEMPLATE_MARKER = "[More Information Needed]"  # what PEFT's empty model card is made of
 
@@ -130,8 +131,9 @@ def test_classifier_model_card_is_filled_from_the_run(classifier_run):
 
 def test_classifier_serving_status_and_manifest(classifier_run):
     run, *_ = classifier_run
-    serving = run.summary["serving"]
-    assert serving == json.loads((run.out / "metrics.json").read_text())["serving"]
+    serving = run.serving
+    assert serving and serving == json.loads((run.out / "metrics.json").read_text())["serving"]
+    TrainerSummaryV010.model_validate(run.summary)  # the completion record a rolled-back 0.1.0 still reads
     assert serving["adapterUri"] == "pvc://artifacts/team/intent" and serving["taskType"] == "SEQ_CLS"
     assert serving["runtimes"] == ["kserve"] and serving["mergedUri"] == "pvc://artifacts/team/intent/merged"
     assert serving["loraRank"] == 4 and serving["targetModules"] == ["key", "query", "value"]
@@ -192,7 +194,7 @@ def test_causal_lm_hand_off_on_a_claim_base(sft_run):
     assert json.loads((run.out / "adapter_config.json").read_text())["base_model_name_or_path"] == (
         "pvc://models/tiny-llama"
     )
-    serving = run.summary["serving"]
+    serving = run.serving
     assert serving["runtimes"] == ["vllm", "kserve"] and serving["baseModel"] == "pvc://models/tiny-llama"
     assert "kaito left out" in serving["note"] and "replicas 2 reduced to 1" in serving["note"]
     assert sorted(p.name for p in (run.out / "serving").iterdir()) == ["kserve-llminferenceservice.yaml", "vllm.yaml"]
@@ -272,7 +274,7 @@ def test_smollm2_adapter_is_served_by_its_portable_reference(tmp_path):
         "SmolLM2-135M-Instruct.Q4_1.gguf"
     )
     assert f"SHA-256 `{sha256_file(gguf)}`" in card and "not the upstream bf16 checkpoint" in card
-    assert run.summary["serving"]["runtimes"] == ["vllm", "kserve", "kaito"]
+    assert run.serving["runtimes"] == ["vllm", "kserve", "kaito"]
     assert_portable(run.out, tmp_path)
     # served from the adapter alone: its reference resolves to the built-in model, offline
     sample = json.loads((run.out / "metrics.json").read_text())["samples"][0]

@@ -11,9 +11,10 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 
 from finetune_api.protocol import ExitCode, MemoryPlan, TrainingProgress
+from finetune_api.serving import ServingStatus
 from finetune_trainer import planning, progress, verify
 from finetune_trainer.cli import failure_summary
-from finetune_trainer.progress import ProgressReporter, StatusPatcher
+from finetune_trainer.progress import SERVING_PATCH_ATTEMPTS, ProgressReporter, StatusPatcher
 from support import trainer as helpers
 
 
@@ -77,6 +78,12 @@ def test_training_patches_status_over_http(in_cluster, tiny_model, tmp_path):
         tmp_path / "out",
         training={"maxSteps": 3},
         evaluation={"sampleGenerations": 0},
+        origin={  # what the operator sets: the run's locations in the cluster (the serving facts name them)
+            "model": "pvc://models/tiny-llama",
+            "dataset": "pvc://datasets/train.jsonl",
+            "output": "pvc://artifacts/team-a/demo-job",
+            "name": "demo-job",
+        },
         reporting={
             "statusPatchIntervalSeconds": 3600,
             "progressFile": str(tmp_path / "p" / "progress.json"),
@@ -92,7 +99,7 @@ def test_training_patches_status_over_http(in_cluster, tiny_model, tmp_path):
         assert req["path"] == "/apis/finetune.dev/v1alpha1/namespaces/team-a/finetunejobs/demo-job/status"
         assert req["headers"]["Content-Type"] == "application/merge-patch+json"
         assert req["headers"]["Authorization"] == "Bearer test-token"
-        assert list(req["body"]) == ["status"] and list(req["body"]["status"]) in (["progress"], ["plan"])
+        assert list(req["body"]) == ["status"] and list(req["body"]["status"]) in (["progress"], ["plan"], ["serving"])
     reqs = [req for req in requests if "progress" in req["body"]["status"]]
     # Rate limit of one per hour: the first update goes out, then only the final one.
     assert len(reqs) == 2
@@ -109,6 +116,11 @@ def test_training_patches_status_over_http(in_cluster, tiny_model, tmp_path):
     ]
     assert len(plans) == 2 and plans[0].eta_seconds is None and plans[1].eta_seconds is not None
     assert plans[0].predicted_peak_bytes == plans[1].predicted_peak_bytes > 0 and plans[0].fits is None  # a CPU
+    # The serving facts once the adapter is published, before the final progress (the trainer's last word)
+    kinds = [next(iter(req["body"]["status"])) for req in requests]
+    assert kinds.count("serving") == 1 and kinds[-2:] == ["serving", "progress"], kinds
+    serving = ServingStatus.model_validate(requests[-2]["body"]["status"]["serving"])
+    assert serving == ServingStatus.model_validate(r.serving) and serving.task_type == "CAUSAL_LM"
 
 
 def test_rate_limit_and_final_patch(api_server):
@@ -187,6 +199,25 @@ def test_heartbeat_keeps_the_status_fresh_between_updates(api_server):
     assert not reporter.heartbeat.is_alive()  # the final update stopped the heartbeat
     assert sent() == [1, 2, 2, 10]
     assert Recorder.requests[-1]["body"]["status"]["progress"]["stage"] == "completed"
+
+
+def test_the_serving_facts_are_tried_again_while_the_api_server_fails(api_server, caplog):
+    """status.serving is reported once, at the end: a failing API server gets five tries a second apart."""
+    Recorder.status = 503
+    url = f"http://127.0.0.1:{api_server.server_address[1]}/x"
+    waits: list[float] = []
+    patcher = StatusPatcher(url, "t", None, interval=1.0, sleep=waits.append)
+    reporter = ProgressReporter(None, patcher, stream=open("/dev/null", "w"))
+    reporter.close()
+    serving = ServingStatus(adapter_uri="pvc://a/b", base_model="hf://o/m", task_type="CAUSAL_LM", lora_rank=8)
+    with caplog.at_level("WARNING", logger="finetune_trainer"):
+        reporter.report_serving(serving)
+    assert len(Recorder.requests) == SERVING_PATCH_ATTEMPTS == 5 and waits == [1.0] * 4
+    assert "attempt 5 of 5" in caplog.text
+    Recorder.requests.clear()
+    Recorder.status = 200
+    reporter.report_serving(serving)
+    assert [r["body"] for r in Recorder.requests] == [{"status": {"serving": serving.to_wire()}}]
 
 
 def test_reporting_errors_never_fail(api_server, caplog, tmp_path):
