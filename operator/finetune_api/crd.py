@@ -206,7 +206,13 @@ PRINTER_COLUMNS = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
     {"name": "Model", "type": "string", "jsonPath": ".spec.model.source"},
     {"name": "Method", "type": "string", "jsonPath": ".spec.method"},
-    {"name": "Nodes", "type": "integer", "jsonPath": ".spec.resources.nodes", "description": "Nodes (pods) of the run"},
+    # from status: spec.resources.nodes has no stored default (ROLLBACK_SAFE_DEFAULT), so most runs lack it
+    {
+        "name": "Nodes",
+        "type": "integer",
+        "jsonPath": ".status.topology.nodes",
+        "description": "Nodes (pods) of the run",
+    },
     {
         "name": "Progress",
         "type": "string",

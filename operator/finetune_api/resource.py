@@ -275,7 +275,7 @@ class NodePod(ApiModel):
 
 
 class TopologyStatus(ApiModel):
-    """How a run over several nodes is laid out."""
+    """How the run is laid out: nodes, processes, the global batch and where each pod runs."""
 
     nodes: int = Field(ge=1)
     """Nodes (pods) of the run."""
@@ -338,7 +338,7 @@ class FineTuneJobStatus(ApiModel):
     sources: list[SourceStatus] = Field(default_factory=list, max_length=3)
     """The downloaded models and datasets (`s3://`, `https://`, `hf://`): cached or downloaded, bytes, seconds."""
     topology: TopologyStatus | None = None
-    """With `resources.nodes` above 1: nodes, processes, the global batch and each pod's node."""
+    """Nodes, processes, the global batch and each pod's node (the NODES column)."""
 
     @classmethod
     def operator_fields(cls) -> frozenset[str]:

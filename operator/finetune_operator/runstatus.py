@@ -145,8 +145,7 @@ def compute(
     )
     v = decide(ftj, spec, seen)
     status = _status(v, ftj, spec, job, pod, now)
-    if spec.resources.nodes > 1:
-        status.topology = topology(spec, list(pods), prev.get("plan"))
+    status.topology = topology(spec, list(pods), prev.get("plan"))
     if fetch is not None and fetch.plans:
         claims = (fetch.cache_claim, spec.output.pvc)
         status.sources = fetched_sources(list(fetch.plans), fetch.pod, prev.get("sources") or [], claims)

@@ -83,7 +83,7 @@ def who(pod: dict[str, Any], nodes: int) -> str:
 
 def topology(spec: FineTuneJobSpec, pods: list[dict[str, Any]], plan: dict[str, Any] | None) -> TopologyStatus:
     """``status.topology``: the layout, the global batch (the trainer's plan resolves ``auto``) and
-    each node's latest pod."""
+    each node's latest pod (one node too: the NODES column and where the pod runs)."""
     nodes = spec.resources.nodes
     per_node = max(spec.resources.gpus, 1)
     world = nodes * per_node
@@ -97,7 +97,13 @@ def topology(spec: FineTuneJobSpec, pods: list[dict[str, Any]], plan: dict[str, 
         processes_per_node=per_node,
         world_size=world,
         global_batch_size=micro * steps * world if micro else None,
-        pods=[
-            NodePod(index=i, name=p["metadata"]["name"], node=node_name(p)) for i, p in latest_by_index(pods).items()
-        ],
+        pods=[NodePod(index=i, name=p["metadata"]["name"], node=node_name(p)) for i, p in by_node(nodes, pods).items()],
     )
+
+
+def by_node(nodes: int, pods: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """Each node's latest pod; a one-node run's Job is not indexed, its latest pod is node 0's."""
+    if nodes > 1:
+        return latest_by_index(pods)
+    latest = latest_pod(pods)
+    return {0: latest} if latest is not None else {}

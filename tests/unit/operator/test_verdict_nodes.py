@@ -110,10 +110,14 @@ def test_a_retried_node_counts_with_its_latest_pod(ftj):
     ]
 
 
-def test_one_node_keeps_todays_status(ftj):
+def test_one_node_has_a_topology_of_its_one_pod(ftj):
+    """The NODES column reads status.topology (spec.resources.nodes is not stored unless set)."""
     p = pod("Running", scheduled=SCHEDULED, running=True)
     s = compute(ftj, job(active=1), speaking_pod([p], 1, job(active=1)), pods=(p,)).status
-    assert "topology" not in s and s["message"] == "training on node gpu-a100-0"
+    assert s["message"] == "training on node gpu-a100-0"
+    topology = s["topology"]
+    assert (topology["nodes"], topology["processesPerNode"], topology["worldSize"]) == (1, 2, 2)
+    assert topology["pods"] == [{"index": 0, "name": p["metadata"]["name"], "node": "gpu-a100-0"}]
 
 
 def test_the_completion_index_of_a_whole_pod_or_its_summary():
