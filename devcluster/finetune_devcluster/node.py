@@ -52,6 +52,8 @@ REAL_NODE_LABEL = "finetune.dev/real-node"  # "true" on every real node: what a 
 GPU_PRODUCT = "dev-fake-gpu"
 GPU_MEMORY_MIB = 4096
 """What the fake GPU advertises in its `nvidia.com/gpu.memory` label (MiB, as GPU feature discovery does)."""
+PRELOADED_IMAGE_PREFIXES = ("localhost/finetune-devcluster", "localhost/finetune-operator")
+"""Where the images imported into the node's containerd are named (never pulled: no registry there)."""
 SANDBOX_IMAGE = "localhost/finetune-devcluster/pause:v1.35.4"
 BUSYBOX_IMAGE = "localhost/finetune-devcluster/busybox:dev"
 COREDNS_IMAGE = "localhost/finetune-devcluster/coredns:v1.14.7"
@@ -453,6 +455,12 @@ state = '/run/containerd'
                     },
                     "imageGCHighThresholdPercent": 100,
                     "imageGCLowThresholdPercent": 99,
+                    # The images imported into containerd cannot be pulled (localhost/ has no registry).
+                    # Kubernetes 1.35's default (NeverVerifyPreloadedImages, KEP-2535) re-pulls an image
+                    # once the kubelet has pulled the same digest under another name, as a registry test
+                    # does: every later pod of the imported name then failed ErrImagePull.
+                    "imagePullCredentialsVerificationPolicy": "NeverVerifyAllowlistedImages",
+                    "preloadedImagesVerificationAllowlist": [f"{prefix}/*" for prefix in PRELOADED_IMAGE_PREFIXES],
                 },
                 indent=1,
             )

@@ -1,7 +1,8 @@
 """The dev cluster's OCI registry (the CNCF distribution registry, TLS from the cluster CA) serves
 images the real node pulls: containerd trusts its CA through hosts.toml, nothing else is
 configured. A small image is pushed through the registry's HTTP API (what BuildKit and helm speak)
-and a pod runs it; an image the registry lacks fails with the registry's answer, not a TLS error."""
+and a pod runs it; an image the registry lacks fails with the registry's answer, not a TLS error;
+the imported image of the same digest still runs under its own name, unpulled."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from finetune_devcluster.node import NODE_LABEL
+from finetune_devcluster.node import BUSYBOX_IMAGE, NODE_LABEL
 from finetune_devcluster.registry import Registry
 from support.harness import get_json
 
@@ -47,7 +48,7 @@ def push_archive(registry: Registry, archive: Path, repository: str, tag: str) -
     return digest
 
 
-def pod(name: str, image: str) -> dict[str, Any]:
+def pod(name: str, image: str, pull: str = "Always") -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -57,7 +58,7 @@ def pod(name: str, image: str) -> dict[str, Any]:
             "nodeSelector": {NODE_LABEL: "true"},
             "terminationGracePeriodSeconds": 1,
             "containers": [
-                {"name": "main", "image": image, "imagePullPolicy": "Always", "command": ["sh", "-c", "echo pulled"]}
+                {"name": "main", "image": image, "imagePullPolicy": pull, "command": ["sh", "-c", "echo pulled"]}
             ],
         },
     }
@@ -88,3 +89,19 @@ def test_the_node_pulls_from_the_registry_over_tls(cluster, dev_node, registry, 
 
     message = wait_for(refused, 120, "absent image refused", namespace=namespace)
     assert "not found" in message and "x509" not in message, message
+
+    # The imported busybox has the digest the kubelet just pulled under the registry's name; its
+    # imported name still starts with no pull (there is no registry behind localhost/): the node's
+    # kubelet exempts the imported images from Kubernetes 1.35's re-pull check (KEP-2535).
+    imported = pod("imported", BUSYBOX_IMAGE, pull="IfNotPresent")
+    kubectl("apply", "-f", "-", input=json.dumps(imported), namespace=namespace)
+
+    def outcome() -> str:
+        status = phase("imported")["status"]
+        waiting = (status.get("containerStatuses") or [{}])[0].get("state", {}).get("waiting", {})
+        if waiting.get("reason") in ("ErrImagePull", "ImagePullBackOff"):
+            return f"{waiting['reason']}: {waiting.get('message')}"
+        return status.get("phase") if status.get("phase") in ("Succeeded", "Failed") else ""
+
+    assert wait_for(outcome, 120, "imported busybox ran or failed to pull") == "Succeeded"
+    assert kubectl("logs", "imported", namespace=namespace).stdout == "pulled\n"
