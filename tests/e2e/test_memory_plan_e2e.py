@@ -89,7 +89,7 @@ def test_batch_size_auto_trains_with_the_micro_batch_planned_for_the_gpu(
 
 
 def test_the_operator_checks_the_plan_against_the_node_the_pod_was_bound_to(
-    kube_api: client.ApiClient, run_ns: dict[str, Any]
+    kube_api: client.ApiClient, run_ns: dict[str, Any], wait_for: Any
 ) -> None:
     """Without gpuProduct the trainer does not know which GPU it will get, so it plans with no
     limit; the operator reads the bound node's label and ends the run, suspending its Job."""
@@ -100,6 +100,11 @@ def test_the_operator_checks_the_plan_against_the_node_the_pod_was_bound_to(
     assert f"node {NODE_NAME} has 4.0 GiB" in st["message"], st["message"]
     assert "nvidia.com/gpu.memory" in st["message"], st["message"]
     assert "metrics" not in st, st
-    job = client.BatchV1Api(kube_api).read_namespaced_job("any-gpu-trainer", run_ns["name"])
-    assert job.spec is not None and job.spec.suspend is True, job.spec
+    # the operator suspends the Job right after it writes the final status: wait for it
+    batch = client.BatchV1Api(kube_api)
+
+    def suspended() -> bool:
+        return batch.read_namespaced_job("any-gpu-trainer", run_ns["name"]).spec.suspend is True
+
+    wait_for(suspended, 60, "the Job suspended", namespace=run_ns["name"])
     assert_one_line(st)

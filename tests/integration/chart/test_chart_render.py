@@ -430,7 +430,7 @@ def test_status_policy_protects_every_status_field_but_the_trainers(default_obje
     policy = one(default_objects, "ValidatingAdmissionPolicy", f"{FULL}-status-integrity")
     messages = [v.get("message", "") for v in policy["spec"]["validations"]]
     protected = {m.split()[0].removeprefix("status.") for m in messages if m.startswith("status.")}
-    assert protected == fields - {"progress", "plan"}
+    assert protected == fields - {"progress", "plan", "serving"}
 
 
 def test_crd_is_a_template_kept_on_uninstall(default_objects):
