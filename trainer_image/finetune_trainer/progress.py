@@ -62,10 +62,11 @@ def status_path(namespace: str, name: str) -> str:
     return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status"
 
 
-def progress_patch(progress: TrainingProgress) -> bytes:
-    """The merge patch the trainer sends: ``status.progress`` and nothing else (phase, conditions,
-    metrics and artifacts are the operator's; the operator also refuses anything else)."""
-    return json.dumps({"status": {"progress": progress.to_wire()}}).encode()
+def status_field_patch(field: str, value: ApiModel) -> bytes:
+    """A merge patch of one trainer-written status field (``progress``, ``plan``, ``serving``) and
+    nothing else (phase, conditions, metrics and artifacts are the operator's; the chart's
+    status-integrity policy refuses anything else)."""
+    return json.dumps({"status": {field: value.to_wire()}}).encode()
 
 
 class ApiTarget:
@@ -123,11 +124,6 @@ class ApiTarget:
             return answer
 
 
-def status_field_patch(field: str, value: ApiModel) -> bytes:
-    """The merge patch of one trainer-written status field (``plan``, ``serving``) and nothing else."""
-    return json.dumps({"status": {field: value.to_wire()}}).encode()
-
-
 class StatusPatcher:
     """PATCHes ``{"status": {"progress": ...}}`` onto the FineTuneJob status subresource."""
 
@@ -171,7 +167,7 @@ class StatusPatcher:
         if not final and self._last is not None and now - self._last < self.interval:
             return False
         self._last = now
-        return self.send(progress_patch(progress))
+        return self.send(status_field_patch("progress", progress))
 
     def send(self, body: bytes, attempts: int = 1) -> bool:
         """PATCH ``body`` (a merge patch of the status) now, trying up to ``attempts`` times a second
