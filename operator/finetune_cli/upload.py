@@ -159,22 +159,21 @@ def upload(kubectl: Kubectl, job: Upload) -> str:
 def _wait_running(kubectl: Kubectl, pod: str, timeout: float) -> None:
     done = kubectl("wait", "--for=condition=Ready", f"pod/{pod}", f"--timeout={int(timeout)}s", check=False)
     if "condition met" not in done:
-        raise UploadError(f"the upload pod {pod} did not start within {timeout:.0f}s: {_why_not_ready(kubectl, pod)}")
+        raise UploadError(f"the upload pod {pod} did not start within {timeout:.0f}s: {why_not_ready(kubectl, pod)}")
 
 
-def _why_not_ready(kubectl: Kubectl, pod: str) -> str:
+def why_not_ready(kubectl: Kubectl, pod: str) -> str:
     """The container's waiting reason and message (an image it cannot pull) and the pod's latest event
     (a claim it cannot mount), else its conditions."""
-    waiting = kubectl(
-        "get",
-        "pod",
-        pod,
-        "-o",
-        "jsonpath={.status.containerStatuses[*].state.waiting.reason} "
-        "{.status.containerStatuses[*].state.waiting.message}",
-        check=False,
-    ).strip()
-    conditions = kubectl("get", "pod", pod, "-o", "jsonpath={.status.conditions[*].message}", check=False).strip()
+    try:
+        status = json.loads(kubectl("get", "pod", pod, "-o", "json", check=False) or "{}").get("status") or {}
+    except ValueError:
+        status = {}
+    waiting = [
+        f"{w.get('reason', '')} {w.get('message', '')}".strip()
+        for c in status.get("containerStatuses") or []
+        if (w := (c.get("state") or {}).get("waiting"))
+    ]
     events = kubectl(
         "get",
         "events",
@@ -185,5 +184,11 @@ def _why_not_ready(kubectl: Kubectl, pod: str) -> str:
         "jsonpath={.items[-1:].reason}: {.items[-1:].message}",
         check=False,
     ).strip(": \n")
-    said = "; ".join(part for part in (" ".join(waiting.split()), " ".join(events.split())) if part)
+    said = "; ".join(part for part in (_flat(" ".join(waiting)), _flat(events)) if part)
+    conditions = " ".join(c["message"] for c in status.get("conditions") or [] if c.get("message"))
     return said or conditions or "pending"
+
+
+def _flat(text: str) -> str:
+    """One line, single-spaced (kubelet messages carry newlines and runs of spaces)."""
+    return " ".join(text.split())

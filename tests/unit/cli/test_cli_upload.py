@@ -4,6 +4,7 @@ on the real node in tests/integration/upload."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from finetune_api.training import DatasetFormat, Method
-from finetune_cli.upload import UploadError, check_path, pod_manifest, validate
+from finetune_cli.upload import UploadError, check_path, pod_manifest, validate, why_not_ready
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "log-intent" / "train.jsonl"
 
@@ -53,3 +54,32 @@ def test_validation_is_the_trainers(tmp_path):
 def test_the_command_needs_no_torch():
     probe = "import sys, finetune_cli.main, finetune_cli.upload, finetune_trainer.data; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "False"
+
+
+class AnsweringKubectl:
+    """Answers `kubectl get pod -o json` and `kubectl get events` with recorded API answers."""
+
+    def __init__(self, pod: dict, event: str) -> None:
+        self.pod, self.event = pod, event
+
+    def __call__(self, *args: str, check: bool = True) -> str:
+        return json.dumps(self.pod) if args[:2] == ("get", "pod") else self.event
+
+
+def test_a_pod_that_does_not_start_says_why_in_one_line():
+    """The upload pod of a CI run that could not pull its image (Kubernetes 1.35's re-pull check)."""
+    message = 'failed to pull and unpack image "localhost/x:dev":\n  Head "https://localhost/v2/x/manifests/dev"'
+    pod = {
+        "status": {
+            "conditions": [{"type": "Ready", "message": "containers with unready status: [upload]"}],
+            "containerStatuses": [{"state": {"waiting": {"reason": "ErrImagePull", "message": message}}}],
+        }
+    }
+    said = why_not_ready(AnsweringKubectl(pod, "Failed: Error: ErrImagePull\n"), "finetune-upload-abc")  # type: ignore[arg-type]
+    assert said == (
+        'ErrImagePull failed to pull and unpack image "localhost/x:dev": Head '
+        '"https://localhost/v2/x/manifests/dev"; Failed: Error: ErrImagePull'
+    )
+    unready = {"status": {"conditions": [{"type": "Ready", "message": "containers with unready status: [upload]"}]}}
+    assert why_not_ready(AnsweringKubectl(unready, ""), "p") == "containers with unready status: [upload]"  # type: ignore[arg-type]
+    assert why_not_ready(AnsweringKubectl({}, ""), "p") == "pending"  # type: ignore[arg-type]
